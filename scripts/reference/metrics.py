@@ -1,0 +1,106 @@
+"""Independent reference for allsweep's evaluation metrics (fractions, not %).
+
+Why this exists: the Rust worker computes these metrics itself; this separately written
+version (from shared/paper/reference-notes.md, section 3) produces the expected values
+stored in the test vectors.
+
+Thresholded metrics pool TP/FP/TN/FN over every pixel of every image, with a pixel
+predicted positive iff P >= 0.5. Any 0/0 ratio is 1.0 (nothing to get wrong). AUC-ROC
+is exact, from the unthresholded probabilities, computed two independent ways (sklearn
+and a rank-sum formula here) that must agree to 1e-12; it is None when the targets hold
+no positives or no negatives.
+"""
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+THRESHOLD = 0.5
+AUC_AGREEMENT = 1e-12
+
+
+def _as_flat_numpy(x):
+    """Flatten a numpy array or torch tensor into a float64 numpy vector."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=np.float64).ravel()
+
+
+def _ratio(num, den):
+    """num/den, with 0/0 defined as 1.0."""
+    if den == 0:
+        if num != 0:
+            raise ValueError("nonzero numerator over zero denominator")
+        return 1.0
+    return num / den
+
+
+def confusion_counts(pred, target):
+    """Pooled (tp, fp, tn, fn) as Python ints."""
+    p = _as_flat_numpy(pred) >= THRESHOLD
+    t = _as_flat_numpy(target) > 0.5
+    tp = int(np.count_nonzero(p & t))
+    fp = int(np.count_nonzero(p & ~t))
+    tn = int(np.count_nonzero(~p & ~t))
+    fn = int(np.count_nonzero(~p & t))
+    return tp, fp, tn, fn
+
+
+def average_ranks(values):
+    """1-based ranks of `values`, ties sharing the mean of the ranks they span."""
+    order = np.argsort(values, kind="mergesort")
+    sorted_vals = values[order]
+    n = len(values)
+    breaks = np.flatnonzero(np.diff(sorted_vals) != 0) + 1
+    starts = np.concatenate(([0], breaks))  # first 0-based position of each tie group
+    ends = np.concatenate((breaks, [n]))  # one past its last position
+    group_rank = (starts + 1 + ends) / 2.0  # mean of the 1-based ranks starts+1 ..= ends
+    ranks = np.empty(n, dtype=np.float64)
+    ranks[order] = np.repeat(group_rank, ends - starts)
+    return ranks
+
+
+def auc_rank(pred, target):
+    """Exact AUC-ROC by the Mann-Whitney rank sum; None without both classes."""
+    scores = _as_flat_numpy(pred)
+    labels = _as_flat_numpy(target) > 0.5
+    n_pos = int(labels.sum())
+    n_neg = len(labels) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    rank_sum = average_ranks(scores)[labels].sum()
+    u = rank_sum - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def auc_sklearn(pred, target):
+    """Exact AUC-ROC by scikit-learn; None without both classes."""
+    labels = _as_flat_numpy(target) > 0.5
+    if labels.all() or not labels.any():
+        return None
+    return float(roc_auc_score(labels, _as_flat_numpy(pred)))
+
+
+def auc(pred, target):
+    """Exact AUC-ROC, cross-checked between the two implementations."""
+    mine = auc_rank(pred, target)
+    theirs = auc_sklearn(pred, target)
+    if (mine is None) != (theirs is None):
+        raise AssertionError(f"AUC availability disagrees: {mine} vs {theirs}")
+    if mine is not None and abs(mine - theirs) > AUC_AGREEMENT:
+        raise AssertionError(f"AUC disagrees: rank {mine!r} vs sklearn {theirs!r}")
+    return mine
+
+
+def compute_metrics(pred, target):
+    """All metrics as a dict of floats (auc may be None)."""
+    tp, fp, tn, fn = confusion_counts(pred, target)
+    total = tp + fp + tn + fn
+    return {
+        "jaccard": _ratio(tp, tp + fp + fn),
+        "dice": _ratio(2 * tp, 2 * tp + fp + fn),
+        "precision": _ratio(tp, tp + fp),
+        "recall": _ratio(tp, tp + fn),
+        "tnr": _ratio(tn, tn + fp),
+        "accuracy": _ratio(tp + tn, total),
+        "auc": auc(pred, target),
+    }

@@ -1,0 +1,141 @@
+//! The segmentation networks: the paper's U-Net and FocusNet, behind one checked entry point.
+//!
+//! [`ModelConfig`] says which network and how wide; [`Segmenter`] builds it in a `VarStore`
+//! path and refuses inputs it cannot take (wrong channel count, sides not multiples of 16)
+//! with an error instead of a libtorch panic deep in a concatenation.
+
+mod blocks;
+mod focusnet;
+mod unet;
+
+pub use focusnet::FocusNet;
+pub use unet::UNet;
+
+use serde::Serialize;
+use tch::nn::{self, ModuleT};
+use tch::Tensor;
+use toml::Table;
+
+use crate::params::{ParamError, ParamReader};
+
+/// Input sides must be multiples of this: both networks halve the resolution four times.
+pub const SIDE_MULTIPLE: i64 = 16;
+
+/// Which network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arch {
+    Unet,
+    Focusnet,
+}
+
+impl Arch {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Arch::Unet => "unet",
+            Arch::Focusnet => "focusnet",
+        }
+    }
+}
+
+/// A network and its width (the first level's channel count; 32 is the paper's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ModelConfig {
+    pub arch: Arch,
+    pub width: i64,
+}
+
+impl ModelConfig {
+    /// Parses the spec's `[model]` table: `arch` (required), `width` (default 32).
+    pub fn from_table(table: &Table, prefix: &str) -> Result<Self, ParamError> {
+        let mut r = ParamReader::new(table, prefix);
+        if r.raw("arch").is_none() {
+            return Err(r.error("arch", "missing; one of unet, focusnet"));
+        }
+        let mut r = ParamReader::new(table, prefix);
+        let arch = match r.choice("arch", "unet", &["unet", "focusnet"])? {
+            "focusnet" => Arch::Focusnet,
+            _ => Arch::Unet,
+        };
+        let width = r.positive_integer("width", 32)?;
+        if arch == Arch::Focusnet && width % 8 != 0 {
+            return Err(r.error("width", format!("FocusNet needs a multiple of 8 (it scales 4-channel layers), got {width}")));
+        }
+        r.finish()?;
+        Ok(Self { arch, width })
+    }
+}
+
+/// Why a model could not be built or run.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ModelError {
+    #[error("input channels must be 1, 2 or 3, got {0}")]
+    Channels(i64),
+    #[error("input has shape {0:?}; expected [N, C, H, W]")]
+    Rank(Vec<i64>),
+    #[error("the model takes {expected} input channel(s), the input has {found}")]
+    ChannelMismatch { expected: i64, found: i64 },
+    #[error("input size {height}x{width} is not supported: both sides must be positive multiples of 16 (e.g. 48x48, 128x128, 192x256)")]
+    Size { height: i64, width: i64 },
+}
+
+/// Checks that a `height x width` input fits the networks.
+pub fn check_size(height: i64, width: i64) -> Result<(), ModelError> {
+    let ok = |side: i64| side > 0 && side % SIDE_MULTIPLE == 0;
+    if ok(height) && ok(width) {
+        Ok(())
+    } else {
+        Err(ModelError::Size { height, width })
+    }
+}
+
+/// A built network that checks its inputs.
+#[derive(Debug)]
+pub struct Segmenter {
+    net: Box<dyn ModuleT>,
+    in_channels: i64,
+    config: ModelConfig,
+}
+
+impl Segmenter {
+    /// Builds the network's variables under `path`.
+    pub fn new(path: &nn::Path, config: ModelConfig, in_channels: i64) -> Result<Self, ModelError> {
+        if !(1..=3).contains(&in_channels) {
+            return Err(ModelError::Channels(in_channels));
+        }
+        let net: Box<dyn ModuleT> = match config.arch {
+            Arch::Unet => Box::new(UNet::new(path, in_channels, config.width)),
+            Arch::Focusnet => Box::new(FocusNet::new(path, in_channels, config.width)),
+        };
+        Ok(Self { net, in_channels, config })
+    }
+
+    pub fn config(&self) -> ModelConfig {
+        self.config
+    }
+
+    /// Checks that `input` fits: `[N, C, H, W]` with the model's C and sides multiples of 16.
+    pub fn check_input(&self, input: &Tensor) -> Result<(), ModelError> {
+        let size = input.size();
+        let [_, c, h, w] = size[..] else { return Err(ModelError::Rank(size)) };
+        if c != self.in_channels {
+            return Err(ModelError::ChannelMismatch { expected: self.in_channels, found: c });
+        }
+        check_size(h, w)
+    }
+
+    /// Probabilities `[N, 1, H, W]` for `input`; `train` enables dropout and batch statistics.
+    pub fn forward_t(&self, input: &Tensor, train: bool) -> Result<Tensor, ModelError> {
+        self.check_input(input)?;
+        Ok(self.net.forward_t(input, train))
+    }
+}
+
+/// Number of trainable parameters in a `VarStore` (batch-norm running statistics excluded,
+/// as PyTorch's `parameters()` excludes buffers).
+pub fn parameter_count(vs: &nn::VarStore) -> i64 {
+    vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+}
+
+#[cfg(test)]
+mod tests;
