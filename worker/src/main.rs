@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 mod inspect;
 
 #[derive(Parser)]
-#[command(name = "allsweep-worker", version, about = "allsweep's worker: trains segmentation networks with the paper's losses")]
+#[command(
+    name = "allsweep-worker",
+    version,
+    about = "allsweep's worker: trains segmentation networks with the paper's losses"
+)]
 #[command(arg_required_else_help = true)]
 struct Cli {
     #[command(subcommand)]

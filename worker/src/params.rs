@@ -64,9 +64,7 @@ impl<'a> ParamReader<'a> {
             None => default,
             Some(Value::Float(v)) => *v,
             Some(Value::Integer(v)) => *v as f64,
-            Some(other) => {
-                return Err(self.error(key, format!("expected a number, found {}", describe(other))))
-            }
+            Some(other) => return Err(self.error(key, format!("expected a number, found {}", describe(other)))),
         };
         if !value.is_finite() || !valid(value) {
             return Err(self.error(key, format!("must be {accepted}, got {value}")));
@@ -88,11 +86,11 @@ impl<'a> ParamReader<'a> {
     pub fn choice<'c>(&mut self, key: &str, default: &'c str, choices: &[&'c str]) -> Result<&'c str, ParamError> {
         match self.take(key) {
             None => Ok(default),
-            Some(Value::String(s)) => choices
-                .iter()
-                .find(|c| **c == s.as_str())
-                .copied()
-                .ok_or_else(|| self.error(key, format!("unknown value {s:?}; expected one of {}", choices.join(", ")))),
+            Some(Value::String(s)) => {
+                choices.iter().find(|c| **c == s.as_str()).copied().ok_or_else(|| {
+                    self.error(key, format!("unknown value {s:?}; expected one of {}", choices.join(", ")))
+                })
+            }
             Some(other) => Err(self.error(key, format!("expected a string, found {}", describe(other)))),
         }
     }
@@ -135,10 +133,9 @@ pub fn table_from_assignments<S: AsRef<str>>(assignments: &[S]) -> Result<Table,
     let mut root = Table::new();
     for assignment in assignments {
         let assignment = assignment.as_ref();
-        let (name, text) = assignment.split_once('=').ok_or_else(|| ParamError {
-            key: assignment.to_string(),
-            message: "expected NAME=VALUE".to_string(),
-        })?;
+        let (name, text) = assignment
+            .split_once('=')
+            .ok_or_else(|| ParamError { key: assignment.to_string(), message: "expected NAME=VALUE".to_string() })?;
         let value = parse_value(text.trim());
         insert_dotted(&mut root, name.trim(), value)?;
     }

@@ -35,7 +35,19 @@ fn model_reports_parameters_and_output_shape() {
     let out = json_of(&worker(&["inspect", "model", "--arch", "focusnet", "--size", "192x256", "--json"]));
     assert_eq!(out["parameters"], 19_068_669);
     assert_eq!(out["output"], serde_json::json!([1, 1, 192, 256]));
-    let out = json_of(&worker(&["inspect", "model", "--arch", "unet", "--size", "48x48", "--channels", "1", "--width", "8", "--json"]));
+    let out = json_of(&worker(&[
+        "inspect",
+        "model",
+        "--arch",
+        "unet",
+        "--size",
+        "48x48",
+        "--channels",
+        "1",
+        "--width",
+        "8",
+        "--json",
+    ]));
     assert_eq!(out["parameters"], 535_729);
     let err = stderr_of(&worker(&["inspect", "model", "--arch", "unet", "--size", "50x48"]));
     assert!(err.contains("50x48") && err.contains("multiples of 16"), "{err}");
@@ -45,14 +57,26 @@ fn model_reports_parameters_and_output_shape() {
 fn loss_value_and_gradient_file_match_the_reference() {
     let grad_out = scratch("all_image.grad.npy");
     let out = json_of(&worker(&[
-        "inspect", "loss", "--kind", "all", "--param", "reduction=image",
-        "--pred", &vector("good_mixed_fg30/pred.npy"), "--target", &vector("good_mixed_fg30/target.npy"),
-        "--grad-out", grad_out.to_str().expect("utf-8 path"), "--json",
+        "inspect",
+        "loss",
+        "--kind",
+        "all",
+        "--param",
+        "reduction=image",
+        "--pred",
+        &vector("good_mixed_fg30/pred.npy"),
+        "--target",
+        &vector("good_mixed_fg30/target.npy"),
+        "--grad-out",
+        grad_out.to_str().expect("utf-8 path"),
+        "--json",
     ]));
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(vector("manifest.json")).expect("manifest")).expect("json");
-    let case = manifest["cases"].as_array().expect("cases").iter().find(|c| c["name"] == "good_mixed_fg30").expect("case");
-    let expected = case["losses"].as_array().expect("losses").iter().find(|l| l["id"] == "all_image").expect("all_image");
+    let case =
+        manifest["cases"].as_array().expect("cases").iter().find(|c| c["name"] == "good_mixed_fg30").expect("case");
+    let expected =
+        case["losses"].as_array().expect("losses").iter().find(|l| l["id"] == "all_image").expect("all_image");
     let value = out["value"].as_f64().expect("value");
     assert!((value - expected["value"].as_f64().expect("f64")).abs() < 1e-9, "{value} vs {}", expected["value"]);
     let grad = Tensor::read_npy(&grad_out).expect("gradient written");
@@ -65,61 +89,148 @@ fn loss_value_and_gradient_file_match_the_reference() {
 fn float32_inputs_give_a_float32_gradient() {
     let pred = scratch("pred32.npy");
     let target = scratch("target32.npy");
-    Tensor::read_npy(vector("sparse_fg2/pred.npy")).expect("read").to_kind(Kind::Float).write_npy(&pred).expect("write");
-    Tensor::read_npy(vector("sparse_fg2/target.npy")).expect("read").to_kind(Kind::Float).write_npy(&target).expect("write");
+    Tensor::read_npy(vector("sparse_fg2/pred.npy"))
+        .expect("read")
+        .to_kind(Kind::Float)
+        .write_npy(&pred)
+        .expect("write");
+    Tensor::read_npy(vector("sparse_fg2/target.npy"))
+        .expect("read")
+        .to_kind(Kind::Float)
+        .write_npy(&target)
+        .expect("write");
     let grad_out = scratch("grad32.npy");
-    let args = ["inspect", "loss", "--kind", "focal", "--pred", pred.to_str().unwrap_or_default(),
-        "--target", target.to_str().unwrap_or_default(), "--grad-out", grad_out.to_str().unwrap_or_default(), "--json"];
+    let args = [
+        "inspect",
+        "loss",
+        "--kind",
+        "focal",
+        "--pred",
+        pred.to_str().unwrap_or_default(),
+        "--target",
+        target.to_str().unwrap_or_default(),
+        "--grad-out",
+        grad_out.to_str().unwrap_or_default(),
+        "--json",
+    ];
     json_of(&worker(&args));
     assert_eq!(Tensor::read_npy(&grad_out).expect("written").kind(), Kind::Float);
 }
 
 #[test]
 fn metrics_match_the_reference_and_report_undefined_auc_as_null() {
-    let out = json_of(&worker(&["inspect", "metrics", "--pred", &vector("all_negative/pred.npy"),
-        "--target", &vector("all_negative/target.npy"), "--json", "--roc-points", "20"]));
+    let out = json_of(&worker(&[
+        "inspect",
+        "metrics",
+        "--pred",
+        &vector("all_negative/pred.npy"),
+        "--target",
+        &vector("all_negative/target.npy"),
+        "--json",
+        "--roc-points",
+        "20",
+    ]));
     assert!(out["metrics"]["auc"].is_null(), "no positives: AUC undefined");
     assert_eq!(out["metrics"]["recall"], 1.0);
     assert!(out["roc"].as_array().expect("roc").len() <= 20);
-    let out = json_of(&worker(&["inspect", "metrics", "--pred", &vector("moderate_fg10/pred.npy"),
-        "--target", &vector("moderate_fg10/target.npy"), "--json"]));
+    let out = json_of(&worker(&[
+        "inspect",
+        "metrics",
+        "--pred",
+        &vector("moderate_fg10/pred.npy"),
+        "--target",
+        &vector("moderate_fg10/target.npy"),
+        "--json",
+    ]));
     assert!((out["metrics"]["auc"].as_f64().expect("auc") - 0.9801).abs() < 1e-3);
 }
 
 #[test]
 fn bad_inputs_name_what_is_wrong_and_write_nothing() {
     let grad_out = scratch("never.npy");
-    let mismatched = worker(&["inspect", "loss", "--kind", "dice", "--pred", &vector("random_fg50/pred.npy"),
-        "--target", &vector("sparse_fg2/target.npy"), "--grad-out", grad_out.to_str().unwrap_or_default()]);
+    let mismatched = worker(&[
+        "inspect",
+        "loss",
+        "--kind",
+        "dice",
+        "--pred",
+        &vector("random_fg50/pred.npy"),
+        "--target",
+        &vector("sparse_fg2/target.npy"),
+        "--grad-out",
+        grad_out.to_str().unwrap_or_default(),
+    ]);
     let err = stderr_of(&mismatched);
     assert!(err.contains("[2, 1, 16, 16]") && err.contains("[1, 1, 48, 48]"), "{err}");
     assert!(!grad_out.exists(), "no gradient file after an error");
 
-    let err = stderr_of(&worker(&["inspect", "loss", "--kind", "all", "--param", "epsilon=0",
-        "--pred", &vector("random_fg50/pred.npy"), "--target", &vector("random_fg50/target.npy")]));
+    let err = stderr_of(&worker(&[
+        "inspect",
+        "loss",
+        "--kind",
+        "all",
+        "--param",
+        "epsilon=0",
+        "--pred",
+        &vector("random_fg50/pred.npy"),
+        "--target",
+        &vector("random_fg50/target.npy"),
+    ]));
     assert!(err.contains("loss.epsilon: must be > 0"), "{err}");
 
-    let err = stderr_of(&worker(&["inspect", "metrics", "--pred", "/nonexistent/p.npy", "--target", "/nonexistent/t.npy"]));
+    let err =
+        stderr_of(&worker(&["inspect", "metrics", "--pred", "/nonexistent/p.npy", "--target", "/nonexistent/t.npy"]));
     assert!(err.contains("/nonexistent/p.npy"), "{err}");
 
     // Labels stored as 0/255, the usual mistake.
     let target255 = scratch("t255.npy");
     (Tensor::read_npy(vector("random_fg50/target.npy")).expect("read") * 255.0).write_npy(&target255).expect("write");
-    let err = stderr_of(&worker(&["inspect", "metrics", "--pred", &vector("random_fg50/pred.npy"),
-        "--target", target255.to_str().unwrap_or_default()]));
+    let err = stderr_of(&worker(&[
+        "inspect",
+        "metrics",
+        "--pred",
+        &vector("random_fg50/pred.npy"),
+        "--target",
+        target255.to_str().unwrap_or_default(),
+    ]));
     assert!(err.contains("other than 0 and 1") && err.contains("255"), "{err}");
 
     let not_npy = scratch("garbage.npy");
     std::fs::write(&not_npy, b"not an npy file").expect("write");
-    let err = stderr_of(&worker(&["inspect", "metrics", "--pred", not_npy.to_str().unwrap_or_default(),
-        "--target", &vector("random_fg50/target.npy")]));
+    let err = stderr_of(&worker(&[
+        "inspect",
+        "metrics",
+        "--pred",
+        not_npy.to_str().unwrap_or_default(),
+        "--target",
+        &vector("random_fg50/target.npy"),
+    ]));
     assert!(err.contains("garbage.npy"), "{err}");
 }
 
 #[test]
 fn step_times_a_small_training_step() {
-    let out = json_of(&worker(&["inspect", "step", "--arch", "unet", "--size", "32x32", "--batch", "2",
-        "--channels", "1", "--width", "8", "--steps", "2", "--warmup", "1", "--device", "cpu", "--json"]));
+    let out = json_of(&worker(&[
+        "inspect",
+        "step",
+        "--arch",
+        "unet",
+        "--size",
+        "32x32",
+        "--batch",
+        "2",
+        "--channels",
+        "1",
+        "--width",
+        "8",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--device",
+        "cpu",
+        "--json",
+    ]));
     assert_eq!(out["impl"], "allsweep");
     assert_eq!(out["steps"], 2);
     assert!(out["seconds_per_step_median"].as_f64().expect("seconds") > 0.0);

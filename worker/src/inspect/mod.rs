@@ -33,9 +33,8 @@ pub fn run(command: InspectCommand) -> anyhow::Result<()> {
 
 /// Parses `HxW` (e.g. `192x256`) into (height, width).
 pub fn parse_size(text: &str) -> Result<(i64, i64), String> {
-    let (h, w) = text
-        .split_once(['x', 'X'])
-        .ok_or_else(|| format!("expected HxW such as 48x48 or 192x256, got {text:?}"))?;
+    let (h, w) =
+        text.split_once(['x', 'X']).ok_or_else(|| format!("expected HxW such as 48x48 or 192x256, got {text:?}"))?;
     let side = |s: &str| s.trim().parse::<i64>().map_err(|_| format!("{s:?} in {text:?} is not a whole number"));
     Ok((side(h)?, side(w)?))
 }

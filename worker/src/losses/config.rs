@@ -98,9 +98,7 @@ impl LossConfig {
                 let base = Box::new(base_loss(&mut r, reduction)?);
                 LossConfig::All { all, reduction, base }
             }
-            other => {
-                return Err(r.error("kind", format!("unknown loss {other:?}; one of {}", LOSS_KINDS.join(", "))))
-            }
+            other => return Err(r.error("kind", format!("unknown loss {other:?}; one of {}", LOSS_KINDS.join(", ")))),
         };
         r.finish()?;
         Ok(config)
@@ -171,9 +169,7 @@ fn base_loss(r: &mut ParamReader, reduction: Reduction) -> Result<LossConfig, Pa
             t
         }
         Some(Value::Table(t)) => t.clone(),
-        Some(other) => {
-            return Err(r.error("base", format!("expected a loss name or table, found {}", describe(other))))
-        }
+        Some(other) => return Err(r.error("base", format!("expected a loss name or table, found {}", describe(other)))),
     };
     if table.get("kind").and_then(Value::as_str) == Some("all") {
         return Err(r.error("base.kind", "the all loss cannot wrap itself; choose a base loss"));

@@ -112,7 +112,11 @@ fn all_wraps_the_batch_dice_by_default_and_per_image_on_request() {
     let expected = (all.value(per_image[0]) + all.value(per_image[1])) / 2.0;
     assert_close(loss("kind = \"all\"\nreduction = \"image\"", &pred, &target), expected, "per-image ALL");
     let tversky = loss("kind = \"tversky\"\nalpha = 0.6", &pred, &target);
-    assert_close(loss("kind = \"all\"\nbase = {kind = \"tversky\", alpha = 0.6}", &pred, &target), all.value(tversky), "ALL of Tversky");
+    assert_close(
+        loss("kind = \"all\"\nbase = {kind = \"tversky\", alpha = 0.6}", &pred, &target),
+        all.value(tversky),
+        "ALL of Tversky",
+    );
 }
 
 #[test]
@@ -188,7 +192,11 @@ fn assert_gradient_matches_finite_differences(text: &str, pred: &Tensor, target:
         down[i] -= h;
         let numeric = (eval(&up) - eval(&down)) / (2.0 * h);
         let tolerance = 1e-6 * numeric.abs().max(1.0);
-        assert!((analytic[i] - numeric).abs() < tolerance, "{text}: pixel {i}: autograd {} vs finite difference {numeric}", analytic[i]);
+        assert!(
+            (analytic[i] - numeric).abs() < tolerance,
+            "{text}: pixel {i}: autograd {} vs finite difference {numeric}",
+            analytic[i]
+        );
     }
 }
 

@@ -45,7 +45,10 @@ pub struct ConvBnRelu {
 
 impl ConvBnRelu {
     pub fn new(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64) -> Self {
-        Self { conv: conv(&p / "conv", cin, cout, k, stride, false), bn: nn::batch_norm2d(&p / "bn", cout, Default::default()) }
+        Self {
+            conv: conv(&p / "conv", cin, cout, k, stride, false),
+            bn: nn::batch_norm2d(&p / "bn", cout, Default::default()),
+        }
     }
 }
 

@@ -253,8 +253,7 @@ impl ModuleT for FocusNet {
         let x = self.bottom_se.forward(&self.bottom.forward_t(&x, train));
         let mut x = self.bottom_down.forward_t(&x, train);
         let mut side_maps = Vec::with_capacity(4);
-        for ((up, dec), (skip, side)) in
-            self.up.iter().zip(&self.dec).zip(stage_outputs.iter().rev().zip(&self.sides))
+        for ((up, dec), (skip, side)) in self.up.iter().zip(&self.dec).zip(stage_outputs.iter().rev().zip(&self.sides))
         {
             x = dec.forward_t(&up.forward_cat(&x, skip), train);
             side_maps.push(side.forward(&x));

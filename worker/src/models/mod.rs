@@ -59,7 +59,9 @@ impl ModelConfig {
         };
         let width = r.positive_integer("width", 32)?;
         if arch == Arch::Focusnet && width % 8 != 0 {
-            return Err(r.error("width", format!("FocusNet needs a multiple of 8 (it scales 4-channel layers), got {width}")));
+            return Err(
+                r.error("width", format!("FocusNet needs a multiple of 8 (it scales 4-channel layers), got {width}"))
+            );
         }
         r.finish()?;
         Ok(Self { arch, width })

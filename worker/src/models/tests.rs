@@ -64,7 +64,9 @@ fn model_config_names_bad_keys() {
     assert!(parse("arch = \"resnet\"").unwrap_err().starts_with("model.arch: unknown value \"resnet\""));
     assert!(parse("width = 8").unwrap_err().starts_with("model.arch: missing"));
     assert!(parse("arch = \"unet\"\nwidth = 0").unwrap_err().starts_with("model.width: must be a positive integer"));
-    assert!(parse("arch = \"focusnet\"\nwidth = 12").unwrap_err().starts_with("model.width: FocusNet needs a multiple of 8"));
+    assert!(parse("arch = \"focusnet\"\nwidth = 12")
+        .unwrap_err()
+        .starts_with("model.width: FocusNet needs a multiple of 8"));
     assert!(parse("arch = \"unet\"\ndepth = 5").unwrap_err().starts_with("model.depth: unknown key"));
 }
 
