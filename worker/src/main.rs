@@ -1,12 +1,13 @@
-//! `allsweep-worker`: the process that trains. Today it offers `inspect`, which shows the
-//! training core (models, losses, metrics, a timed training step) at work on the user's own
-//! inputs; the trainer and the coordinator agent join it in later issues.
+//! `allsweep-worker`: the process that trains. `train` runs one trial offline; `inspect`
+//! shows the training core (models, losses, metrics, a timed training step) at work on the
+//! user's own inputs; the coordinator agent joins them with the distributed-sweeps issue.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod inspect;
+mod train_command;
 
 #[derive(Parser)]
 #[command(
@@ -25,6 +26,8 @@ enum Command {
     /// Check the training core by hand: a model's size, a loss and its gradient, metrics, a timed step.
     #[command(subcommand)]
     Inspect(inspect::InspectCommand),
+    /// Train one trial offline from a RUN.toml (no coordinator).
+    Train(train_command::TrainArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,10 +37,12 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(command) => inspect::run(command),
+        Command::Train(args) => train_command::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

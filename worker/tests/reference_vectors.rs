@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tch::{Kind, Tensor};
 
-use allsweep_worker::losses::LossConfig;
+use allsweep_worker::losses::{Loss, LossConfig};
 use allsweep_worker::metrics::MetricsAccumulator;
 use allsweep_worker::npy;
 
@@ -75,7 +75,7 @@ fn losses_and_gradients_agree_with_pytorch() {
             let table = toml::Table::try_from(&vector.config).expect("config converts to a table");
             let config = LossConfig::from_table(&table, "loss").unwrap_or_else(|e| panic!("{what}: {e}"));
             let p = pred.copy().set_requires_grad(true);
-            let loss = config.compute(&p, &target).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let loss = Loss::new(config).compute(&p, &target).unwrap_or_else(|e| panic!("{what}: {e}"));
             let value = loss.double_value(&[]);
             assert!(relative_error(value, vector.value) < 1e-5, "{what}: {value} vs PyTorch {}", vector.value);
             loss.backward();

@@ -8,8 +8,9 @@ use clap::Args;
 use serde_json::json;
 use tch::Kind;
 
-use allsweep_worker::losses::LossConfig;
-use allsweep_worker::{npy, params};
+use allsweep_worker::config::params;
+use allsweep_worker::losses::{Loss, LossConfig};
+use allsweep_worker::npy;
 
 #[derive(Args)]
 pub struct LossArgs {
@@ -39,7 +40,7 @@ pub fn run(args: LossArgs) -> anyhow::Result<()> {
     let pred = npy::read_float(&args.pred)?;
     let target = npy::read_float(&args.target)?;
     let pred64 = pred.to_kind(Kind::Double).set_requires_grad(true);
-    let loss = config
+    let loss = Loss::new(config.clone())
         .compute(&pred64, &target.to_kind(Kind::Double))
         .with_context(|| format!("{} against {}", args.pred.display(), args.target.display()))?;
     let value = loss.double_value(&[]);

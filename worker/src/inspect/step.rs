@@ -1,16 +1,16 @@
-//! `inspect step`: times whole training steps (forward, batch Dice loss, backward, Adam
-//! lr 1e-4) on random data: the allsweep half of the training-step benchmark, whose PyTorch
+//! `inspect step`: times whole training steps (forward, batch Dice loss, backward, the
+//! trainer's Adam at lr 1e-4) on random data: the allsweep half of the training-step benchmark, whose PyTorch
 //! half is `scripts/bench/pytorch_step.py`.
 
 use std::time::Instant;
 
 use clap::Args;
 use serde_json::json;
-use tch::nn::OptimizerConfig;
 use tch::{nn, Device, Kind, Tensor};
 
-use allsweep_worker::losses::LossConfig;
+use allsweep_worker::losses::{Loss, LossConfig, Reduction};
 use allsweep_worker::models::{self, Segmenter};
+use allsweep_worker::train::adam::Adam;
 
 use super::model::{model_config, ArchArg};
 
@@ -49,8 +49,8 @@ pub fn run(args: StepArgs) -> anyhow::Result<()> {
     let device = args.device;
     let vs = nn::VarStore::new(device);
     let model = Segmenter::new(&vs.root(), model_config(args.arch, args.width)?, args.channels)?;
-    let mut optimizer = nn::Adam::default().build(&vs, 1e-4)?;
-    let loss = LossConfig::Dice { smooth: 1.0, reduction: allsweep_worker::losses::Reduction::Batch };
+    let mut optimizer = Adam::new(&vs, 1e-4);
+    let loss = Loss::new(LossConfig::Dice { smooth: 1.0, reduction: Reduction::Batch });
     let input = Tensor::rand([args.batch, args.channels, height, width], (Kind::Float, device));
     let target = Tensor::rand([args.batch, 1, height, width], (Kind::Float, device)).ge(0.5).to_kind(Kind::Float);
     let mut step = || -> anyhow::Result<()> {

@@ -5,16 +5,14 @@
 //! (N images) and returns a scalar. Region losses (Dice, Jaccard, Tversky, Focal Tversky)
 //! sum over the whole batch by default (the authors' code) or per image on request.
 //!
-//! A loss is chosen by a [`LossConfig`], parsed and validated from a config table
-//! ([`LossConfig::from_table`]), so that a sweep can name any loss and its parameters.
+//! A loss is chosen by a [`LossConfig`] (crate `allsweep-config`, which parses and validates
+//! it), so that a sweep can name any loss and its parameters; [`Loss`] computes it.
 
 mod adaptive_log;
-mod config;
 mod overlap;
 mod pixelwise;
 
-pub use adaptive_log::AdaptiveLog;
-pub use config::{LossConfig, Reduction};
+pub use allsweep_config::loss::{AdaptiveLog, LossConfig, Reduction};
 
 use tch::Tensor;
 
@@ -27,7 +25,21 @@ pub enum LossError {
     Input(#[from] InputError),
 }
 
-impl LossConfig {
+/// A configured loss, ready to compute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loss {
+    config: LossConfig,
+}
+
+impl Loss {
+    pub fn new(config: LossConfig) -> Self {
+        Self { config }
+    }
+
+    pub fn config(&self) -> &LossConfig {
+        &self.config
+    }
+
     /// The loss of a batch: validates the inputs fully (shape, ranges), then computes.
     pub fn compute(&self, pred: &Tensor, target: &Tensor) -> Result<Tensor, LossError> {
         inputs::check_pair(pred, target)?;
@@ -43,24 +55,24 @@ impl LossConfig {
     }
 
     fn compute_unchecked_values(&self, pred: &Tensor, target: &Tensor) -> Tensor {
-        let per_image = self.reduction() == Some(Reduction::Image);
-        self.per_unit(pred, target, per_image).mean(None)
+        let per_image = self.config.reduction() == Some(Reduction::Image);
+        per_unit(&self.config, pred, target, per_image).mean(None)
     }
+}
 
-    /// The loss per image (`per_image`, shape `[N]`) or over the whole batch (a scalar).
-    fn per_unit(&self, p: &Tensor, t: &Tensor, per_image: bool) -> Tensor {
-        let r = Reduce { per_image };
-        match self {
-            LossConfig::Dice { smooth, .. } => overlap::dice_loss(p, t, *smooth, r),
-            LossConfig::Jaccard { smooth, .. } => overlap::jaccard_loss(p, t, *smooth, r),
-            LossConfig::Tversky { alpha, smooth, .. } => overlap::tversky_loss(p, t, *alpha, *smooth, r),
-            LossConfig::FocalTversky { alpha, gamma, smooth, .. } => {
-                overlap::focal_tversky_loss(p, t, *alpha, *gamma, *smooth, r)
-            }
-            LossConfig::Focal { gamma, alpha } => pixelwise::focal_loss(p, t, *gamma, *alpha, r),
-            LossConfig::Combo { alpha, beta, smooth } => pixelwise::combo_loss(p, t, *alpha, *beta, *smooth, r),
-            LossConfig::All { all, base, .. } => all.apply(&base.per_unit(p, t, per_image)),
+/// The loss per image (`per_image`, shape `[N]`) or over the whole batch (a scalar).
+fn per_unit(config: &LossConfig, p: &Tensor, t: &Tensor, per_image: bool) -> Tensor {
+    let r = Reduce { per_image };
+    match config {
+        LossConfig::Dice { smooth, .. } => overlap::dice_loss(p, t, *smooth, r),
+        LossConfig::Jaccard { smooth, .. } => overlap::jaccard_loss(p, t, *smooth, r),
+        LossConfig::Tversky { alpha, smooth, .. } => overlap::tversky_loss(p, t, *alpha, *smooth, r),
+        LossConfig::FocalTversky { alpha, gamma, smooth, .. } => {
+            overlap::focal_tversky_loss(p, t, *alpha, *gamma, *smooth, r)
         }
+        LossConfig::Focal { gamma, alpha } => pixelwise::focal_loss(p, t, *gamma, *alpha, r),
+        LossConfig::Combo { alpha, beta, smooth } => pixelwise::combo_loss(p, t, *alpha, *beta, *smooth, r),
+        LossConfig::All { all, base, .. } => adaptive_log::apply(all, &per_unit(base, p, t, per_image)),
     }
 }
 

@@ -18,10 +18,10 @@ pub mod roc;
 pub use accumulator::MetricsAccumulator;
 pub use roc::RocPoint;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The pooled confusion counts at threshold 0.5.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Confusion {
     pub tp: u64,
     pub fp: u64,
@@ -31,7 +31,7 @@ pub struct Confusion {
 }
 
 /// Every metric of a split, as fractions in [0, 1].
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     pub jaccard: f64,
     pub dice: f64,

@@ -6,7 +6,7 @@
 //! the AUC agrees with the exact rank computation to well under 1e-4 on the test vectors;
 //! pairs that share a bin count as ties (one half), as the exact AUC counts equal scores.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Number of score bins.
 pub const BINS: i64 = 1 << 16;
@@ -14,7 +14,7 @@ pub const BINS: i64 = 1 << 16;
 pub const LOGIT_RANGE: f64 = 16.2;
 
 /// One point of a ROC curve: at scores >= `threshold`, the false and true positive rates.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RocPoint {
     pub threshold: f64,
     pub fpr: f64,

@@ -10,7 +10,7 @@
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 
-use super::blocks::{conv, upsample, SameConv2x2};
+use super::blocks::{conv, upsample, SameConv2x2, SeededDropout, StepSeed};
 
 /// Keras' default LeakyReLU slope, used after the first convolution of branch 1.
 const LEAKY_SLOPE: f64 = 0.3;
@@ -151,6 +151,7 @@ pub struct FocusNet {
     b1_conv2: Residual,
     b1_conv3: Residual,
     b1_bottom: Residual,
+    b1_dropout: SeededDropout,
     b1_up: [Up; 3],
     b1_conv5: Residual,
     b1_conv6: Residual,
@@ -172,7 +173,7 @@ pub struct FocusNet {
 }
 
 impl FocusNet {
-    pub fn new(p: &nn::Path, in_channels: i64, width: i64) -> Self {
+    pub fn new(p: &nn::Path, in_channels: i64, width: i64, step_seed: &StepSeed) -> Self {
         let ch = |c: i64| (c * width / 32).max(1);
         let res = |name: &str, cin: i64, cout: i64, stride: i64, first: bool| {
             Residual::new(p / name, ch(cin), ch(cout), stride, first)
@@ -189,6 +190,7 @@ impl FocusNet {
             b1_conv2: res("b1_conv2", 32, 64, 1, false),
             b1_conv3: res("b1_conv3", 64, 128, 1, false),
             b1_bottom: res("b1_bottom", 128, 256, 1, false),
+            b1_dropout: SeededDropout::new(BRANCH1_DROPOUT, 0, step_seed),
             b1_up: [up("b1_up256", 256, 256), up("b1_up128", 256, 128), up("b1_up64", 128, 64)],
             b1_conv5: Residual::new(p / "b1_conv5", ch(256) + ch(128), ch(256), 1, false),
             b1_conv6: Residual::new(p / "b1_conv6", ch(128) + ch(64), ch(128), 1, false),
@@ -232,7 +234,7 @@ impl FocusNet {
         let conv2 = self.b1_conv2.forward_t(&self.b1_down[0].forward_t(&conv1, train), train);
         let conv3 = self.b1_conv3.forward_t(&self.b1_down[1].forward_t(&conv2, train), train);
         let bottom = self.b1_bottom.forward_t(&self.b1_down[2].forward_t(&conv3, train), train);
-        let bottom = bottom.dropout(BRANCH1_DROPOUT, train);
+        let bottom = self.b1_dropout.forward_t(&bottom, train);
         let conv5 = self.b1_conv5.forward_t(&self.b1_up[0].forward_cat(&bottom, &conv3), train);
         let conv6 = self.b1_conv6.forward_t(&self.b1_up[1].forward_cat(&conv5, &conv2), train);
         let conv7 = self.b1_conv7.forward_t(&self.b1_up[2].forward_cat(&conv6, &conv1), train);

@@ -1,6 +1,6 @@
 //! The segmentation networks: the paper's U-Net and FocusNet, behind one checked entry point.
 //!
-//! [`ModelConfig`] says which network and how wide; [`Segmenter`] builds it in a `VarStore`
+//! [`ModelConfig`] (crate `allsweep-config`) says which network and how wide; [`Segmenter`] builds it in a `VarStore`
 //! path and refuses inputs it cannot take (wrong channel count, sides not multiples of 16)
 //! with an error instead of a libtorch panic deep in a concatenation.
 
@@ -11,62 +11,12 @@ mod unet;
 pub use focusnet::FocusNet;
 pub use unet::UNet;
 
-use serde::Serialize;
+pub use allsweep_config::model::{Arch, ModelConfig};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
-use toml::Table;
-
-use crate::params::{ParamError, ParamReader};
 
 /// Input sides must be multiples of this: both networks halve the resolution four times.
 pub const SIDE_MULTIPLE: i64 = 16;
-
-/// Which network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Arch {
-    Unet,
-    Focusnet,
-}
-
-impl Arch {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Arch::Unet => "unet",
-            Arch::Focusnet => "focusnet",
-        }
-    }
-}
-
-/// A network and its width (the first level's channel count; 32 is the paper's).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct ModelConfig {
-    pub arch: Arch,
-    pub width: i64,
-}
-
-impl ModelConfig {
-    /// Parses the spec's `[model]` table: `arch` (required), `width` (default 32).
-    pub fn from_table(table: &Table, prefix: &str) -> Result<Self, ParamError> {
-        let mut r = ParamReader::new(table, prefix);
-        if r.raw("arch").is_none() {
-            return Err(r.error("arch", "missing; one of unet, focusnet"));
-        }
-        let mut r = ParamReader::new(table, prefix);
-        let arch = match r.choice("arch", "unet", &["unet", "focusnet"])? {
-            "focusnet" => Arch::Focusnet,
-            _ => Arch::Unet,
-        };
-        let width = r.positive_integer("width", 32)?;
-        if arch == Arch::Focusnet && width % 8 != 0 {
-            return Err(
-                r.error("width", format!("FocusNet needs a multiple of 8 (it scales 4-channel layers), got {width}"))
-            );
-        }
-        r.finish()?;
-        Ok(Self { arch, width })
-    }
-}
 
 /// Why a model could not be built or run.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -95,6 +45,8 @@ pub fn check_size(height: i64, width: i64) -> Result<(), ModelError> {
 #[derive(Debug)]
 pub struct Segmenter {
     net: Box<dyn ModuleT>,
+    /// Seed of the dropout masks of the next forward pass (see [`blocks::SeededDropout`]).
+    step_seed: blocks::StepSeed,
     in_channels: i64,
     config: ModelConfig,
 }
@@ -105,15 +57,21 @@ impl Segmenter {
         if !(1..=3).contains(&in_channels) {
             return Err(ModelError::Channels(in_channels));
         }
+        let step_seed = blocks::StepSeed::default();
         let net: Box<dyn ModuleT> = match config.arch {
-            Arch::Unet => Box::new(UNet::new(path, in_channels, config.width)),
-            Arch::Focusnet => Box::new(FocusNet::new(path, in_channels, config.width)),
+            Arch::Unet => Box::new(UNet::new(path, in_channels, config.width, &step_seed)),
+            Arch::Focusnet => Box::new(FocusNet::new(path, in_channels, config.width, &step_seed)),
         };
-        Ok(Self { net, in_channels, config })
+        Ok(Self { net, step_seed, in_channels, config })
     }
 
     pub fn config(&self) -> ModelConfig {
         self.config
+    }
+
+    /// Sets the seed of the dropout masks for the following training passes.
+    pub fn set_step_seed(&self, seed: u64) {
+        self.step_seed.store(seed, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Checks that `input` fits: `[N, C, H, W]` with the model's C and sides multiples of 16.
@@ -131,6 +89,23 @@ impl Segmenter {
         self.check_input(input)?;
         Ok(self.net.forward_t(input, train))
     }
+}
+
+/// Builds a network whose initial weights depend on `seed` alone. libtorch draws them from
+/// its process-wide generator, so construction is serialised: trials starting together on
+/// one worker's threads each get exactly the weights their seed gives.
+pub fn build_seeded(
+    device: tch::Device,
+    config: ModelConfig,
+    in_channels: i64,
+    seed: u64,
+) -> Result<(nn::VarStore, Segmenter), ModelError> {
+    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serialised = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    tch::manual_seed(seed as i64);
+    let vs = nn::VarStore::new(device);
+    let model = Segmenter::new(&vs.root(), config, in_channels)?;
+    Ok((vs, model))
 }
 
 /// Number of trainable parameters in a `VarStore` (batch-norm running statistics excluded,

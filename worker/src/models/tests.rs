@@ -4,7 +4,7 @@ use tch::nn::OptimizerConfig;
 use tch::{nn, Device, Kind, Tensor};
 
 use super::*;
-use crate::losses::{LossConfig, Reduction};
+use crate::losses::{Loss, LossConfig, Reduction};
 
 fn build(arch: Arch, width: i64, channels: i64) -> (nn::VarStore, Segmenter) {
     let vs = nn::VarStore::new(Device::Cpu);
@@ -57,19 +57,6 @@ fn unsupported_inputs_are_errors_not_panics() {
     assert_eq!(err, ModelError::Channels(4));
 }
 
-#[test]
-fn model_config_names_bad_keys() {
-    let parse = |text: &str| ModelConfig::from_table(&text.parse().expect("TOML"), "model").map_err(|e| e.to_string());
-    assert_eq!(parse("arch = \"focusnet\""), Ok(ModelConfig { arch: Arch::Focusnet, width: 32 }));
-    assert!(parse("arch = \"resnet\"").unwrap_err().starts_with("model.arch: unknown value \"resnet\""));
-    assert!(parse("width = 8").unwrap_err().starts_with("model.arch: missing"));
-    assert!(parse("arch = \"unet\"\nwidth = 0").unwrap_err().starts_with("model.width: must be a positive integer"));
-    assert!(parse("arch = \"focusnet\"\nwidth = 12")
-        .unwrap_err()
-        .starts_with("model.width: FocusNet needs a multiple of 8"));
-    assert!(parse("arch = \"unet\"\ndepth = 5").unwrap_err().starts_with("model.depth: unknown key"));
-}
-
 /// Round blobs on a dark background: a target a network can fit exactly.
 fn blob_batch(n: i64, side: i64) -> (Tensor, Tensor) {
     let coords = Tensor::arange(side, (Kind::Float, Device::Cpu));
@@ -90,7 +77,7 @@ fn train_until_fit(arch: Arch) -> f64 {
     tch::manual_seed(0);
     let (vs, model) = build(arch, 8, 1);
     let (input, target) = blob_batch(4, 32);
-    let loss = LossConfig::Dice { smooth: 1.0, reduction: Reduction::Batch };
+    let loss = Loss::new(LossConfig::Dice { smooth: 1.0, reduction: Reduction::Batch });
     let mut adam = nn::Adam::default().build(&vs, 3e-3).expect("optimizer");
     for _ in 0..300 {
         let value = loss.compute_checked_shapes(&model.forward_t(&input, true).expect("fits"), &target).expect("loss");

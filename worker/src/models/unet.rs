@@ -11,7 +11,7 @@
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
-use super::blocks::{conv, upsample, ConvBnRelu, SameConv2x2};
+use super::blocks::{conv, upsample, ConvBnRelu, SameConv2x2, SeededDropout, StepSeed};
 
 const DEPTH: usize = 4;
 const DROPOUT: f64 = 0.5;
@@ -19,7 +19,7 @@ const DROPOUT: f64 = 0.5;
 #[derive(Debug)]
 struct EncoderLevel {
     convs: [ConvBnRelu; 2],
-    dropout: f64,
+    dropout: Option<SeededDropout>,
     downsample: ConvBnRelu,
 }
 
@@ -35,12 +35,13 @@ struct DecoderLevel {
 pub struct UNet {
     encoder: Vec<EncoderLevel>,
     bottom: [ConvBnRelu; 2],
+    bottom_dropout: SeededDropout,
     decoder: Vec<DecoderLevel>,
     head: nn::Conv2D,
 }
 
 impl UNet {
-    pub fn new(p: &nn::Path, in_channels: i64, width: i64) -> Self {
+    pub fn new(p: &nn::Path, in_channels: i64, width: i64, step_seed: &StepSeed) -> Self {
         let widths: Vec<i64> = (0..=DEPTH).map(|k| width << k).collect();
         let pair = |p: nn::Path, cin: i64, cout: i64| {
             [ConvBnRelu::new(&p / "conv1", cin, cout, 3, 1), ConvBnRelu::new(&p / "conv2", cout, cout, 3, 1)]
@@ -51,7 +52,7 @@ impl UNet {
                 let cin = if k == 0 { in_channels } else { widths[k - 1] };
                 EncoderLevel {
                     convs: pair(&level / "block", cin, widths[k]),
-                    dropout: if k == DEPTH - 1 { DROPOUT } else { 0.0 },
+                    dropout: (k == DEPTH - 1).then(|| SeededDropout::new(DROPOUT, k as u64, step_seed)),
                     downsample: ConvBnRelu::new(&level / "stride2", widths[k], widths[k], 3, 2),
                 }
             })
@@ -69,7 +70,8 @@ impl UNet {
             })
             .collect();
         let head = conv(p / "head", widths[0], 1, 1, 1, true);
-        Self { encoder, bottom, decoder, head }
+        let bottom_dropout = SeededDropout::new(DROPOUT, DEPTH as u64, step_seed);
+        Self { encoder, bottom, bottom_dropout, decoder, head }
     }
 }
 
@@ -79,15 +81,18 @@ impl ModuleT for UNet {
         let mut x = xs.shallow_clone();
         for level in &self.encoder {
             let mut skip = level.convs[1].forward_t(&level.convs[0].forward_t(&x, train), train);
-            if level.dropout > 0.0 {
-                skip = skip.dropout(level.dropout, train);
+            if let Some(dropout) = &level.dropout {
+                skip = dropout.forward_t(&skip, train);
             }
             x = level.downsample.forward_t(&skip, train);
             skips.push(skip);
         }
-        x = self.bottom[1].forward_t(&self.bottom[0].forward_t(&x, train), train).dropout(DROPOUT, train);
+        x = self
+            .bottom_dropout
+            .forward_t(&self.bottom[1].forward_t(&self.bottom[0].forward_t(&x, train), train), train);
         for (level, skip) in self.decoder.iter().zip(skips.iter().rev()) {
-            let up = upsample(&x, 2).apply(&level.up_conv).apply_t(&level.up_bn, train).relu();
+            let mut up = upsample(&x, 2).apply(&level.up_conv).apply_t(&level.up_bn, train);
+            let _ = up.relu_();
             let joined = Tensor::cat(&[skip, &up], 1);
             x = level.convs[1].forward_t(&level.convs[0].forward_t(&joined, train), train);
         }

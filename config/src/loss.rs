@@ -1,10 +1,60 @@
 //! Which loss, with which parameters: parsed from a config table and validated key by key.
+//!
+//! Definitions and defaults are those of `shared/paper/reference-notes.md` sections 1-2; the
+//! worker computes them (`allsweep_worker::losses`), the coordinator validates specs with them.
 
 use serde::Serialize;
 use toml::{Table, Value};
 
-use super::AdaptiveLog;
 use crate::params::{describe, ParamError, ParamReader};
+
+/// The three hyper-parameters of the Adaptive Logarithmic Loss (paper equation 1), validated:
+/// gamma in (0, 1], omega > 0, epsilon > 0.
+///
+/// ALL(L) = omega ln(1 + |L| / epsilon) below gamma, |L| - C above, with
+/// C = gamma - omega ln(1 + gamma / epsilon) so that both branches meet at gamma. The slope
+/// jumps there (omega / (epsilon + gamma) below, 1 above): continuous, not smooth.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct AdaptiveLog {
+    pub gamma: f64,
+    pub omega: f64,
+    pub epsilon: f64,
+}
+
+impl Default for AdaptiveLog {
+    /// The paper's optimum: gamma 0.1, omega 10, epsilon 0.5.
+    fn default() -> Self {
+        Self { gamma: 0.1, omega: 10.0, epsilon: 0.5 }
+    }
+}
+
+impl AdaptiveLog {
+    /// The constant that makes the two branches meet at |L| = gamma.
+    pub fn offset(&self) -> f64 {
+        self.gamma - self.omega * (1.0 + self.gamma / self.epsilon).ln()
+    }
+
+    /// ALL of a base loss value.
+    pub fn value(&self, loss: f64) -> f64 {
+        let a = loss.abs();
+        if a < self.gamma {
+            self.omega * (1.0 + a / self.epsilon).ln()
+        } else {
+            a - self.offset()
+        }
+    }
+
+    /// dALL/dL: omega / (epsilon + |L|) below gamma, 1 from gamma on (Fig. 1), signed like L.
+    pub fn derivative(&self, loss: f64) -> f64 {
+        let a = loss.abs();
+        let slope = if a < self.gamma { self.omega / (self.epsilon + a) } else { 1.0 };
+        if loss < 0.0 {
+            -slope
+        } else {
+            slope
+        }
+    }
+}
 
 /// Where region sums run: over the whole batch (the authors' code, the default) or per
 /// image, then averaged over the batch.
@@ -184,4 +234,54 @@ fn base_loss(r: &mut ParamReader, reduction: Reduction) -> Result<LossConfig, Pa
     }
     base.set_reduction(reduction);
     Ok(base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> LossConfig {
+        let table: Table = text.parse().expect("test config is valid TOML");
+        LossConfig::from_table(&table, "loss").expect("test config is valid")
+    }
+
+    fn config_error(text: &str) -> String {
+        let table: Table = text.parse().expect("test config is valid TOML");
+        LossConfig::from_table(&table, "loss").expect_err("config must be refused").to_string()
+    }
+
+    #[test]
+    fn parameters_are_validated_with_the_key_named() {
+        let cases = [
+            ("kind = \"all\"\nepsilon = 0", "loss.epsilon: must be > 0, got 0"),
+            ("kind = \"all\"\ngamma = 0", "loss.gamma: must be in (0, 1], got 0"),
+            ("kind = \"all\"\ngamma = 1.5", "loss.gamma: must be in (0, 1], got 1.5"),
+            ("kind = \"all\"\nomega = -1", "loss.omega: must be > 0, got -1"),
+            ("kind = \"tversky\"\nalpha = 2", "loss.alpha: must be in [0, 1], got 2"),
+            ("kind = \"dice\"\nalpha = 0.5", "loss.alpha: unknown key"),
+            ("kind = \"dice\"\nreduction = \"pixel\"", "loss.reduction: unknown value \"pixel\""),
+            ("kind = \"focal\"\ngamma = \"two\"", "loss.gamma: expected a number"),
+            ("kind = \"dicee\"", "loss.kind: unknown loss \"dicee\""),
+            ("gamma = 0.1", "loss.kind: missing"),
+            ("kind = \"all\"\nbase = \"all\"", "loss.base.kind: the all loss cannot wrap itself"),
+            ("kind = \"all\"\nbase = {kind = \"dice\", reduction = \"image\"}", "loss.base.reduction"),
+            ("kind = \"all\"\nbase = {kind = \"tversky\", alpha = -1}", "loss.base.alpha: must be in [0, 1]"),
+            ("kind = \"all\"\nbase = 3", "loss.base: expected a loss name or table"),
+        ];
+        for (text, expected) in cases {
+            let err = config_error(text);
+            assert!(err.starts_with(expected), "{text:?}: got {err:?}, expected it to start with {expected:?}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_papers_and_configs_round_trip_through_serialization() {
+        assert_eq!(config("kind = \"all\""), LossConfig::default());
+        let text = "kind = \"all\"\nreduction = \"image\"\nbase = {kind = \"focal_tversky\", alpha = 0.6}";
+        for original in [config(text), config("kind = \"combo\"\nbeta = 0.3"), LossConfig::default()] {
+            let json = serde_json::to_value(&original).expect("serializes");
+            let table = toml::Table::try_from(&json).expect("JSON object converts to TOML");
+            assert_eq!(LossConfig::from_table(&table, "loss").expect("reads back"), original, "{json}");
+        }
+    }
 }

@@ -1,0 +1,197 @@
+//! Data sets: the paper's three in their publishers' folder layouts, and synthetic look-alikes.
+//!
+//! Every loader produces the same thing, [`LoadedData`]: source images held in memory as
+//! bytes (`[0, 255]` pixels, `{0, 1}` labels) and, for each of the train, validation and
+//! test sides, a list of [`Sample`] windows into them: a whole resized image for ISIC and
+//! DSB, a 48x48 patch for DRIVE. Batches are assembled from windows on demand, so 200,000
+//! DRIVE patches cost 12 bytes each rather than 36 KB.
+//!
+//! A loaded data set is cached per process ([`cache`]): the slots of a worker share it.
+
+pub mod cache;
+mod drive;
+mod dsb;
+mod image_io;
+mod isic;
+mod split;
+pub mod synthetic;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use allsweep_config::dataset::{DatasetKind, TestSet};
+use allsweep_config::DatasetConfig;
+use tch::{Device, Kind, Tensor};
+
+pub use split::rng as split_rng;
+
+/// Why a data set could not be loaded. Each names the file or folder at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("data folder {0} does not exist; set dataset.root (relative roots resolve against the data directory, --data-dir or ALLSWEEP_DATA)")]
+    MissingFolder(PathBuf),
+    #[error("cannot read {path}: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("image {image} has no label: expected {expected}")]
+    MissingLabel { image: PathBuf, expected: PathBuf },
+    #[error("label {label} is {label_size:?} (width, height) but its image {image} is {image_size:?}")]
+    SizeMismatch { image: PathBuf, label: PathBuf, image_size: (u32, u32), label_size: (u32, u32) },
+    #[error("no {what} found in {folder}")]
+    Empty { folder: PathBuf, what: String },
+    #[error("{0}")]
+    TooSmall(String),
+}
+
+/// One source image with its label, as bytes: pixels channel-major `[C, H, W]` in [0, 255],
+/// label `[H, W]` in {0, 1}.
+#[derive(Clone)]
+pub struct LabeledImage {
+    pub name: String,
+    pub height: usize,
+    pub width: usize,
+    pub channels: usize,
+    pub pixels: Vec<u8>,
+    pub label: Vec<u8>,
+}
+
+impl std::fmt::Debug for LabeledImage {
+    /// The name and shape; the pixels would drown any message.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}x{}x{}, foreground {:.3})",
+            self.name,
+            self.channels,
+            self.height,
+            self.width,
+            self.foreground_fraction()
+        )
+    }
+}
+
+impl LabeledImage {
+    /// Share of foreground pixels.
+    pub fn foreground_fraction(&self) -> f64 {
+        self.label.iter().map(|&v| v as u64).sum::<u64>() as f64 / self.label.len().max(1) as f64
+    }
+}
+
+/// A window of one source image: its top-left corner; the size is the data set's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    pub image: u32,
+    pub y: u32,
+    pub x: u32,
+}
+
+/// One side of the split: windows into shared source images.
+#[derive(Debug, Clone)]
+pub struct Split {
+    pub images: Arc<Vec<LabeledImage>>,
+    pub samples: Vec<Sample>,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl Split {
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    pub fn channels(&self) -> usize {
+        self.images.first().map_or(3, |i| i.channels)
+    }
+
+    /// The inputs `[B, C, H, W]` (float, [0, 1]) and targets `[B, 1, H, W]` (float, {0, 1})
+    /// of the samples at `indices`, on `device`.
+    pub fn batch(&self, indices: &[usize], device: Device) -> (Tensor, Tensor) {
+        let (h, w, c) = (self.height, self.width, self.channels());
+        let mut inputs = Vec::with_capacity(indices.len() * c * h * w);
+        let mut targets = Vec::with_capacity(indices.len() * h * w);
+        for &i in indices {
+            let s = self.samples[i];
+            let image = &self.images[s.image as usize];
+            let (y0, x0) = (s.y as usize, s.x as usize);
+            for channel in 0..c {
+                let plane = &image.pixels[channel * image.height * image.width..];
+                for row in y0..y0 + h {
+                    inputs.extend_from_slice(&plane[row * image.width + x0..row * image.width + x0 + w]);
+                }
+            }
+            for row in y0..y0 + h {
+                targets.extend_from_slice(&image.label[row * image.width + x0..row * image.width + x0 + w]);
+            }
+        }
+        let n = indices.len() as i64;
+        let input =
+            Tensor::from_slice(&inputs).view([n, c as i64, h as i64, w as i64]).to_device(device).to_kind(Kind::Float)
+                / 255.0;
+        let target =
+            Tensor::from_slice(&targets).view([n, 1, h as i64, w as i64]).to_device(device).to_kind(Kind::Float);
+        (input, target)
+    }
+}
+
+/// A data set ready to train on.
+#[derive(Debug)]
+pub struct LoadedData {
+    pub train: Split,
+    /// The held-out part, evaluated after every epoch.
+    pub validation: Split,
+    /// What the final test metrics are computed on (the held-out part unless configured otherwise).
+    pub test: Split,
+    /// How the split was made, recorded with the results ("by source image, 16/4 images, seed 0").
+    pub split_description: String,
+}
+
+/// Resolves `root` against the data directory when relative.
+pub fn resolve_root(root: &str, data_dir: Option<&Path>) -> PathBuf {
+    let path = Path::new(root);
+    match data_dir {
+        Some(dir) if path.is_relative() => dir.join(path),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Loads (no cache; see [`cache::load`]) the data set of `config`.
+pub fn load_uncached(config: &DatasetConfig, data_dir: Option<&Path>) -> Result<LoadedData, DataError> {
+    let root = config.root.as_deref().map(|r| resolve_root(r, data_dir));
+    let (h, w) = (config.size.0 as usize, config.size.1 as usize);
+    match (config.kind, root) {
+        (DatasetKind::Synthetic, _) => {
+            let synthetic = config.synthetic.expect("a synthetic config carries its generator settings");
+            let images = synthetic::generate(&synthetic, h, w);
+            split::whole_images(images, config, h, w)
+        }
+        (DatasetKind::Isic2018, Some(root)) => {
+            split::whole_images(isic::load(&root, h, w, config.limit)?, config, h, w)
+        }
+        (DatasetKind::Dsb2018, Some(root)) => split::whole_images(dsb::load(&root, h, w, config.limit)?, config, h, w),
+        (DatasetKind::Drive, Some(root)) => {
+            let patches = config.drive.expect("a drive config carries its patch settings");
+            let training = drive::load(&root, drive::Subset::Training, config.limit)?;
+            let official_test = match patches.test {
+                TestSet::Official => Some(drive::load(&root, drive::Subset::Test, config.limit)?),
+                TestSet::Heldout => None,
+            };
+            split::drive_patches(training, official_test, config, &patches)
+        }
+        (kind, None) => Err(DataError::TooSmall(format!("dataset.root is required for {}", kind.name()))),
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+/// The data directory: `--data-dir`, else `ALLSWEEP_DATA`, else `../shared/data` when it exists
+/// (the project's real data beside a checkout).
+pub fn data_dir(flag: Option<PathBuf>) -> Option<PathBuf> {
+    flag.or_else(|| std::env::var_os("ALLSWEEP_DATA").map(PathBuf::from)).or_else(|| {
+        let beside = PathBuf::from("../shared/data");
+        beside.is_dir().then_some(beside)
+    })
+}

@@ -1,0 +1,288 @@
+//! The trainer: one trial from config to final metrics, resumable from any checkpoint.
+//!
+//! Adam at the configured learning rate, initial weights from the seed, mini-batches in an
+//! order drawn from (seed, epoch), dropout masks from (seed, epoch, step), nothing from
+//! libtorch's shared generator once training runs: the same config and seed give the same result on
+//! CPU, and a resumed run continues exactly where the checkpoint stopped. After every epoch:
+//! training loss, validation loss and every metric, then a checkpoint; at the end, the test
+//! metrics and the ROC curve. A NaN or infinite loss ends the run as diverged.
+
+pub mod adam;
+pub mod checkpoint;
+pub mod events;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use allsweep_config::TrialConfig;
+use rand::seq::SliceRandom;
+use serde::Serialize;
+use tch::{nn, Device};
+
+use crate::data::{self, DataError, LoadedData, Split};
+use crate::losses::{Loss, LossError};
+use crate::metrics::{Metrics, MetricsAccumulator, RocPoint};
+use crate::models::{self, ModelError, Segmenter};
+use adam::Adam;
+use checkpoint::{CheckpointError, Position};
+pub use events::{EpochRecord, EventSink, TrainEvent};
+
+/// Points kept of the final ROC curve.
+pub const ROC_POINTS: usize = 200;
+
+/// How to run a trial (not part of its config: the same trial may run anywhere).
+pub struct RunOptions<'a> {
+    pub device: Device,
+    /// Where relative data-set roots resolve.
+    pub data_dir: Option<PathBuf>,
+    /// Where to write the checkpoint after each epoch (and on a stop request).
+    pub checkpoint: Option<PathBuf>,
+    /// A checkpoint to resume from.
+    pub resume: Option<PathBuf>,
+    /// Set from outside to stop between two steps; a checkpoint is written first.
+    pub stop: Option<&'a AtomicBool>,
+}
+
+/// Why a trial did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Loss(#[from] LossError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("diverged: the loss was {value} at epoch {epoch}, step {step}")]
+    Diverged { epoch: usize, step: usize, value: f64 },
+    #[error("stopped on request at epoch {epoch}, step {step}; checkpoint written")]
+    Stopped { epoch: usize, step: usize },
+    #[error("the training split has {0} sample(s); at least 2 are needed")]
+    TooFewSamples(usize),
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+impl TrainError {
+    /// Whether retrying the same trial cannot help (bad data or config, divergence).
+    pub fn is_permanent(&self) -> bool {
+        !matches!(self, TrainError::Stopped { .. } | TrainError::Checkpoint(_) | TrainError::Torch(_))
+    }
+}
+
+/// A finished trial.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrialOutcome {
+    pub epochs: Vec<EpochRecord>,
+    pub test: Metrics,
+    pub roc: Vec<RocPoint>,
+    pub split: String,
+    pub parameters: i64,
+    /// The epoch and step training resumed from, when it did.
+    pub resumed_from: Option<(usize, usize)>,
+}
+
+/// Trains `config` to the end (or to a stop request), reporting progress to `events`.
+pub fn train(config: &TrialConfig, options: &RunOptions, events: &dyn EventSink) -> Result<TrialOutcome, TrainError> {
+    let data = data::cache::load(&config.dataset, options.data_dir.as_deref())?;
+    train_on(config, &data, options, events)
+}
+
+/// [`train`] on an already loaded data set.
+pub fn train_on(
+    config: &TrialConfig,
+    data: &LoadedData,
+    options: &RunOptions,
+    events: &dyn EventSink,
+) -> Result<TrialOutcome, TrainError> {
+    let batch = config.train.batch_size;
+    if data.train.len() < 2 {
+        return Err(TrainError::TooFewSamples(data.train.len()));
+    }
+    let (mut vs, model) =
+        models::build_seeded(options.device, config.model, data.train.channels() as i64, config.seed)?;
+    let loss = Loss::new(config.loss.clone());
+    let mut adam = Adam::new(&vs, config.train.lr);
+    let fingerprint = fingerprint(config);
+    let mut position = Position {
+        epoch: 0,
+        step: 0,
+        train_loss_sum: 0.0,
+        train_samples: 0,
+        train_seconds: 0.0,
+        adam_steps: 0,
+        history: Vec::new(),
+        fingerprint: fingerprint.clone(),
+    };
+    let mut resumed_from = None;
+    if let Some(path) = &options.resume {
+        let loaded = checkpoint::load(path)?;
+        if loaded.position.fingerprint != fingerprint {
+            return Err(CheckpointError::OtherConfig {
+                path: path.clone(),
+                expected: fingerprint,
+                found: loaded.position.fingerprint.clone(),
+            }
+            .into());
+        }
+        loaded.restore(path, &mut vs, &mut adam)?;
+        position = loaded.position;
+        resumed_from = Some((position.epoch, position.step));
+        tracing::info!(epoch = position.epoch, step = position.step, checkpoint = %path.display(), "resuming");
+    }
+    let steps_per_epoch = steps_per_epoch(data.train.len(), batch);
+    events.send(TrainEvent::Started {
+        epoch: position.epoch,
+        step: position.step,
+        epochs: config.train.epochs,
+        steps_per_epoch,
+        parameters: models::parameter_count(&vs),
+        split: data.split_description.clone(),
+    });
+    while position.epoch < config.train.epochs {
+        let epoch = position.epoch;
+        let started = Instant::now();
+        let order = epoch_order(data.train.len(), config.seed, epoch);
+        let train_started = Instant::now();
+        while position.step < steps_per_epoch {
+            let step = position.step;
+            if options.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                position.train_seconds += train_started.elapsed().as_secs_f64();
+                position.adam_steps = adam.steps();
+                save_checkpoint(options, &vs, &adam, &position, events)?;
+                return Err(TrainError::Stopped { epoch, step });
+            }
+            model.set_step_seed(step_seed(config.seed, epoch, step));
+            let indices = batch_indices(&order, step, batch, steps_per_epoch);
+            let (input, target) = data.train.batch(indices, options.device);
+            let pred = model.forward_t(&input, true)?;
+            let value = loss.compute_checked_shapes(&pred, &target)?;
+            let scalar = value.double_value(&[]);
+            if !scalar.is_finite() {
+                return Err(TrainError::Diverged { epoch: epoch + 1, step: step + 1, value: scalar });
+            }
+            adam.zero_grad();
+            value.backward();
+            adam.step();
+            position.train_loss_sum += scalar * indices.len() as f64;
+            position.train_samples += indices.len();
+            position.step += 1;
+            events.send(TrainEvent::Step { epoch, step, loss: scalar });
+        }
+        position.train_seconds += train_started.elapsed().as_secs_f64();
+        let (validation_loss, validation) = evaluate(&model, &loss, &data.validation, batch, options.device)?;
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            train_loss: position.train_loss_sum / position.train_samples.max(1) as f64,
+            validation_loss,
+            validation: validation.metrics(),
+            seconds: started.elapsed().as_secs_f64(),
+            train_images_per_second: position.train_samples as f64 / position.train_seconds.max(1e-9),
+        };
+        events.send(TrainEvent::Epoch(record.clone()));
+        position.history.push(record);
+        position.epoch += 1;
+        position.step = 0;
+        position.train_loss_sum = 0.0;
+        position.train_samples = 0;
+        position.train_seconds = 0.0;
+        position.adam_steps = adam.steps();
+        save_checkpoint(options, &vs, &adam, &position, events)?;
+    }
+    let (_, test) = evaluate(&model, &loss, &data.test, batch, options.device)?;
+    Ok(TrialOutcome {
+        epochs: position.history,
+        test: test.metrics(),
+        roc: test.roc_curve(ROC_POINTS),
+        split: data.split_description.clone(),
+        parameters: models::parameter_count(&vs),
+        resumed_from,
+    })
+}
+
+fn save_checkpoint(
+    options: &RunOptions,
+    vs: &nn::VarStore,
+    adam: &Adam,
+    position: &Position,
+    events: &dyn EventSink,
+) -> Result<(), TrainError> {
+    if let Some(path) = &options.checkpoint {
+        checkpoint::save(path, vs, adam, position)?;
+        events.send(TrainEvent::Checkpoint { epoch: position.epoch, step: position.step, path: path.clone() });
+    }
+    Ok(())
+}
+
+/// Mean loss and accumulated metrics of `split`, model in eval mode.
+fn evaluate(
+    model: &Segmenter,
+    loss: &Loss,
+    split: &Split,
+    batch: usize,
+    device: Device,
+) -> Result<(f64, MetricsAccumulator), TrainError> {
+    let _guard = tch::no_grad_guard();
+    let mut metrics = MetricsAccumulator::new();
+    let (mut sum, mut count) = (0.0, 0);
+    let all: Vec<usize> = (0..split.len()).collect();
+    for indices in all.chunks(batch) {
+        let (input, target) = split.batch(indices, device);
+        let pred = model.forward_t(&input, false)?;
+        sum += loss.compute_checked_shapes(&pred, &target)?.double_value(&[]) * indices.len() as f64;
+        count += indices.len();
+        metrics.update_unchecked_values(&pred, &target).map_err(LossError::from)?;
+    }
+    Ok((sum / count.max(1) as f64, metrics))
+}
+
+/// Steps per epoch: every sample once; a last batch of a single sample is folded into the
+/// one before (batch norm cannot train on one sample).
+pub fn steps_per_epoch(samples: usize, batch: usize) -> usize {
+    let full = samples / batch;
+    match samples % batch {
+        0 => full,
+        1 if full > 0 => full,
+        _ => full + 1,
+    }
+}
+
+fn batch_indices(order: &[usize], step: usize, batch: usize, steps: usize) -> &[usize] {
+    let start = step * batch;
+    let end = if step + 1 == steps { order.len() } else { (start + batch).min(order.len()) };
+    &order[start..end]
+}
+
+/// The sample order of an epoch, from (seed, epoch) alone.
+fn epoch_order(samples: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..samples).collect();
+    order.shuffle(&mut data::split_rng(seed, 1_000_000 + epoch as u64));
+    order
+}
+
+/// The dropout seed of one step, from (seed, epoch, step) alone.
+fn step_seed(seed: u64, epoch: usize, step: usize) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((epoch as u64) << 32) ^ step as u64
+}
+
+/// The config without its epoch count, as JSON.
+fn fingerprint(config: &TrialConfig) -> String {
+    let mut value = serde_json::to_value(config).unwrap_or_default();
+    if let Some(train) = value.get_mut("train").and_then(|t| t.as_object_mut()) {
+        train.remove("epochs");
+    }
+    if let Some(object) = value.as_object_mut() {
+        object.remove("name");
+    }
+    value.to_string()
+}
+
+/// Reads a checkpoint's position (epoch, step) without restoring it.
+pub fn checkpoint_position(path: &Path) -> Result<(usize, usize), CheckpointError> {
+    checkpoint::load(path).map(|l| (l.position.epoch, l.position.step))
+}
+
+#[cfg(test)]
+mod tests;

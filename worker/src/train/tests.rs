@@ -1,0 +1,122 @@
+//! The trainer on small synthetic data: it learns, it is deterministic on CPU, a stopped and
+//! resumed run ends exactly like an uninterrupted one, and a diverging run stops with its
+//! epoch and step.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
+
+use allsweep_config::TrialConfig;
+use tch::Device;
+
+use super::*;
+
+fn config(loss: &str, epochs: usize) -> TrialConfig {
+    let text = format!(
+        "name = \"t\"\nseed = 1\n[dataset]\nkind = \"synthetic\"\nshape = \"nuclei\"\nimages = 48\nforeground = 0.2\nsize = [32, 32]\n\
+         [model]\narch = \"unet\"\nwidth = 8\n[train]\nepochs = {epochs}\nbatch_size = 4\nlr = 3e-3\n[loss]\n{loss}\n"
+    );
+    TrialConfig::from_toml_str(&text).unwrap()
+}
+
+fn options<'a>(checkpoint: Option<PathBuf>, resume: Option<PathBuf>, stop: Option<&'a AtomicBool>) -> RunOptions<'a> {
+    RunOptions { device: Device::Cpu, data_dir: None, checkpoint, resume, stop }
+}
+
+fn quiet() -> impl Fn(TrainEvent) {
+    |_| {}
+}
+
+#[test]
+fn a_trial_learns_and_reports_every_epoch() {
+    let events = Mutex::new(Vec::new());
+    let sink = |e: TrainEvent| events.lock().unwrap().push(e);
+    let outcome = train(&config("kind = \"all\"", 5), &options(None, None, None), &sink).unwrap();
+    assert_eq!(outcome.epochs.len(), 5);
+    let first = &outcome.epochs[0];
+    let last = &outcome.epochs[4];
+    assert!(last.train_loss < first.train_loss, "{} -> {}", first.train_loss, last.train_loss);
+    assert!(outcome.test.jaccard > 0.3, "test Jaccard {} (all-background scores 0)", outcome.test.jaccard);
+    assert!(outcome.roc.len() > 2 && outcome.test.auc.is_some());
+    let events = events.lock().unwrap();
+    assert!(matches!(events[0], TrainEvent::Started { epoch: 0, step: 0, epochs: 5, steps_per_epoch: 10, .. }));
+    assert_eq!(events.iter().filter(|e| matches!(e, TrainEvent::Epoch(_))).count(), 5);
+    assert_eq!(events.iter().filter(|e| matches!(e, TrainEvent::Step { .. })).count(), 50);
+}
+
+#[test]
+fn same_config_and_seed_give_the_same_result_on_cpu() {
+    let a = train(&config("kind = \"dice\"", 2), &options(None, None, None), &quiet()).unwrap();
+    let b = train(&config("kind = \"dice\"", 2), &options(None, None, None), &quiet()).unwrap();
+    let measured = |o: &TrialOutcome| {
+        o.epochs.iter().map(|r| (r.train_loss, r.validation_loss, r.validation.clone())).collect::<Vec<_>>()
+    };
+    assert_eq!(measured(&a), measured(&b), "every loss and metric, bit for bit");
+    assert_eq!(a.test, b.test);
+}
+
+/// Stops when `when` matches an event, resumes from the checkpoint, and compares with an
+/// uninterrupted run.
+fn assert_resume_matches(when: impl Fn(&TrainEvent) -> bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("trial.ckpt");
+    let config = config("kind = \"all\"", 3);
+    let straight = train(&config, &options(None, None, None), &quiet()).unwrap();
+
+    let stop = AtomicBool::new(false);
+    let sink = |e: TrainEvent| {
+        if when(&e) {
+            stop.store(true, Ordering::Relaxed);
+        }
+    };
+    let stopped = train(&config, &options(Some(ckpt.clone()), None, Some(&stop)), &sink);
+    let Err(TrainError::Stopped { epoch, step }) = stopped else { panic!("expected a stop, got {stopped:?}") };
+    assert_eq!(checkpoint_position(&ckpt).unwrap(), (epoch, step));
+
+    let resumed = train(&config, &options(Some(ckpt.clone()), Some(ckpt.clone()), None), &quiet()).unwrap();
+    assert_eq!(resumed.resumed_from, Some((epoch, step)));
+    assert_eq!(resumed.epochs.len(), 3);
+    for (a, b) in straight.epochs.iter().zip(&resumed.epochs) {
+        assert!((a.train_loss - b.train_loss).abs() < 1e-6, "epoch {}: {} vs {}", a.epoch, a.train_loss, b.train_loss);
+        assert!((a.validation.jaccard - b.validation.jaccard).abs() < 1e-6);
+    }
+    assert!((straight.test.jaccard - resumed.test.jaccard).abs() < 1e-6);
+    assert_eq!(straight.test.counts, resumed.test.counts);
+    assert!((straight.test.auc.unwrap() - resumed.test.auc.unwrap()).abs() < 1e-6);
+}
+
+#[test]
+fn resuming_after_an_epoch_gives_the_uninterrupted_result() {
+    assert_resume_matches(|e| matches!(e, TrainEvent::Epoch(r) if r.epoch == 1));
+}
+
+#[test]
+fn resuming_mid_epoch_gives_the_uninterrupted_result() {
+    assert_resume_matches(|e| matches!(e, TrainEvent::Step { epoch: 1, step: 1, .. }));
+}
+
+#[test]
+fn a_checkpoint_of_another_config_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("a.ckpt");
+    train(&config("kind = \"dice\"", 1), &options(Some(ckpt.clone()), None, None), &quiet()).unwrap();
+    let err = train(&config("kind = \"all\"", 2), &options(None, Some(ckpt), None), &quiet()).unwrap_err();
+    assert!(err.to_string().contains("another trial config"), "{err}");
+}
+
+#[test]
+fn an_infinite_loss_ends_the_run_as_diverged_with_epoch_and_step() {
+    // omega this large makes ALL's offset -inf: the first loss is +inf.
+    let err = train(&config("kind = \"all\"\nomega = 1e308", 2), &options(None, None, None), &quiet()).unwrap_err();
+    assert!(matches!(err, TrainError::Diverged { epoch: 1, step: 1, .. }), "{err:?}");
+    assert!(err.is_permanent());
+    assert!(err.to_string().starts_with("diverged: the loss was inf at epoch 1, step 1"), "{err}");
+}
+
+#[test]
+fn steps_cover_every_sample_without_a_lone_last_sample() {
+    assert_eq!(steps_per_epoch(16, 4), 4);
+    assert_eq!(steps_per_epoch(17, 4), 4, "the 17th sample joins the last batch");
+    assert_eq!(steps_per_epoch(18, 4), 5);
+    let order: Vec<usize> = (0..17).collect();
+    assert_eq!(batch_indices(&order, 3, 4, 4).len(), 5);
+}
