@@ -1,6 +1,15 @@
 //! The coordinator: spec, store, scheduler, gRPC services, reports and the `allsweep` CLI.
 //!
-//! It holds no libtorch: everything that trains lives in `allsweep-worker`. Its parts arrive
-//! with the distributed-sweeps issue; this crate exists now so the workspace has its final shape.
+//! It holds no libtorch: everything that trains lives in `allsweep-worker`. The database is
+//! its only state ([`store`]); the services ([`service`]) turn gRPC calls into store
+//! transactions, and the scheduler ([`scheduler`]) expires the leases of silent workers.
+
+pub mod artifacts;
+pub mod client;
+pub mod scheduler;
+pub mod server;
+pub mod service;
+pub mod spec;
+pub mod store;
 
 pub use allsweep_proto::PROTOCOL_VERSION;

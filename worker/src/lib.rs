@@ -4,6 +4,7 @@
 //! ([`metrics`]), the networks ([`models`]), the data sets ([`data`]) and the trainer ([`train`]). The `allsweep-worker` binary wraps it with the
 //! `inspect` commands so anyone can check the core without reading code.
 
+pub mod agent;
 pub mod data;
 pub mod inputs;
 pub mod losses;

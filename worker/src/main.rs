@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod inspect;
+use allsweep_worker::agent;
 mod train_command;
 
 #[derive(Parser)]
@@ -15,10 +16,38 @@ mod train_command;
     version,
     about = "allsweep's worker: trains segmentation networks with the paper's losses"
 )]
-#[command(arg_required_else_help = true)]
+#[command(arg_required_else_help = true, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    agent: AgentArgs,
+}
+
+/// Without a subcommand: work for a coordinator.
+#[derive(clap::Args)]
+struct AgentArgs {
+    /// The coordinator to work for, e.g. http://coordinator:50051.
+    #[arg(long, env = "ALLSWEEP_COORDINATOR")]
+    coordinator: Option<String>,
+    /// The coordinator's token, when it has one.
+    #[arg(long, env = "ALLSWEEP_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// auto (CUDA when present), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto", value_parser = inspect::parse_device)]
+    device: tch::Device,
+    /// Trials trained at once.
+    #[arg(long, default_value_t = 1)]
+    slots: u32,
+    /// Where relative data-set roots resolve [default: $ALLSWEEP_DATA, else ../shared/data].
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
+    /// Local checkpoints [default: a folder in the system's temporary directory].
+    #[arg(long)]
+    work_dir: Option<std::path::PathBuf>,
+    /// libtorch CPU threads [default: cores divided by slots].
+    #[arg(long)]
+    threads: Option<i32>,
 }
 
 #[derive(Subcommand)]
@@ -28,6 +57,47 @@ enum Command {
     Inspect(inspect::InspectCommand),
     /// Train one trial offline from a RUN.toml (no coordinator).
     Train(train_command::TrainArgs),
+}
+
+fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
+    let Some(coordinator) = args.coordinator else {
+        anyhow::bail!(
+            "give --coordinator URL (or ALLSWEEP_COORDINATOR) to work for a coordinator, or a subcommand (see --help)"
+        );
+    };
+    anyhow::ensure!(args.slots >= 1, "--slots must be at least 1");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i32;
+    let threads = args.threads.unwrap_or((cores / args.slots as i32).max(1));
+    anyhow::ensure!(threads >= 1, "--threads must be at least 1");
+    tch::set_num_threads(threads);
+    let work_dir =
+        args.work_dir.unwrap_or_else(|| std::env::temp_dir().join(format!("allsweep-worker-{}", std::process::id())));
+    let options = agent::AgentOptions {
+        coordinator,
+        token: args.token,
+        device: args.device,
+        slots: args.slots,
+        data_dir: allsweep_worker::data::data_dir(args.data_dir),
+        work_dir,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(agent::run(options, shutdown_signal()))
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
 }
 
 fn main() -> ExitCode {
@@ -41,8 +111,9 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Inspect(command) => inspect::run(command),
-        Command::Train(args) => train_command::run(args),
+        Some(Command::Inspect(command)) => inspect::run(command),
+        Some(Command::Train(args)) => train_command::run(args),
+        None => run_agent(cli.agent),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

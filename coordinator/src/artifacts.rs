@@ -1,0 +1,106 @@
+//! Checkpoint files in the coordinator's artifact directory. The database indexes them
+//! (`checkpoints` table); only a trial's latest checkpoint is kept. Files arrive in chunks,
+//! are written aside, checked against their SHA-256 and renamed into place, so a broken
+//! upload never replaces a good checkpoint.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+/// Chunk size for checkpoint transfers.
+pub const CHUNK: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    #[error("checkpoint upload for {trial_id} is corrupt: expected {expected_bytes} bytes with SHA-256 {expected_sha}, got {bytes} bytes with {sha}")]
+    Corrupt { trial_id: String, expected_bytes: u64, expected_sha: String, bytes: u64, sha: String },
+    #[error("artifact file {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// The artifact directory.
+#[derive(Debug, Clone)]
+pub struct Artifacts {
+    dir: PathBuf,
+}
+
+/// A checkpoint being received.
+pub struct Incoming {
+    tmp: PathBuf,
+    file: tokio::fs::File,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl Artifacts {
+    pub fn open(dir: &Path) -> Result<Self, ArtifactError> {
+        std::fs::create_dir_all(dir).map_err(|source| ArtifactError::Io { path: dir.into(), source })?;
+        Ok(Self { dir: dir.to_path_buf() })
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    /// The file name of a trial's checkpoint from one attempt and epoch.
+    pub fn checkpoint_name(trial_id: &str, attempt: u32, epoch: u32, step: u32) -> String {
+        format!("{trial_id}.a{attempt}.e{epoch}.s{step}.ckpt")
+    }
+
+    pub async fn begin(&self, name: &str) -> Result<Incoming, ArtifactError> {
+        let tmp = self.dir.join(format!(".{name}.{}.part", std::process::id()));
+        let file =
+            tokio::fs::File::create(&tmp).await.map_err(|source| ArtifactError::Io { path: tmp.clone(), source })?;
+        Ok(Incoming { tmp, file, hasher: Sha256::new(), bytes: 0 })
+    }
+
+    /// Checks the received bytes and moves them into place under `name`.
+    pub async fn finish(
+        &self,
+        mut incoming: Incoming,
+        name: &str,
+        trial_id: &str,
+        expected_bytes: u64,
+        expected_sha: &str,
+    ) -> Result<(), ArtifactError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ArtifactError::Io { path, source }
+        };
+        incoming.file.flush().await.map_err(io(&incoming.tmp))?;
+        incoming.file.sync_all().await.map_err(io(&incoming.tmp))?;
+        let sha = hex::encode(incoming.hasher.finalize());
+        if incoming.bytes != expected_bytes || sha != expected_sha.to_ascii_lowercase() {
+            let _ = tokio::fs::remove_file(&incoming.tmp).await;
+            return Err(ArtifactError::Corrupt {
+                trial_id: trial_id.into(),
+                expected_bytes,
+                expected_sha: expected_sha.into(),
+                bytes: incoming.bytes,
+                sha,
+            });
+        }
+        let target = self.dir.join(name);
+        tokio::fs::rename(&incoming.tmp, &target).await.map_err(io(&target))
+    }
+
+    /// Removes a file; a missing one is fine.
+    pub async fn remove(&self, name: &str) {
+        let _ = tokio::fs::remove_file(self.dir.join(name)).await;
+    }
+}
+
+impl Incoming {
+    pub async fn write(&mut self, data: &[u8]) -> Result<(), ArtifactError> {
+        self.hasher.update(data);
+        self.bytes += data.len() as u64;
+        self.file.write_all(data).await.map_err(|source| ArtifactError::Io { path: self.tmp.clone(), source })
+    }
+
+    /// Drops a partial upload.
+    pub async fn abort(self) {
+        drop(self.file);
+        let _ = tokio::fs::remove_file(&self.tmp).await;
+    }
+}

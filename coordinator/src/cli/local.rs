@@ -1,0 +1,134 @@
+//! `allsweep run SPEC`: the one-machine default. An embedded coordinator on SQLite, N local
+//! `allsweep-worker` processes, the sweep submitted and followed to its end, then the
+//! per-config results. Everything goes through the same gRPC API as on a cluster.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use allsweep_proto::v1 as pb;
+use anyhow::Context;
+use clap::Args;
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+use super::{remote, summary};
+use allsweep_coordinator::client::{self, explain};
+use allsweep_coordinator::server::{serve, ServeOptions};
+use allsweep_coordinator::store;
+
+#[derive(Args)]
+pub struct RunArgs {
+    pub spec: PathBuf,
+    /// Worker processes to start on this machine.
+    #[arg(long, default_value_t = 2)]
+    pub local_workers: u32,
+    /// Trials each worker trains at once.
+    #[arg(long, default_value_t = 1)]
+    pub slots: u32,
+    /// auto (CUDA when present), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Folder for the database, checkpoints and worker logs.
+    #[arg(long, default_value = "allsweep-run")]
+    pub dir: PathBuf,
+    /// The database [default: sqlite://DIR/allsweep.db].
+    #[arg(long)]
+    pub db: Option<String>,
+    /// Where relative data-set roots resolve [default: $ALLSWEEP_DATA, else ../shared/data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.local_workers >= 1, "--local-workers must be at least 1");
+    let text = std::fs::read_to_string(&args.spec).with_context(|| format!("cannot read {}", args.spec.display()))?;
+    std::fs::create_dir_all(&args.dir).with_context(|| format!("cannot create {}", args.dir.display()))?;
+    let db = args.db.clone().unwrap_or_else(|| format!("sqlite://{}", args.dir.join("allsweep.db").display()));
+    let store = store::open(&db).await.with_context(|| format!("cannot open {db}"))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = format!("http://{}", listener.local_addr()?);
+    let (stop, shutdown) = watch::channel(false);
+    let options =
+        ServeOptions { artifacts: args.dir.join("artifacts"), lease_ttl: Duration::from_secs(15), token: None };
+    let server = tokio::spawn(serve(listener, store, options, shutdown));
+
+    let mut c = client::user(&address, None).await?;
+    let submitted =
+        remote::submit_text(&mut c, &text).await.with_context(|| format!("{} was refused", args.spec.display()))?;
+    eprintln!(
+        "sweep {}: {} trials{}; coordinator at {address}, {} local worker(s); logs in {}",
+        submitted.sweep_id,
+        submitted.trials,
+        if submitted.created { "" } else { " (already in the database: resuming)" },
+        args.local_workers,
+        args.dir.display()
+    );
+    let mut workers = Vec::new();
+    for i in 0..args.local_workers {
+        workers.push(spawn_worker(&args, &address, i).await?);
+    }
+    let outcome = tokio::select! {
+        last = remote::watch_sweep(&mut c, &submitted.sweep_id, true) => last,
+        _ = super::serve::shutdown_signal() => Err(anyhow::anyhow!("interrupted; run the same command again to resume")),
+    };
+    let results = c.query_results(pb::SweepRequest { sweep_id: submitted.sweep_id.clone() }).await.map_err(explain);
+    for worker in &mut workers {
+        terminate(worker).await;
+    }
+    let _ = stop.send(true);
+    let _ = server.await;
+    let last = outcome?;
+    let results = results.context("cannot read the sweep's results")?.into_inner().results;
+    println!(
+        "{} ({}): {} completed, {} failed, {} cancelled",
+        last.name, last.sweep_id, last.completed, last.failed, last.cancelled
+    );
+    for t in last.trials.iter().filter(|t| t.status == "failed") {
+        println!("  failed: {}: {}", t.label, t.error);
+    }
+    println!("{}", summary::per_config(&results));
+    anyhow::ensure!(last.completed > 0 || last.trials.is_empty(), "no trial completed");
+    Ok(())
+}
+
+/// The worker binary beside this one.
+fn worker_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.with_file_name("allsweep-worker");
+    anyhow::ensure!(path.exists(), "{} is missing: build it (make build)", path.display());
+    Ok(path)
+}
+
+async fn spawn_worker(args: &RunArgs, address: &str, index: u32) -> anyhow::Result<Child> {
+    let log_path = args.dir.join(format!("worker-{index}.log"));
+    let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let threads = (cores / (args.local_workers * args.slots)).max(1);
+    let mut command = Command::new(worker_binary()?);
+    command
+        .args(["--coordinator", address, "--slots", &args.slots.to_string(), "--device", &args.device])
+        .args(["--threads", &threads.to_string(), "--work-dir"])
+        .arg(work_dir(&args.dir, index))
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true);
+    if let Some(dir) = &args.data_dir {
+        command.arg("--data-dir").arg(dir);
+    }
+    command.spawn().context("cannot start allsweep-worker")
+}
+
+fn work_dir(dir: &Path, index: u32) -> PathBuf {
+    dir.join(format!("worker-{index}"))
+}
+
+/// SIGTERM (the worker checkpoints and gives its leases back), then wait a little.
+async fn terminate(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
+    }
+    if tokio::time::timeout(Duration::from_secs(20), child.wait()).await.is_err() {
+        let _ = child.kill().await;
+    }
+}

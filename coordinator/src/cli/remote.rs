@@ -1,0 +1,204 @@
+//! The client commands: submit, status, watch, cancel, workers, results.
+
+use std::path::PathBuf;
+
+use allsweep_proto::v1 as pb;
+use anyhow::Context;
+use clap::Args;
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use super::{summary, Connection};
+use allsweep_coordinator::client::{self, explain, UserClient};
+
+#[derive(Args)]
+pub struct SubmitArgs {
+    pub spec: PathBuf,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    /// A sweep id; without it, every sweep.
+    pub sweep: Option<String>,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+#[derive(Args)]
+pub struct SweepArg {
+    pub sweep: String,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+#[derive(Args)]
+pub struct WorkersArgs {
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+async fn connect(c: &Connection) -> anyhow::Result<UserClient> {
+    client::user(&c.coordinator, c.token.as_deref()).await
+}
+
+pub async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.spec).with_context(|| format!("cannot read {}", args.spec.display()))?;
+    let mut c = connect(&args.connection).await?;
+    let r = submit_text(&mut c, &text).await.with_context(|| format!("{} was refused", args.spec.display()))?;
+    if r.created {
+        eprintln!("submitted {} trials", r.trials);
+    } else {
+        eprintln!("this spec was already submitted ({} trials); nothing added", r.trials);
+    }
+    println!("{}", r.sweep_id);
+    Ok(())
+}
+
+pub async fn submit_text(c: &mut UserClient, text: &str) -> anyhow::Result<pb::SubmitResponse> {
+    Ok(c.submit(pb::SubmitRequest { spec_toml: text.to_string() }).await.map_err(explain)?.into_inner())
+}
+
+pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let mut c = connect(&args.connection).await?;
+    match args.sweep {
+        None => {
+            let sweeps = c.list_sweeps(pb::ListSweepsRequest {}).await.map_err(explain)?.into_inner().sweeps;
+            let mut table = Table::new();
+            table.load_preset(UTF8_FULL_CONDENSED);
+            table.set_header(["sweep", "name", "state", "queued", "running", "completed", "failed", "cancelled"]);
+            for s in sweeps {
+                table.add_row(vec![
+                    s.sweep_id,
+                    s.name,
+                    s.state,
+                    s.queued.to_string(),
+                    s.running.to_string(),
+                    s.completed.to_string(),
+                    s.failed.to_string(),
+                    s.cancelled.to_string(),
+                ]);
+            }
+            println!("{table}");
+        }
+        Some(id) => {
+            let s = c.get_sweep(pb::SweepRequest { sweep_id: id }).await.map_err(explain)?.into_inner();
+            print_sweep(&s);
+        }
+    }
+    Ok(())
+}
+
+pub fn print_sweep(s: &pb::SweepStatus) {
+    println!("{} ({}): {}", s.name, s.sweep_id, s.state);
+    println!(
+        "queued {}, running {}, completed {}, failed {}, cancelled {}",
+        s.queued, s.running, s.completed, s.failed, s.cancelled
+    );
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(["trial", "state", "attempt", "epoch", "worker", "error"]);
+    for t in &s.trials {
+        table.add_row(vec![
+            t.label.clone(),
+            t.status.clone(),
+            t.attempt.to_string(),
+            format!("{}/{}", t.epoch, t.epochs),
+            t.worker_id.clone(),
+            t.error.clone(),
+        ]);
+    }
+    println!("{table}");
+}
+
+pub async fn watch(args: SweepArg) -> anyhow::Result<()> {
+    let mut c = connect(&args.connection).await?;
+    let last = watch_sweep(&mut c, &args.sweep, true).await?;
+    print_sweep(&last);
+    Ok(())
+}
+
+/// Follows a sweep with progress bars until it ends; returns its last status.
+pub async fn watch_sweep(c: &mut UserClient, sweep: &str, bars: bool) -> anyhow::Result<pb::SweepStatus> {
+    let mut stream = c.watch(pb::SweepRequest { sweep_id: sweep.to_string() }).await.map_err(explain)?.into_inner();
+    let multi = MultiProgress::new();
+    if !bars {
+        multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let overall = multi.add(ProgressBar::new(0));
+    overall.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} done {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let mut trial_bars: std::collections::HashMap<String, ProgressBar> = Default::default();
+    let mut last = None;
+    while let Some(s) = stream.message().await.map_err(explain)? {
+        overall.set_prefix(s.name.clone());
+        overall.set_length(s.trials.len() as u64);
+        overall.set_position((s.completed + s.failed + s.cancelled) as u64);
+        overall.set_message(format!(
+            "(queued {}, running {}, completed {}, failed {})",
+            s.queued, s.running, s.completed, s.failed
+        ));
+        for t in &s.trials {
+            if t.status == "running" {
+                let bar = trial_bars.entry(t.trial_id.clone()).or_insert_with(|| {
+                    let b = multi.add(ProgressBar::new(t.epochs as u64));
+                    b.set_style(
+                        ProgressStyle::with_template("  {msg:50} epoch {pos}/{len}")
+                            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    );
+                    b
+                });
+                bar.set_message(format!("{} (attempt {})", t.label, t.attempt));
+                bar.set_position(t.epoch as u64);
+            } else if let Some(bar) = trial_bars.remove(&t.trial_id) {
+                bar.finish_and_clear();
+            }
+        }
+        last = Some(s);
+    }
+    overall.finish_and_clear();
+    last.ok_or_else(|| anyhow::anyhow!("the coordinator ended the watch without a status"))
+}
+
+pub async fn cancel(args: SweepArg) -> anyhow::Result<()> {
+    let mut c = connect(&args.connection).await?;
+    let s = c.cancel(pb::SweepRequest { sweep_id: args.sweep }).await.map_err(explain)?.into_inner();
+    println!(
+        "cancelled {}: {} trials cancelled, {} completed, {} failed",
+        s.sweep_id, s.cancelled, s.completed, s.failed
+    );
+    Ok(())
+}
+
+pub async fn workers(args: WorkersArgs) -> anyhow::Result<()> {
+    let mut c = connect(&args.connection).await?;
+    let workers = c.list_workers(pb::ListWorkersRequest {}).await.map_err(explain)?.into_inner().workers;
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(["worker", "host", "device", "slots", "running", "alive", "version"]);
+    for w in workers {
+        table.add_row(vec![
+            w.worker_id,
+            w.host,
+            w.device,
+            w.slots.to_string(),
+            w.running.to_string(),
+            if w.alive { "yes".into() } else { "no".into() },
+            w.version,
+        ]);
+    }
+    println!("{table}");
+    Ok(())
+}
+
+pub async fn results(args: SweepArg) -> anyhow::Result<()> {
+    let mut c = connect(&args.connection).await?;
+    let results =
+        c.query_results(pb::SweepRequest { sweep_id: args.sweep }).await.map_err(explain)?.into_inner().results;
+    println!("{}", summary::per_config(&results));
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! `allsweep serve`: the coordinator.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use tokio::sync::watch;
+
+use allsweep_coordinator::server::{serve, ServeOptions};
+use allsweep_coordinator::store;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// sqlite://PATH (created if missing) or postgres://USER@HOST/DB.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://allsweep.db")]
+    pub db: String,
+    /// Address to listen on (port 0: any free port; the bound address is printed).
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub listen: String,
+    /// Where checkpoint files live.
+    #[arg(long, default_value = "allsweep-artifacts")]
+    pub artifacts: PathBuf,
+    /// Lease duration without a heartbeat, in seconds (workers heartbeat three times per lease).
+    #[arg(long, default_value_t = 30.0)]
+    pub lease_seconds: f64,
+    /// Require this token from every caller.
+    #[arg(long, env = "ALLSWEEP_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.lease_seconds >= 0.3, "--lease-seconds must be at least 0.3");
+    let store = store::open(&args.db).await.with_context(|| format!("cannot open the database {}", args.db))?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    println!("allsweep coordinator listening on {address}");
+    tracing::info!(%address, db = %redact(&args.db), "coordinator started");
+    let (stop, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop.send(true);
+    });
+    let options = ServeOptions {
+        artifacts: args.artifacts,
+        lease_ttl: Duration::from_secs_f64(args.lease_seconds),
+        token: args.token,
+    };
+    serve(listener, store, options, shutdown).await
+}
+
+/// SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}
+
+/// A database URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let user_part = &url[scheme + 3..at];
+            let user = user_part.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}

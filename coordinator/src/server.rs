@@ -1,0 +1,50 @@
+//! Running the coordinator: both services on one TCP listener, the lease clock beside them.
+//! The listener and the shutdown signal are passed in, so tests and `allsweep run` drive it
+//! on port 0.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use allsweep_proto::v1::user_service_server::UserServiceServer;
+use allsweep_proto::v1::worker_service_server::WorkerServiceServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::artifacts::Artifacts;
+use crate::scheduler;
+use crate::service::{Shared, TokenCheck, UserApi, WorkerApi};
+use crate::store::Store;
+
+/// How the coordinator runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub artifacts: PathBuf,
+    pub lease_ttl: Duration,
+    pub token: Option<String>,
+}
+
+/// Serves until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    store: Arc<dyn Store>,
+    options: ServeOptions,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let artifacts = Artifacts::open(&options.artifacts)?;
+    let shared = Shared { store: store.clone(), artifacts, lease_ttl: options.lease_ttl };
+    let check = TokenCheck::new(options.token.clone());
+    let expiry_every = (options.lease_ttl / 4).max(Duration::from_millis(200));
+    let expiry = tokio::spawn(scheduler::run_expiry(store, expiry_every, shutdown.clone()));
+    let mut stop = shutdown.clone();
+    let result = tonic::transport::Server::builder()
+        .add_service(WorkerServiceServer::with_interceptor(WorkerApi { shared: shared.clone() }, check.clone()))
+        .add_service(UserServiceServer::with_interceptor(UserApi { shared }, check))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
+    expiry.abort();
+    Ok(result?)
+}

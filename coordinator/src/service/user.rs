@@ -1,0 +1,174 @@
+//! The user API: submit, status, cancel, watch, workers, results.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use allsweep_proto::v1::{self as pb, user_service_server::UserService};
+use futures::Stream;
+use tonic::{Request, Response, Status};
+
+use super::{status, Shared};
+use crate::spec::Spec;
+use crate::store::{now_ms, SweepRow, TrialRow, TrialState};
+
+pub struct UserApi {
+    pub shared: Shared,
+}
+
+type StatusStream = Pin<Box<dyn Stream<Item = Result<pb::SweepStatus, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl UserService for UserApi {
+    async fn submit(&self, request: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResponse>, Status> {
+        let text = request.into_inner().spec_toml;
+        let spec = Spec::parse(&text).map_err(|e| Status::invalid_argument(format!("invalid spec: {e}")))?;
+        let created = self.shared.store.insert_sweep(&spec.to_new_sweep(&text), now_ms()).await.map_err(status)?;
+        tracing::info!(sweep = %spec.id, trials = spec.trials.len(), created, "sweep submitted");
+        Ok(Response::new(pb::SubmitResponse { sweep_id: spec.id, trials: spec.trials.len() as u32, created }))
+    }
+
+    async fn get_sweep(&self, request: Request<pb::SweepRequest>) -> Result<Response<pb::SweepStatus>, Status> {
+        Ok(Response::new(sweep_status(&self.shared, &request.into_inner().sweep_id).await?))
+    }
+
+    async fn list_sweeps(&self, _: Request<pb::ListSweepsRequest>) -> Result<Response<pb::ListSweepsResponse>, Status> {
+        let mut sweeps = Vec::new();
+        for row in self.shared.store.sweeps().await.map_err(status)? {
+            let trials = self.shared.store.trials(&row.id).await.map_err(status)?;
+            let mut s = summarize(&row, &trials);
+            s.trials.clear();
+            sweeps.push(s);
+        }
+        Ok(Response::new(pb::ListSweepsResponse { sweeps }))
+    }
+
+    async fn cancel(&self, request: Request<pb::SweepRequest>) -> Result<Response<pb::SweepStatus>, Status> {
+        let id = request.into_inner().sweep_id;
+        if !self.shared.store.cancel_sweep(&id, now_ms()).await.map_err(status)? {
+            return Err(Status::not_found(format!("no sweep {id}")));
+        }
+        tracing::info!(sweep = %id, "sweep cancelled");
+        Ok(Response::new(sweep_status(&self.shared, &id).await?))
+    }
+
+    type WatchStream = StatusStream;
+
+    async fn watch(&self, request: Request<pb::SweepRequest>) -> Result<Response<StatusStream>, Status> {
+        let id = request.into_inner().sweep_id;
+        let first = sweep_status(&self.shared, &id).await?;
+        let shared = self.shared.clone();
+        // Poll the database: it is the only state, and other coordinators may share it.
+        let stream =
+            futures::stream::unfold((Some(first), shared, id, false), |(pending, shared, id, done)| async move {
+                if done {
+                    return None;
+                }
+                let next = match pending {
+                    Some(s) => Ok(s),
+                    None => {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        sweep_status(&shared, &id).await
+                    }
+                };
+                let finished = next.as_ref().map_or(true, |s| s.state != "active");
+                Some((next, (None, shared, id, finished)))
+            });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn list_workers(
+        &self,
+        _: Request<pb::ListWorkersRequest>,
+    ) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        let now = now_ms();
+        let alive_within = 3 * self.shared.lease_ttl.as_millis() as i64;
+        let workers = self
+            .shared
+            .store
+            .workers()
+            .await
+            .map_err(status)?
+            .into_iter()
+            .map(|w| pb::WorkerInfo {
+                alive: now - w.last_seen_at < alive_within,
+                worker_id: w.id,
+                host: w.host,
+                device: w.device,
+                slots: w.slots,
+                running: w.running,
+                last_seen_ms: w.last_seen_at,
+                version: w.version,
+            })
+            .collect();
+        Ok(Response::new(pb::ListWorkersResponse { workers }))
+    }
+
+    async fn query_results(
+        &self,
+        request: Request<pb::SweepRequest>,
+    ) -> Result<Response<pb::QueryResultsResponse>, Status> {
+        let id = request.into_inner().sweep_id;
+        if self.shared.store.sweep(&id).await.map_err(status)?.is_none() {
+            return Err(Status::not_found(format!("no sweep {id}")));
+        }
+        let results = self
+            .shared
+            .store
+            .results(&id)
+            .await
+            .map_err(status)?
+            .into_iter()
+            .map(|r| pb::TrialResult {
+                trial_id: r.trial_id,
+                label: r.label,
+                params_json: r.params_json,
+                seed: r.seed,
+                test: Some(pb::Metrics {
+                    jaccard: r.metrics.jaccard,
+                    dice: r.metrics.dice,
+                    precision: r.metrics.precision,
+                    recall: r.metrics.recall,
+                    tnr: r.metrics.tnr,
+                    accuracy: r.metrics.accuracy,
+                    auc: r.metrics.auc,
+                }),
+                split: r.split,
+            })
+            .collect();
+        Ok(Response::new(pb::QueryResultsResponse { results }))
+    }
+}
+
+async fn sweep_status(shared: &Shared, id: &str) -> Result<pb::SweepStatus, Status> {
+    let row =
+        shared.store.sweep(id).await.map_err(status)?.ok_or_else(|| Status::not_found(format!("no sweep {id}")))?;
+    let trials = shared.store.trials(id).await.map_err(status)?;
+    Ok(summarize(&row, &trials))
+}
+
+fn summarize(row: &SweepRow, trials: &[TrialRow]) -> pb::SweepStatus {
+    let count = |state: TrialState| trials.iter().filter(|t| t.state == state).count() as u32;
+    pb::SweepStatus {
+        sweep_id: row.id.clone(),
+        name: row.name.clone(),
+        state: row.state.clone(),
+        queued: count(TrialState::Queued),
+        running: count(TrialState::Running),
+        completed: count(TrialState::Completed),
+        failed: count(TrialState::Failed),
+        cancelled: count(TrialState::Cancelled),
+        trials: trials
+            .iter()
+            .map(|t| pb::TrialStatus {
+                trial_id: t.id.clone(),
+                status: t.state.as_str().to_string(),
+                attempt: t.attempt,
+                epoch: t.epoch,
+                epochs: t.epochs,
+                worker_id: t.worker_id.clone().unwrap_or_default(),
+                label: t.label.clone(),
+                error: t.error.clone().unwrap_or_default(),
+            })
+            .collect(),
+    }
+}

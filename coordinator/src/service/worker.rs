@@ -1,0 +1,281 @@
+//! The worker API.
+
+use std::pin::Pin;
+
+use allsweep_proto::v1::{self as pb, worker_service_server::WorkerService};
+use allsweep_proto::PROTOCOL_VERSION;
+use futures::Stream;
+use tokio::io::AsyncReadExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{artifact_status, status, Shared};
+use crate::artifacts::{Artifacts, CHUNK};
+use crate::store::{now_ms, CheckpointRow, Completion, FinalMetrics, MetricPoint, RocPoint, WorkerRow};
+
+pub struct WorkerApi {
+    pub shared: Shared,
+}
+
+type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::CheckpointChunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl WorkerService for WorkerApi {
+    async fn register(&self, request: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
+        let r = request.into_inner();
+        if r.protocol_version != PROTOCOL_VERSION {
+            return Err(Status::failed_precondition(format!(
+                "worker speaks protocol version {}, this coordinator speaks {PROTOCOL_VERSION}: run an allsweep-worker of version {} (protocol {PROTOCOL_VERSION})",
+                r.protocol_version,
+                env!("CARGO_PKG_VERSION")
+            )));
+        }
+        if r.slots == 0 {
+            return Err(Status::invalid_argument("slots must be at least 1"));
+        }
+        let now = now_ms();
+        let id = if r.worker_id.is_empty() { new_worker_id(&r.host) } else { r.worker_id };
+        let row = WorkerRow {
+            id: id.clone(),
+            host: r.host,
+            device: r.device,
+            memory_bytes: r.memory_bytes,
+            slots: r.slots,
+            version: r.version,
+            registered_at: now,
+            last_seen_at: now,
+            running: 0,
+        };
+        self.shared.store.upsert_worker(&row).await.map_err(status)?;
+        tracing::info!(worker = %id, host = %row.host, device = %row.device, slots = row.slots, "worker registered");
+        Ok(Response::new(pb::RegisterResponse {
+            worker_id: id,
+            heartbeat_interval_ms: self.shared.heartbeat_interval().as_millis() as u32,
+            lease_ttl_ms: self.shared.lease_ttl.as_millis() as u32,
+        }))
+    }
+
+    async fn lease(&self, request: Request<pb::LeaseRequest>) -> Result<Response<pb::LeaseResponse>, Status> {
+        let r = request.into_inner();
+        let now = now_ms();
+        if !self.shared.store.touch_worker(&r.worker_id, now).await.map_err(status)? {
+            return Err(Status::not_found(format!("unknown worker {}: register first", r.worker_id)));
+        }
+        let leased = self
+            .shared
+            .store
+            .lease(&r.worker_id, r.free_slots.min(64), now, self.shared.expiry(now))
+            .await
+            .map_err(status)?;
+        for l in &leased {
+            tracing::info!(trial = %l.trial_id, attempt = l.attempt, worker = %r.worker_id, resume_epoch = ?l.checkpoint_epoch, "trial leased");
+        }
+        let trials = leased
+            .into_iter()
+            .map(|l| pb::LeasedTrial {
+                trial_id: l.trial_id,
+                attempt: l.attempt,
+                sweep_id: l.sweep_id,
+                config_toml: l.config_toml,
+                has_checkpoint: l.checkpoint_epoch.is_some(),
+                checkpoint_epoch: l.checkpoint_epoch.unwrap_or(0),
+                lease_expires_at_ms: l.lease_expires_at,
+            })
+            .collect();
+        Ok(Response::new(pb::LeaseResponse { trials }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let r = request.into_inner();
+        let now = now_ms();
+        let known = self.shared.store.touch_worker(&r.worker_id, now).await.map_err(status)?;
+        let running: Vec<(String, u32, u32)> =
+            r.running.into_iter().map(|t| (t.trial_id, t.attempt, t.epoch)).collect();
+        let stop = if known {
+            self.shared.store.renew(&r.worker_id, &running, now, self.shared.expiry(now)).await.map_err(status)?
+        } else {
+            Vec::new()
+        };
+        Ok(Response::new(pb::HeartbeatResponse { stop_trial_ids: stop, known }))
+    }
+
+    async fn stream_metrics(
+        &self,
+        request: Request<Streaming<pb::MetricBatch>>,
+    ) -> Result<Response<pb::MetricAck>, Status> {
+        let mut stream = request.into_inner();
+        let (mut stored, mut duplicates) = (0, 0);
+        while let Some(batch) = stream.message().await? {
+            let points: Vec<MetricPoint> = batch
+                .points
+                .into_iter()
+                .map(|p| MetricPoint { epoch: p.epoch, name: p.name, value: p.value })
+                .collect();
+            let (s, d) =
+                self.shared.store.record_metrics(&batch.trial_id, batch.attempt, &points).await.map_err(status)?;
+            stored += s;
+            duplicates += d;
+        }
+        Ok(Response::new(pb::MetricAck { stored, duplicates }))
+    }
+
+    async fn upload_checkpoint(
+        &self,
+        request: Request<Streaming<pb::CheckpointChunk>>,
+    ) -> Result<Response<pb::CheckpointAck>, Status> {
+        let mut stream = request.into_inner();
+        let header = match stream.message().await?.and_then(|c| c.part) {
+            Some(pb::checkpoint_chunk::Part::Header(h)) => h,
+            _ => return Err(Status::invalid_argument("a checkpoint upload starts with its header")),
+        };
+        let name = Artifacts::checkpoint_name(&header.trial_id, header.attempt, header.epoch, header.step);
+        let mut incoming = self.shared.artifacts.begin(&name).await.map_err(artifact_status)?;
+        while let Some(chunk) = stream.message().await? {
+            match chunk.part {
+                Some(pb::checkpoint_chunk::Part::Data(data)) => incoming.write(&data).await.map_err(artifact_status)?,
+                _ => {
+                    incoming.abort().await;
+                    return Err(Status::invalid_argument("only data chunks may follow the header"));
+                }
+            }
+        }
+        self.shared
+            .artifacts
+            .finish(incoming, &name, &header.trial_id, header.size, &header.sha256)
+            .await
+            .map_err(artifact_status)?;
+        let row = CheckpointRow {
+            trial_id: header.trial_id.clone(),
+            attempt: header.attempt,
+            epoch: header.epoch,
+            step: header.step,
+            file: name.clone(),
+            sha256: header.sha256.to_ascii_lowercase(),
+            bytes: header.size,
+        };
+        match self.shared.store.record_checkpoint(&row, now_ms()).await {
+            Ok(replaced) => {
+                if let Some(old) = replaced.filter(|old| *old != name) {
+                    self.shared.artifacts.remove(&old).await;
+                }
+                tracing::debug!(trial = %header.trial_id, epoch = header.epoch, bytes = header.size, "checkpoint stored");
+                Ok(Response::new(pb::CheckpointAck { bytes: header.size }))
+            }
+            Err(error) => {
+                self.shared.artifacts.remove(&name).await;
+                Err(status(error))
+            }
+        }
+    }
+
+    type DownloadCheckpointStream = ChunkStream;
+
+    async fn download_checkpoint(
+        &self,
+        request: Request<pb::CheckpointRequest>,
+    ) -> Result<Response<ChunkStream>, Status> {
+        let r = request.into_inner();
+        let row = self
+            .shared
+            .store
+            .checkpoint(&r.trial_id)
+            .await
+            .map_err(status)?
+            .ok_or_else(|| Status::not_found(format!("trial {} has no checkpoint", r.trial_id)))?;
+        let path = self.shared.artifacts.path(&row.file);
+        let file = tokio::fs::File::open(&path).await.map_err(|e| {
+            Status::data_loss(format!("checkpoint file {} of trial {}: {e}", path.display(), r.trial_id))
+        })?;
+        let header = pb::CheckpointHeader {
+            trial_id: row.trial_id,
+            attempt: row.attempt,
+            epoch: row.epoch,
+            step: row.step,
+            size: row.bytes,
+            sha256: row.sha256,
+        };
+        let stream = chunks(header, file);
+        Ok(Response::new(stream))
+    }
+
+    async fn complete(&self, request: Request<pb::CompleteRequest>) -> Result<Response<pb::Ack>, Status> {
+        let r = request.into_inner();
+        let test = r.test.ok_or_else(|| Status::invalid_argument("complete needs the test metrics"))?;
+        let completion = Completion {
+            metrics: FinalMetrics {
+                jaccard: test.jaccard,
+                dice: test.dice,
+                precision: test.precision,
+                recall: test.recall,
+                tnr: test.tnr,
+                accuracy: test.accuracy,
+                auc: test.auc,
+            },
+            roc: r.roc.into_iter().map(|p| RocPoint { threshold: p.threshold, fpr: p.fpr, tpr: p.tpr }).collect(),
+            split: r.split,
+            epochs: r.epochs,
+            parameters: r.parameters,
+        };
+        let remove = self.shared.store.complete(&r.trial_id, r.attempt, &completion, now_ms()).await.map_err(status)?;
+        if let Some(file) = remove {
+            self.shared.artifacts.remove(&file).await;
+        }
+        tracing::info!(trial = %r.trial_id, attempt = r.attempt, jaccard = test.jaccard, "trial completed");
+        Ok(Response::new(pb::Ack {}))
+    }
+
+    async fn fail(&self, request: Request<pb::FailRequest>) -> Result<Response<pb::Ack>, Status> {
+        let r = request.into_inner();
+        let outcome =
+            self.shared.store.fail(&r.trial_id, r.attempt, &r.error, r.permanent, now_ms()).await.map_err(status)?;
+        tracing::warn!(trial = %r.trial_id, attempt = r.attempt, permanent = r.permanent, ?outcome, error = %r.error, "trial attempt failed");
+        Ok(Response::new(pb::Ack {}))
+    }
+
+    async fn release(&self, request: Request<pb::ReleaseRequest>) -> Result<Response<pb::Ack>, Status> {
+        let r = request.into_inner();
+        let trials: Vec<(String, u32)> = r.trials.into_iter().map(|t| (t.trial_id, t.attempt)).collect();
+        self.shared.store.release(&r.worker_id, &trials, now_ms()).await.map_err(status)?;
+        tracing::info!(worker = %r.worker_id, trials = trials.len(), "worker released its trials");
+        Ok(Response::new(pb::Ack {}))
+    }
+}
+
+/// A stream of the header, then the file's chunks until its end.
+fn chunks(header: pb::CheckpointHeader, file: tokio::fs::File) -> ChunkStream {
+    enum State {
+        Header(pb::CheckpointHeader, tokio::fs::File),
+        Reading(tokio::fs::File),
+        Done,
+    }
+    let stream = futures::stream::unfold(State::Header(header, file), |state| async move {
+        match state {
+            State::Header(header, file) => Some((
+                Ok(pb::CheckpointChunk { part: Some(pb::checkpoint_chunk::Part::Header(header)) }),
+                State::Reading(file),
+            )),
+            State::Reading(mut file) => {
+                let mut buffer = vec![0_u8; CHUNK];
+                match file.read(&mut buffer).await {
+                    Ok(0) => None,
+                    Ok(n) => {
+                        buffer.truncate(n);
+                        let chunk = pb::CheckpointChunk { part: Some(pb::checkpoint_chunk::Part::Data(buffer)) };
+                        Some((Ok(chunk), State::Reading(file)))
+                    }
+                    Err(e) => Some((Err(Status::data_loss(e.to_string())), State::Done)),
+                }
+            }
+            State::Done => None,
+        }
+    });
+    Box::pin(stream)
+}
+
+fn new_worker_id(host: &str) -> String {
+    let host: String = host.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(24).collect();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{}-{:x}", if host.is_empty() { "worker" } else { &host }, nanos & 0xFFFF_FFFF_FFFF)
+}

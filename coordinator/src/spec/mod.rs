@@ -1,0 +1,207 @@
+//! Sweep specs: the TOML a user submits, validated and expanded into trials.
+//!
+//!     name = "Table 1"
+//!     seeds = [0, 1, 2]
+//!     max_attempts = 3            # optional: attempts per trial before it fails for good
+//!     keep_checkpoints = false    # optional: keep each trial's last checkpoint after it completes
+//!     [dataset] [model] [train] [loss]   # a trial's config, as in RUN.toml
+//!     [grid]                      # dotted paths to lists; the grid is their product
+//!     "loss.omega" = [6, 8, 10]
+//!     loss = [{kind = "dice"}, {kind = "all", gamma = 0.1}]   # lists of whole tables
+//!
+//! Every grid point is validated as a whole trial config, so a bad value anywhere, or a loss
+//! parameter the loss does not take, rejects the whole spec with the key and line at fault.
+//! Each trial gets a stable key from its resolved config and seed, and the sweep an id from
+//! its trials: resubmitting the same spec finds the same sweep and adds nothing.
+
+mod grid;
+mod keys;
+
+use allsweep_config::params::describe;
+use allsweep_config::trial::{line_of, ConfigError};
+use allsweep_config::TrialConfig;
+use toml::{Table, Value};
+
+use crate::store::{NewSweep, NewTrial, TrialColumns};
+
+pub use grid::GridAxis;
+
+/// Keys a spec may hold at its top level besides the trial sections.
+const SPEC_KEYS: [&str; 5] = ["name", "seeds", "grid", "max_attempts", "keep_checkpoints"];
+const SECTIONS: [&str; 4] = ["dataset", "model", "train", "loss"];
+
+/// A validated spec.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub name: String,
+    pub seeds: Vec<u64>,
+    pub max_attempts: u32,
+    pub keep_checkpoints: bool,
+    /// The trial sections before grid values are applied.
+    pub base: Table,
+    pub grid: Vec<GridAxis>,
+    /// The trials, validated, in grid order then seed order.
+    pub trials: Vec<NewTrial>,
+    pub id: String,
+}
+
+fn error(source: &str, key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError { key: key.to_string(), line: line_of(source, key), message: message.into() }
+}
+
+impl Spec {
+    /// Parses, validates and expands a spec.
+    pub fn parse(source: &str) -> Result<Self, ConfigError> {
+        let table: Table = source.parse().map_err(|e: toml::de::Error| ConfigError {
+            key: "(syntax)".into(),
+            line: e.span().map(|s| source[..s.start.min(source.len())].matches('\n').count() + 1),
+            message: e.message().to_string(),
+        })?;
+        if let Some(unknown) =
+            table.keys().find(|k| !SPEC_KEYS.contains(&k.as_str()) && !SECTIONS.contains(&k.as_str()))
+        {
+            let accepted = [&SPEC_KEYS[..], &SECTIONS[..]].concat().join(", ");
+            return Err(error(source, unknown, format!("unknown key; accepted at the top: {accepted}")));
+        }
+        let name = match table.get("name") {
+            Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+            Some(other) => {
+                return Err(error(source, "name", format!("expected a non-empty string, found {}", describe(other))))
+            }
+            None => return Err(error(source, "name", "missing; every sweep needs a name")),
+        };
+        let seeds = seeds(source, table.get("seeds"))?;
+        let max_attempts = match table.get("max_attempts") {
+            None => 3,
+            Some(Value::Integer(n)) if (1..=100).contains(n) => *n as u32,
+            Some(other) => {
+                return Err(error(
+                    source,
+                    "max_attempts",
+                    format!("expected an integer from 1 to 100, found {}", describe(other)),
+                ))
+            }
+        };
+        let keep_checkpoints = match table.get("keep_checkpoints") {
+            None => false,
+            Some(Value::Boolean(b)) => *b,
+            Some(other) => {
+                return Err(error(
+                    source,
+                    "keep_checkpoints",
+                    format!("expected true or false, found {}", describe(other)),
+                ))
+            }
+        };
+        let base: Table =
+            table.iter().filter(|(k, _)| SECTIONS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let grid = grid::axes(source, table.get("grid"))?;
+        let mut trials = Vec::new();
+        for point in grid::points(&grid) {
+            let resolved = grid::apply(&base, &point);
+            for &seed in &seeds {
+                trials.push(trial(source, &name, &resolved, &point, seed, trials.len() as u32)?);
+            }
+        }
+        let id = keys::sweep_id(&name, max_attempts, keep_checkpoints, &trials);
+        for t in &mut trials {
+            t.id = format!("{id}-{}", t.id);
+            t.config_key = format!("{id}-{}", t.config_key);
+        }
+        Ok(Self { name, seeds, max_attempts, keep_checkpoints, base, grid, trials, id })
+    }
+
+    /// The sweep and its trials, ready to store.
+    pub fn to_new_sweep(&self, spec_toml: &str) -> NewSweep {
+        NewSweep {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            spec_toml: spec_toml.to_string(),
+            keep_checkpoints: self.keep_checkpoints,
+            max_attempts: self.max_attempts,
+            trials: self.trials.clone(),
+        }
+    }
+}
+
+fn seeds(source: &str, value: Option<&Value>) -> Result<Vec<u64>, ConfigError> {
+    let items = match value {
+        None => return Ok(vec![0]),
+        Some(Value::Array(items)) if !items.is_empty() => items,
+        Some(Value::Array(_)) => return Err(error(source, "seeds", "empty list; give at least one seed")),
+        Some(other) => {
+            return Err(error(source, "seeds", format!("expected a list of whole numbers, found {}", describe(other))))
+        }
+    };
+    let mut seeds = Vec::with_capacity(items.len());
+    for item in items {
+        match item.as_integer() {
+            Some(s) if s >= 0 && !seeds.contains(&(s as u64)) => seeds.push(s as u64),
+            Some(s) if s >= 0 => return Err(error(source, "seeds", format!("seed {s} is listed twice"))),
+            _ => return Err(error(source, "seeds", format!("expected whole numbers >= 0, found {}", describe(item)))),
+        }
+    }
+    Ok(seeds)
+}
+
+/// Validates one grid point with one seed as a whole trial config.
+fn trial(
+    source: &str,
+    name: &str,
+    resolved: &Table,
+    point: &[(String, Value)],
+    seed: u64,
+    ordinal: u32,
+) -> Result<NewTrial, ConfigError> {
+    let label = grid::label(point, seed);
+    let mut table = resolved.clone();
+    table.insert("name".into(), Value::String(format!("{name} [{label}]")));
+    table.insert("seed".into(), Value::Integer(seed as i64));
+    let config = TrialConfig::from_table(&table).map_err(|e| {
+        // Blame the grid entry that produced the bad value when there is one.
+        match point.iter().find(|(key, _)| e.key == *key || e.key.starts_with(&format!("{key}."))) {
+            Some((key, value)) => ConfigError {
+                key: format!("grid.\"{key}\""),
+                line: grid::line_of_axis(source, key),
+                message: format!("with {key} = {value}: {}: {}", e.key, e.message),
+            },
+            None => ConfigError { line: line_of(source, &e.key), key: e.key, message: e.message },
+        }
+    })?;
+    let params: serde_json::Map<String, serde_json::Value> =
+        point.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default())).collect();
+    Ok(NewTrial {
+        id: keys::trial_key(&config, true),
+        ordinal,
+        label,
+        params_json: serde_json::Value::Object(params).to_string(),
+        config_key: keys::trial_key(&config, false),
+        config_toml: toml::to_string(&table).unwrap_or_default(),
+        seed,
+        epochs: config.train.epochs as u32,
+        columns: columns(&config),
+    })
+}
+
+fn columns(config: &TrialConfig) -> TrialColumns {
+    use allsweep_config::LossConfig;
+    let (base_loss, all) = match &config.loss {
+        LossConfig::All { all, base, .. } => (Some(base.kind().to_string()), Some(*all)),
+        _ => (None, None),
+    };
+    TrialColumns {
+        dataset: config.dataset.kind.name().to_string(),
+        arch: config.model.arch.name().to_string(),
+        width: config.model.width,
+        loss: config.loss.kind().to_string(),
+        base_loss,
+        gamma: all.map(|a| a.gamma),
+        omega: all.map(|a| a.omega),
+        epsilon: all.map(|a| a.epsilon),
+        lr: config.train.lr,
+        batch_size: config.train.batch_size as i64,
+    }
+}
+
+#[cfg(test)]
+mod tests;

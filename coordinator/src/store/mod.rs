@@ -1,0 +1,356 @@
+//! The database: the coordinator's only state. One [`Store`] trait, two implementations:
+//! SQLite (the embedded default, WAL mode) and Postgres (clusters, leasing with
+//! `FOR UPDATE SKIP LOCKED`). Migrations in `migrations/sqlite` and `migrations/postgres`
+//! are applied when a store opens.
+//!
+//! Every write that a worker makes names (trial, attempt); the store checks, in the same
+//! transaction as the write, that this attempt still holds the trial's lease and refuses it
+//! otherwise ([`StoreError::Superseded`]). Times are milliseconds since the Unix epoch.
+
+mod postgres;
+mod sql_common;
+mod sqlite;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = i64;
+
+/// The wall clock in [`Millis`].
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A worker wrote for an attempt that no longer holds the trial (its lease expired and
+    /// the trial went to another attempt, or the trial was cancelled or finished).
+    #[error("trial {trial_id} attempt {attempt} is superseded: {reason}")]
+    Superseded { trial_id: String, attempt: u32, reason: String },
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://...")]
+    Url(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A sweep to insert, with all its trials (one transaction).
+#[derive(Debug, Clone)]
+pub struct NewSweep {
+    /// Stable id from the normalised spec: resubmitting the same spec finds it.
+    pub id: String,
+    pub name: String,
+    pub spec_toml: String,
+    pub keep_checkpoints: bool,
+    pub max_attempts: u32,
+    pub trials: Vec<NewTrial>,
+}
+
+/// A trial to insert, queued.
+#[derive(Debug, Clone)]
+pub struct NewTrial {
+    /// Stable key from the resolved config and seed.
+    pub id: String,
+    pub ordinal: u32,
+    /// The grid point and seed, for people: `loss.kind=all model.arch=unet seed=1`.
+    pub label: String,
+    /// The grid point as a JSON object of dotted keys (`{"loss.omega": 6}`); `{}` without a grid.
+    pub params_json: String,
+    /// Identifies the trial's config without its seed: trials that differ only in seed share it.
+    pub config_key: String,
+    /// The resolved trial as a RUN.toml.
+    pub config_toml: String,
+    pub seed: u64,
+    pub epochs: u32,
+    /// Config fields flattened into columns for dashboards.
+    pub columns: TrialColumns,
+}
+
+/// The config fields every dashboard wants as plain columns.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TrialColumns {
+    pub dataset: String,
+    pub arch: String,
+    pub width: i64,
+    pub loss: String,
+    /// The base loss of `all`; `None` for other losses.
+    pub base_loss: Option<String>,
+    pub gamma: Option<f64>,
+    pub omega: Option<f64>,
+    pub epsilon: Option<f64>,
+    pub lr: f64,
+    pub batch_size: i64,
+}
+
+/// Lifecycle of a trial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrialState {
+    Queued,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl TrialState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TrialState::Queued => "queued",
+            TrialState::Running => "running",
+            TrialState::Completed => "completed",
+            TrialState::Failed => "failed",
+            TrialState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => TrialState::Queued,
+            "running" => TrialState::Running,
+            "completed" => TrialState::Completed,
+            "failed" => TrialState::Failed,
+            "cancelled" => TrialState::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SweepRow {
+    pub id: String,
+    pub name: String,
+    /// `active`, `cancelled` or `finished` (every trial completed or failed).
+    pub state: String,
+    pub spec_toml: String,
+    pub keep_checkpoints: bool,
+    pub max_attempts: u32,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrialRow {
+    pub id: String,
+    pub sweep_id: String,
+    pub ordinal: u32,
+    pub label: String,
+    pub params_json: String,
+    pub config_key: String,
+    pub config_toml: String,
+    pub seed: u64,
+    pub state: TrialState,
+    /// Attempts started so far (0 while never leased).
+    pub attempt: u32,
+    pub worker_id: Option<String>,
+    pub lease_expires_at: Option<Millis>,
+    /// Epochs finished, as last reported.
+    pub epoch: u32,
+    pub epochs: u32,
+    pub error: Option<String>,
+}
+
+/// A trial handed to a worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Leased {
+    pub trial_id: String,
+    pub sweep_id: String,
+    pub attempt: u32,
+    pub config_toml: String,
+    /// The epoch of the trial's latest checkpoint, when it has one: resume from it.
+    pub checkpoint_epoch: Option<u32>,
+    pub lease_expires_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkerRow {
+    pub id: String,
+    pub host: String,
+    pub device: String,
+    pub memory_bytes: u64,
+    pub slots: u32,
+    pub version: String,
+    pub registered_at: Millis,
+    pub last_seen_at: Millis,
+    /// Trials running on it now.
+    pub running: u32,
+}
+
+/// One metric value of one epoch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricPoint {
+    pub epoch: u32,
+    pub name: String,
+    pub value: f64,
+}
+
+/// Final test metrics of a trial.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct FinalMetrics {
+    pub jaccard: f64,
+    pub dice: f64,
+    pub precision: f64,
+    pub recall: f64,
+    pub tnr: f64,
+    pub accuracy: f64,
+    pub auc: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RocPoint {
+    pub threshold: f64,
+    pub fpr: f64,
+    pub tpr: f64,
+}
+
+/// What a worker reports when a trial completes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub metrics: FinalMetrics,
+    pub roc: Vec<RocPoint>,
+    pub split: String,
+    pub epochs: u32,
+    pub parameters: u64,
+}
+
+/// A completed trial's results, for reports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResultRow {
+    pub trial_id: String,
+    pub label: String,
+    pub params_json: String,
+    pub config_key: String,
+    pub seed: u64,
+    pub metrics: FinalMetrics,
+    pub split: String,
+}
+
+/// The latest checkpoint of a trial.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointRow {
+    pub trial_id: String,
+    pub attempt: u32,
+    pub epoch: u32,
+    pub step: u32,
+    /// File name inside the coordinator's artifact directory.
+    pub file: String,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// One attempt of a trial, as the attempts table records it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AttemptRow {
+    pub trial_id: String,
+    pub attempt: u32,
+    pub worker_id: String,
+    pub started_at: Millis,
+    pub ended_at: Option<Millis>,
+    /// `running`, `completed`, `failed`, `expired`, `released`, `cancelled`.
+    pub outcome: String,
+    /// The checkpoint epoch it resumed from (None: from scratch).
+    pub resumed_from_epoch: Option<u32>,
+    pub error: Option<String>,
+}
+
+/// What happened to a trial whose attempt failed or expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requeue {
+    /// Queued again for another attempt.
+    Queued,
+    /// Failed for good (permanent error, or out of attempts).
+    Failed,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Inserts a sweep and its trials in one transaction. `Ok(false)` (and nothing written)
+    /// when a sweep with this id exists.
+    async fn insert_sweep(&self, sweep: &NewSweep, now: Millis) -> Result<bool>;
+    async fn sweep(&self, id: &str) -> Result<Option<SweepRow>>;
+    /// Every sweep, newest first.
+    async fn sweeps(&self) -> Result<Vec<SweepRow>>;
+    /// The trials of a sweep in ordinal order.
+    async fn trials(&self, sweep_id: &str) -> Result<Vec<TrialRow>>;
+    async fn attempts(&self, trial_id: &str) -> Result<Vec<AttemptRow>>;
+    /// Cancels a sweep: queued and running trials become cancelled (their attempts'
+    /// later writes are refused); `Ok(false)` if there is no such sweep.
+    async fn cancel_sweep(&self, id: &str, now: Millis) -> Result<bool>;
+
+    /// Inserts or updates a worker (re-registration keeps its id).
+    async fn upsert_worker(&self, worker: &WorkerRow) -> Result<()>;
+    /// Marks a worker seen; `Ok(false)` for an unknown worker.
+    async fn touch_worker(&self, id: &str, now: Millis) -> Result<bool>;
+    async fn workers(&self) -> Result<Vec<WorkerRow>>;
+
+    /// Leases up to `count` queued trials of active sweeps (oldest sweep first, then
+    /// ordinal), atomically: each goes to exactly one caller. Each leased trial's attempt
+    /// grows by one, its state becomes running, and an attempts row is opened.
+    async fn lease(&self, worker_id: &str, count: u32, now: Millis, expires_at: Millis) -> Result<Vec<Leased>>;
+    /// Renews the leases of `running` (trial, attempt, epoch) held by `worker_id` and
+    /// records their epoch. Returns the trial ids the worker must stop: not running any
+    /// more under that attempt (cancelled, superseded, finished).
+    async fn renew(
+        &self,
+        worker_id: &str,
+        running: &[(String, u32, u32)],
+        now: Millis,
+        expires_at: Millis,
+    ) -> Result<Vec<String>>;
+    /// Requeues (or fails, past `max_attempts`) every running trial whose lease expired
+    /// before `now`; closes those attempts as `expired`. Returns (trial, attempt, outcome).
+    async fn expire_leases(&self, now: Millis) -> Result<Vec<(String, u32, Requeue)>>;
+    /// A leaving worker gives trials back: requeued at once (attempts closed as `released`).
+    async fn release(&self, worker_id: &str, trials: &[(String, u32)], now: Millis) -> Result<()>;
+
+    /// Stores metric points once: a point already stored for (trial, epoch, name) is a
+    /// duplicate and changes nothing. Returns (stored, duplicates).
+    async fn record_metrics(&self, trial_id: &str, attempt: u32, points: &[MetricPoint]) -> Result<(u64, u64)>;
+    /// Records a new latest checkpoint; returns the file of the one it replaces, if any
+    /// and if different, for deletion.
+    async fn record_checkpoint(&self, checkpoint: &CheckpointRow, now: Millis) -> Result<Option<String>>;
+    async fn checkpoint(&self, trial_id: &str) -> Result<Option<CheckpointRow>>;
+    /// Completes a trial: state, final metrics and ROC curve in one transaction; the
+    /// checkpoint row is removed unless the sweep keeps checkpoints. Returns the checkpoint
+    /// file to delete, if any.
+    async fn complete(
+        &self,
+        trial_id: &str,
+        attempt: u32,
+        completion: &Completion,
+        now: Millis,
+    ) -> Result<Option<String>>;
+    /// A failed attempt: failed for good if `permanent` or out of attempts, else queued again.
+    async fn fail(&self, trial_id: &str, attempt: u32, error: &str, permanent: bool, now: Millis) -> Result<Requeue>;
+
+    /// Completed trials' results of a sweep, in ordinal order.
+    async fn results(&self, sweep_id: &str) -> Result<Vec<ResultRow>>;
+    /// A trial's metric points, by epoch then name.
+    async fn metric_points(&self, trial_id: &str) -> Result<Vec<MetricPoint>>;
+    async fn roc(&self, trial_id: &str) -> Result<Vec<RocPoint>>;
+}
+
+/// Opens the store named by a URL (`sqlite://PATH`, `sqlite::memory:`, `postgres://...`),
+/// creating the database file if needed and applying migrations.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::open(url).await?))
+    } else {
+        Err(StoreError::Url(url.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests;

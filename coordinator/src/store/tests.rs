@@ -1,0 +1,660 @@
+//! One suite, run against both stores: SQLite in a temporary file, and Postgres in a fresh
+//! database created for each test and dropped after it. Postgres is found at
+//! `ALLSWEEP_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432/test`, a database
+//! to connect to while creating the test's own); set it to `off` to skip those tests.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use futures::FutureExt;
+use sqlx::Connection;
+
+use super::sql_common::Cols;
+use super::*;
+
+/// What a test gets: the store, and its URL for reading the dashboard views with SQL.
+struct Ctx {
+    store: Arc<dyn Store>,
+    url: String,
+}
+
+async fn on_sqlite<F, Fut>(test: F)
+where
+    F: FnOnce(Ctx) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("allsweep.db").display());
+    let store = SqliteStore::open(&url).await.expect("open the SQLite store");
+    test(Ctx { store: Arc::new(store), url }).await;
+}
+
+/// A fresh Postgres database for one test, made through the admin database.
+struct PgDb {
+    admin: sqlx::PgConnection,
+    name: String,
+    url: String,
+}
+
+impl PgDb {
+    /// `None` when `ALLSWEEP_TEST_POSTGRES=off`.
+    async fn create() -> Option<PgDb> {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let admin_url = std::env::var("ALLSWEEP_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+        if admin_url == "off" {
+            eprintln!("ALLSWEEP_TEST_POSTGRES=off: Postgres test skipped");
+            return None;
+        }
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("allsweep_test_{}_{nanos}_{n}", std::process::id());
+        let (server, _) = admin_url.rsplit_once('/').expect("a Postgres URL ending in /DATABASE");
+        let url = format!("{server}/{name}");
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {admin_url} (set ALLSWEEP_TEST_POSTGRES, or `off`): {e}"));
+        let create = format!("CREATE DATABASE {name}");
+        sqlx::raw_sql(&create).execute(&mut admin).await.expect("create the test database");
+        Some(PgDb { admin, name, url })
+    }
+
+    /// Runs `test` against this database, then drops it, whether the test passed or not.
+    async fn run<Fut: Future<Output = ()>>(mut self, test: Fut) {
+        let outcome = std::panic::AssertUnwindSafe(test).catch_unwind().await;
+        let drop = format!("DROP DATABASE {} WITH (FORCE)", self.name);
+        let dropped = sqlx::raw_sql(&drop).execute(&mut self.admin).await;
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+        dropped.expect("drop the test database");
+    }
+}
+
+async fn on_postgres<F, Fut>(test: F)
+where
+    F: FnOnce(Ctx) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let url = db.url.clone();
+    db.run(async move {
+        let store = PostgresStore::open(&url).await.expect("open the Postgres store");
+        test(Ctx { store: Arc::new(store), url }).await;
+    })
+    .await;
+}
+
+/// Runs each test on both backends, as `sqlite::NAME` and `postgres::NAME`.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::on_sqlite(super::$name).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::on_postgres(super::$name).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both!(
+    inserting_a_sweep_twice_writes_it_once,
+    concurrent_leases_hand_each_trial_out_once,
+    leases_go_oldest_sweep_first_and_resume_from_checkpoints,
+    writes_of_a_superseded_attempt_are_refused,
+    retransmitted_metrics_are_stored_once,
+    expired_leases_requeue_then_fail_after_max_attempts,
+    released_trials_are_requeued_at_once,
+    completion_stores_results_roc_and_drops_the_checkpoint,
+    failures_fail_for_good_or_requeue,
+    cancelling_stops_running_and_queued_trials,
+    a_sweep_finishes_when_every_trial_settles,
+    workers_are_registered_and_counted,
+    dashboard_views_flatten_trials_and_summarise_configs,
+);
+
+const T0: Millis = 1_000_000;
+const LEASE_MS: Millis = 60_000;
+
+/// A sweep of `configs` x `seeds` trials, `ID-tN` in ordinal order; config `c` has omega
+/// `6 + c` and config key `ID-cC`.
+fn new_sweep(id: &str, configs: u32, seeds: u32, max_attempts: u32, keep_checkpoints: bool) -> NewSweep {
+    let mut trials = Vec::new();
+    for c in 0..configs {
+        for seed in 0..seeds {
+            let ordinal = c * seeds + seed;
+            let omega = f64::from(6 + c);
+            trials.push(NewTrial {
+                id: format!("{id}-t{ordinal}"),
+                ordinal,
+                label: format!("loss.omega={omega} seed={seed}"),
+                params_json: format!("{{\"loss.omega\": {omega}}}"),
+                config_key: format!("{id}-c{c}"),
+                config_toml: format!("seed = {seed}\n[loss]\nomega = {omega}\n"),
+                seed: u64::from(seed),
+                epochs: 5,
+                columns: TrialColumns {
+                    dataset: "synthetic".into(),
+                    arch: "unet".into(),
+                    width: 8,
+                    loss: "all".into(),
+                    base_loss: Some("dice".into()),
+                    gamma: Some(0.1),
+                    omega: Some(omega),
+                    epsilon: Some(0.5),
+                    lr: 1e-3,
+                    batch_size: 4,
+                },
+            });
+        }
+    }
+    NewSweep {
+        id: id.into(),
+        name: format!("sweep {id}"),
+        spec_toml: "name = \"x\"\n".into(),
+        keep_checkpoints,
+        max_attempts,
+        trials,
+    }
+}
+
+fn completion(jaccard: f64, recall: f64, auc: Option<f64>) -> Completion {
+    Completion {
+        metrics: FinalMetrics { jaccard, dice: 0.8, precision: 0.7, recall, tnr: 0.95, accuracy: 0.9, auc },
+        roc: vec![
+            RocPoint { threshold: f64::INFINITY, fpr: 0.0, tpr: 0.0 },
+            RocPoint { threshold: 0.5, fpr: 0.1, tpr: 0.8 },
+            RocPoint { threshold: 0.0, fpr: 1.0, tpr: 1.0 },
+        ],
+        split: "test".into(),
+        epochs: 5,
+        parameters: 1234,
+    }
+}
+
+fn checkpoint(trial_id: &str, attempt: u32, epoch: u32, file: &str) -> CheckpointRow {
+    CheckpointRow {
+        trial_id: trial_id.into(),
+        attempt,
+        epoch,
+        step: epoch * 10,
+        file: file.into(),
+        sha256: "ab".repeat(32),
+        bytes: 4096,
+    }
+}
+
+async fn insert(store: &dyn Store, sweep: &NewSweep, now: Millis) {
+    assert!(store.insert_sweep(sweep, now).await.expect("insert the sweep"), "sweep {} is new", sweep.id);
+}
+
+async fn lease_one(store: &dyn Store, worker: &str, now: Millis) -> Leased {
+    let mut leased = store.lease(worker, 1, now, now + LEASE_MS).await.expect("lease");
+    assert_eq!(leased.len(), 1, "one trial leased to {worker}");
+    leased.remove(0)
+}
+
+async fn trial(store: &dyn Store, sweep_id: &str, trial_id: &str) -> TrialRow {
+    let trials = store.trials(sweep_id).await.expect("trials");
+    trials.into_iter().find(|t| t.id == trial_id).expect("the trial exists")
+}
+
+async fn sweep_state(store: &dyn Store, id: &str) -> String {
+    store.sweep(id).await.expect("sweep").expect("the sweep exists").state
+}
+
+fn assert_superseded<T: std::fmt::Debug>(result: Result<T>, what: &str) {
+    assert!(matches!(result, Err(StoreError::Superseded { .. })), "{what}: expected Superseded, got {result:?}");
+}
+
+async fn inserting_a_sweep_twice_writes_it_once(ctx: Ctx) {
+    let store = &*ctx.store;
+    let sweep = new_sweep("s1", 2, 3, 3, false);
+    insert(store, &sweep, T0).await;
+
+    let mut again = new_sweep("s1", 1, 1, 9, true);
+    again.name = "another name".into();
+    assert!(!store.insert_sweep(&again, T0 + 1).await.expect("insert again"));
+
+    let row = store.sweep("s1").await.expect("sweep").expect("s1 exists");
+    assert_eq!((row.name.as_str(), row.state.as_str(), row.max_attempts), ("sweep s1", "active", 3));
+    assert_eq!((row.keep_checkpoints, row.created_at, row.spec_toml.as_str()), (false, T0, "name = \"x\"\n"));
+    let trials = store.trials("s1").await.expect("trials");
+    assert_eq!(trials.len(), 6);
+    for (i, t) in trials.iter().enumerate() {
+        assert_eq!((t.ordinal, t.state, t.attempt, t.epoch, t.epochs), (i as u32, TrialState::Queued, 0, 0, 5));
+        assert_eq!((t.id.clone(), t.seed, t.worker_id.clone()), (format!("s1-t{i}"), i as u64 % 3, None));
+    }
+    assert_eq!(trials[4].config_key, "s1-c1");
+    assert_eq!(trials[4].params_json, "{\"loss.omega\": 7}");
+
+    insert(store, &new_sweep("s2", 1, 1, 3, false), T0 + 5).await;
+    let ids: Vec<String> = store.sweeps().await.expect("sweeps").into_iter().map(|s| s.id).collect();
+    assert_eq!(ids, ["s2", "s1"], "newest first");
+    assert_eq!(store.sweep("nope").await.expect("sweep"), None);
+}
+
+async fn concurrent_leases_hand_each_trial_out_once(ctx: Ctx) {
+    insert(&*ctx.store, &new_sweep("s", 6, 4, 3, false), T0).await;
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let store = ctx.store.clone();
+        tasks.push(tokio::spawn(async move {
+            let worker = format!("w{w}");
+            let mut got = Vec::new();
+            loop {
+                let leased = store.lease(&worker, 1, T0, T0 + LEASE_MS).await.expect("lease");
+                if leased.is_empty() {
+                    return got;
+                }
+                got.extend(leased.into_iter().map(|l| (worker.clone(), l)));
+            }
+        }));
+    }
+    let mut times: HashMap<String, u32> = HashMap::new();
+    let mut holder = HashMap::new();
+    for task in tasks {
+        for (worker, l) in task.await.expect("leasing task") {
+            assert_eq!(l.attempt, 1);
+            *times.entry(l.trial_id.clone()).or_default() += 1;
+            holder.insert(l.trial_id, worker);
+        }
+    }
+    assert_eq!(times.len(), 24, "every trial leased");
+    assert!(times.values().all(|&n| n == 1), "each trial leased once: {times:?}");
+    for t in ctx.store.trials("s").await.expect("trials") {
+        assert_eq!((t.state, t.attempt), (TrialState::Running, 1));
+        assert_eq!(t.worker_id.as_ref(), holder.get(&t.id));
+        assert_eq!(t.lease_expires_at, Some(T0 + LEASE_MS));
+        let attempts = ctx.store.attempts(&t.id).await.expect("attempts");
+        assert_eq!(attempts.len(), 1);
+        assert_eq!((attempts[0].attempt, attempts[0].outcome.as_str(), attempts[0].started_at), (1, "running", T0));
+        assert_eq!(Some(&attempts[0].worker_id), holder.get(&t.id));
+    }
+}
+
+async fn leases_go_oldest_sweep_first_and_resume_from_checkpoints(ctx: Ctx) {
+    let store = &*ctx.store;
+    insert(store, &new_sweep("new", 1, 2, 3, false), T0 + 10).await;
+    insert(store, &new_sweep("old", 1, 2, 3, false), T0).await;
+    let leased = store.lease("w", 3, T0, T0 + LEASE_MS).await.expect("lease");
+    let ids: Vec<&str> = leased.iter().map(|l| l.trial_id.as_str()).collect();
+    assert_eq!(ids, ["old-t0", "old-t1", "new-t0"]);
+    assert_eq!(leased[0].config_toml, "seed = 0\n[loss]\nomega = 6\n");
+    assert_eq!((leased[0].sweep_id.as_str(), leased[0].checkpoint_epoch), ("old", None));
+
+    store.record_checkpoint(&checkpoint("old-t0", 1, 3, "old-t0-e3.ckpt"), T0 + 1).await.expect("checkpoint");
+    store.expire_leases(T0 + LEASE_MS + 1).await.expect("expire");
+    let again = lease_one(store, "w2", T0 + LEASE_MS + 2).await;
+    assert_eq!((again.trial_id.as_str(), again.attempt, again.checkpoint_epoch), ("old-t0", 2, Some(3)));
+    assert_eq!(trial(store, "old", "old-t0").await.epoch, 3, "resumes at the checkpoint's epoch");
+    let attempts = store.attempts("old-t0").await.expect("attempts");
+    let seen: Vec<(u32, &str, Option<u32>)> =
+        attempts.iter().map(|a| (a.attempt, a.outcome.as_str(), a.resumed_from_epoch)).collect();
+    assert_eq!(seen, [(1, "expired", None), (2, "running", Some(3))]);
+    assert_eq!(attempts[0].ended_at, Some(T0 + LEASE_MS + 1));
+}
+
+async fn writes_of_a_superseded_attempt_are_refused(ctx: Ctx) {
+    let store = &*ctx.store;
+    insert(store, &new_sweep("s", 1, 1, 5, false), T0).await;
+    let first = lease_one(store, "w1", T0).await;
+    store.expire_leases(T0 + LEASE_MS + 1).await.expect("expire");
+    let second = lease_one(store, "w2", T0 + LEASE_MS + 2).await;
+    assert_eq!((first.attempt, second.attempt), (1, 2));
+
+    let point = [MetricPoint { epoch: 1, name: "loss".into(), value: 0.5 }];
+    assert_superseded(store.record_metrics("s-t0", 1, &point).await, "metrics");
+    assert_superseded(store.record_checkpoint(&checkpoint("s-t0", 1, 1, "a"), T0).await, "checkpoint");
+    assert_superseded(store.complete("s-t0", 1, &completion(0.5, 0.5, None), T0).await, "complete");
+    assert_superseded(store.fail("s-t0", 1, "boom", true, T0).await, "fail");
+    assert_eq!(store.renew("w1", &[("s-t0".into(), 1, 1)], T0, T0 + LEASE_MS).await.expect("renew"), ["s-t0"]);
+    assert!(store.metric_points("s-t0").await.expect("points").is_empty(), "nothing written");
+    assert_eq!(store.checkpoint("s-t0").await.expect("checkpoint"), None);
+
+    assert_eq!(store.record_metrics("s-t0", 2, &point).await.expect("metrics of attempt 2"), (1, 0));
+    store.complete("s-t0", 2, &completion(0.5, 0.5, None), T0).await.expect("complete attempt 2");
+    assert_superseded(store.record_metrics("s-t0", 2, &point).await, "metrics after completion");
+    assert_superseded(store.fail("s-t0", 2, "late", false, T0).await, "fail after completion");
+    assert!(matches!(store.record_metrics("missing", 1, &point).await, Err(StoreError::NotFound(_))));
+}
+
+async fn retransmitted_metrics_are_stored_once(ctx: Ctx) {
+    let store = &*ctx.store;
+    insert(store, &new_sweep("s", 1, 1, 3, false), T0).await;
+    let l = lease_one(store, "w", T0).await;
+    let p = |epoch, name: &str, value| MetricPoint { epoch, name: name.into(), value };
+    let batch = [p(1, "train_loss", 0.9), p(1, "val_dice", 0.4), p(0, "train_loss", 1.2)];
+    assert_eq!(store.record_metrics("s-t0", l.attempt, &batch).await.expect("first"), (3, 0));
+    assert_eq!(store.record_metrics("s-t0", l.attempt, &batch).await.expect("again"), (0, 3));
+    let mixed = [p(1, "train_loss", 123.0), p(2, "train_loss", 0.7)];
+    assert_eq!(store.record_metrics("s-t0", l.attempt, &mixed).await.expect("mixed"), (1, 1));
+    let points = store.metric_points("s-t0").await.expect("points");
+    let expected = [p(0, "train_loss", 1.2), p(1, "train_loss", 0.9), p(1, "val_dice", 0.4), p(2, "train_loss", 0.7)];
+    assert_eq!(points, expected, "by epoch then name, first value kept");
+}
+
+async fn expired_leases_requeue_then_fail_after_max_attempts(ctx: Ctx) {
+    let store = &*ctx.store;
+    insert(store, &new_sweep("s", 1, 1, 2, false), T0).await;
+    lease_one(store, "w1", T0).await;
+    assert!(store.expire_leases(T0 + LEASE_MS - 1).await.expect("expire early").is_empty(), "lease still holds");
+    assert_eq!(
+        store.renew("w1", &[("s-t0".into(), 1, 2)], T0 + 10, T0 + 2 * LEASE_MS).await.expect("renew"),
+        [] as [String; 0]
+    );
+    assert!(store.expire_leases(T0 + LEASE_MS + 1).await.expect("expire").is_empty(), "renewed lease holds");
+    let t = trial(store, "s", "s-t0").await;
+    assert_eq!((t.lease_expires_at, t.epoch), (Some(T0 + 2 * LEASE_MS), 2));
+
+    let later = T0 + 2 * LEASE_MS + 1;
+    assert_eq!(store.expire_leases(later).await.expect("expire"), [("s-t0".to_string(), 1, Requeue::Queued)]);
+    let t = trial(store, "s", "s-t0").await;
+    assert_eq!((t.state, t.worker_id, t.lease_expires_at), (TrialState::Queued, None, None));
+
+    lease_one(store, "w2", later).await;
+    let end = later + LEASE_MS + 1;
+    assert_eq!(store.expire_leases(end).await.expect("expire"), [("s-t0".to_string(), 2, Requeue::Failed)]);
+    let t = trial(store, "s", "s-t0").await;
+    assert_eq!(t.state, TrialState::Failed);
+    assert!(t.error.as_deref().is_some_and(|e| e.contains("expired")), "error names the expiry: {:?}", t.error);
+    assert!(store.lease("w3", 1, end, end + LEASE_MS).await.expect("lease").is_empty());
+    assert_eq!(sweep_state(store, "s").await, "finished");
+}
+
+async fn released_trials_are_requeued_at_once(ctx: Ctx) {
+    let store = &*ctx.store;
+    insert(store, &new_sweep("s", 1, 2, 2, false), T0).await;
+    let leased = store.lease("w", 2, T0, T0 + LEASE_MS).await.expect("lease");
+    assert_eq!(leased.len(), 2);
+    store.release("w", &[("s-t0".into(), 1), ("s-t1".into(), 7)], T0 + 5).await.expect("release");
+    assert_eq!(trial(store, "s", "s-t0").await.state, TrialState::Queued);
+    assert_eq!(trial(store, "s", "s-t1").await.state, TrialState::Running, "a wrong attempt releases nothing");
+    let a = store.attempts("s-t0").await.expect("attempts");
+    assert_eq!((a[0].outcome.as_str(), a[0].ended_at), ("released", Some(T0 + 5)));
+
+    let again = lease_one(store, "w2", T0 + 6).await;
+    assert_eq!((again.trial_id.as_str(), again.attempt), ("s-t0", 2));
+    // A release is not a failure: with max_attempts 2, one failure still requeues.
+    assert_eq!(store.fail("s-t0", 2, "out of memory", false, T0 + 7).await.expect("fail"), Requeue::Queued);
+}
+
+async fn completion_stores_results_roc_and_drops_the_checkpoint(ctx: Ctx) {
+    let store = &*ctx.store;
+    insert(store, &new_sweep("s", 1, 1, 3, false), T0).await;
+    insert(store, &new_sweep("keep", 1, 1, 3, true), T0 + 1).await;
+    let l = lease_one(store, "w", T0).await;
+    assert_eq!(store.record_checkpoint(&checkpoint("s-t0", 1, 1, "a.ckpt"), T0).await.expect("ckpt"), None);
+    let replaced = store.record_checkpoint(&checkpoint("s-t0", 1, 2, "b.ckpt"), T0).await.expect("ckpt");
+    assert_eq!(replaced.as_deref(), Some("a.ckpt"));
+    assert_eq!(store.record_checkpoint(&checkpoint("s-t0", 1, 2, "b.ckpt"), T0).await.expect("same file"), None);
+    assert_eq!(store.checkpoint("s-t0").await.expect("ckpt"), Some(checkpoint("s-t0", 1, 2, "b.ckpt")));
+
+    let done = completion(0.61, 0.7, Some(0.93));
+    let delete = store.complete("s-t0", l.attempt, &done, T0 + 9).await.expect("complete");
+    assert_eq!(delete.as_deref(), Some("b.ckpt"));
+    assert_eq!(store.checkpoint("s-t0").await.expect("ckpt"), None);
+    let results = store.results("s").await.expect("results");
+    assert_eq!(results.len(), 1);
+    assert_eq!((results[0].trial_id.as_str(), results[0].seed, results[0].split.as_str()), ("s-t0", 0, "test"));
+    assert_eq!((results[0].label.as_str(), results[0].config_key.as_str()), ("loss.omega=6 seed=0", "s-c0"));
+    assert_eq!(results[0].metrics, done.metrics);
+    assert_eq!(store.roc("s-t0").await.expect("roc"), done.roc);
+    let t = trial(store, "s", "s-t0").await;
+    assert_eq!((t.state, t.epoch, t.lease_expires_at), (TrialState::Completed, 5, None));
+    assert_eq!(store.attempts("s-t0").await.expect("attempts")[0].outcome, "completed");
+
+    let k = lease_one(store, "w", T0 + 10).await;
+    store.record_checkpoint(&checkpoint("keep-t0", k.attempt, 5, "k.ckpt"), T0).await.expect("ckpt");
+    assert_eq!(store.complete("keep-t0", k.attempt, &done, T0 + 11).await.expect("complete"), None);
+    assert_eq!(store.checkpoint("keep-t0").await.expect("ckpt").map(|c| c.file), Some("k.ckpt".into()));
+}
+
+async fn failures_fail_for_good_or_requeue(ctx: Ctx) {
+    let store = &*ctx.store;
+    insert(store, &new_sweep("s", 1, 2, 3, false), T0).await;
+    let leased = store.lease("w", 2, T0, T0 + LEASE_MS).await.expect("lease");
+    assert_eq!(leased.len(), 2);
+    let r = store.fail("s-t0", 1, "loss diverged: NaN at epoch 3", true, T0 + 1).await.expect("fail");
+    assert_eq!(r, Requeue::Failed);
+    let t = trial(store, "s", "s-t0").await;
+    assert_eq!((t.state, t.error.as_deref()), (TrialState::Failed, Some("loss diverged: NaN at epoch 3")));
+
+    assert_eq!(store.fail("s-t1", 1, "CUDA out of memory", false, T0 + 2).await.expect("fail"), Requeue::Queued);
+    let t = trial(store, "s", "s-t1").await;
+    assert_eq!((t.state, t.worker_id), (TrialState::Queued, None));
+    let a = store.attempts("s-t1").await.expect("attempts");
+    assert_eq!((a[0].outcome.as_str(), a[0].error.as_deref()), ("failed", Some("CUDA out of memory")));
+    assert_eq!(sweep_state(store, "s").await, "active");
+}
+
+async fn cancelling_stops_running_and_queued_trials(ctx: Ctx) {
+    let store = &*ctx.store;
+    insert(store, &new_sweep("s", 2, 2, 3, false), T0).await;
+    insert(store, &new_sweep("other", 1, 1, 3, false), T0 + 1).await;
+    let leased = store.lease("w", 2, T0, T0 + LEASE_MS).await.expect("lease");
+    assert_eq!(leased.len(), 2);
+    assert!(store.cancel_sweep("s", T0 + 5).await.expect("cancel"));
+    assert!(!store.cancel_sweep("missing", T0 + 5).await.expect("cancel"));
+    assert_eq!(sweep_state(store, "s").await, "cancelled");
+    assert!(store.trials("s").await.expect("trials").iter().all(|t| t.state == TrialState::Cancelled));
+
+    let running: Vec<(String, u32, u32)> = leased.iter().map(|l| (l.trial_id.clone(), l.attempt, 1)).collect();
+    let mut stop = store.renew("w", &running, T0 + 6, T0 + LEASE_MS).await.expect("renew");
+    stop.sort();
+    assert_eq!(stop, ["s-t0", "s-t1"], "the worker is told to stop both");
+    assert_eq!(store.attempts("s-t0").await.expect("attempts")[0].outcome, "cancelled");
+    let point = [MetricPoint { epoch: 1, name: "loss".into(), value: 0.5 }];
+    assert_superseded(store.record_metrics("s-t0", 1, &point).await, "metrics after cancel");
+
+    let next = store.lease("w", 10, T0 + 7, T0 + LEASE_MS).await.expect("lease");
+    let ids: Vec<&str> = next.iter().map(|l| l.trial_id.as_str()).collect();
+    assert_eq!(ids, ["other-t0"], "nothing of the cancelled sweep");
+}
+
+async fn a_sweep_finishes_when_every_trial_settles(ctx: Ctx) {
+    let store = &*ctx.store;
+    insert(store, &new_sweep("s", 1, 2, 3, false), T0).await;
+    store.lease("w", 2, T0, T0 + LEASE_MS).await.expect("lease");
+    store.complete("s-t0", 1, &completion(0.5, 0.5, None), T0 + 1).await.expect("complete");
+    assert_eq!(sweep_state(store, "s").await, "active");
+    store.fail("s-t1", 1, "bad config", true, T0 + 2).await.expect("fail");
+    assert_eq!(sweep_state(store, "s").await, "finished");
+    assert_eq!(store.sweeps().await.expect("sweeps")[0].state, "finished");
+}
+
+async fn workers_are_registered_and_counted(ctx: Ctx) {
+    let store = &*ctx.store;
+    let mut w = WorkerRow {
+        id: "w1".into(),
+        host: "gpu01".into(),
+        device: "cuda:0".into(),
+        memory_bytes: 80 << 30,
+        slots: 2,
+        version: "0.1.0".into(),
+        registered_at: T0,
+        last_seen_at: T0,
+        running: 0,
+    };
+    store.upsert_worker(&w).await.expect("register");
+    insert(store, &new_sweep("s", 1, 3, 3, false), T0).await;
+    store.lease("w1", 2, T0, T0 + LEASE_MS).await.expect("lease");
+    assert!(store.touch_worker("w1", T0 + 50).await.expect("touch"));
+    assert!(!store.touch_worker("nobody", T0 + 50).await.expect("touch"));
+    (w.slots, w.registered_at, w.last_seen_at) = (4, T0 + 100, T0 + 100);
+    store.upsert_worker(&w).await.expect("re-register");
+    let workers = store.workers().await.expect("workers");
+    assert_eq!(workers.len(), 1);
+    let expected = WorkerRow { registered_at: T0, running: 2, ..w };
+    assert_eq!(workers[0], expected, "re-registration keeps the first registration time");
+}
+
+/// One row of `config_summary`, read with SQL as a dashboard would.
+#[derive(Debug, PartialEq)]
+struct Summary {
+    config_key: String,
+    omega: Option<f64>,
+    params_json: String,
+    n: i64,
+    mean_jaccard: f64,
+    std_jaccard: Option<f64>,
+    std_dice: Option<f64>,
+    mean_recall: f64,
+    std_recall: Option<f64>,
+    mean_auc: Option<f64>,
+    std_auc: Option<f64>,
+}
+
+fn summary(r: &impl Cols) -> Result<Summary> {
+    Ok(Summary {
+        config_key: r.text("config_key")?,
+        omega: r.real_opt("omega")?,
+        params_json: r.text("params_json")?,
+        n: r.int("n")?,
+        mean_jaccard: r.real("mean_jaccard")?,
+        std_jaccard: r.real_opt("std_jaccard")?,
+        std_dice: r.real_opt("std_dice")?,
+        mean_recall: r.real("mean_recall")?,
+        std_recall: r.real_opt("std_recall")?,
+        mean_auc: r.real_opt("mean_auc")?,
+        std_auc: r.real_opt("std_auc")?,
+    })
+}
+
+/// A row of `trial_results`: (trial, state, omega, jaccard, auc).
+type ViewTrial = (String, String, Option<f64>, Option<f64>, Option<f64>);
+
+/// `trial_results` and `config_summary` of sweep `s`, read with SQL.
+async fn read_views(url: &str) -> (Vec<ViewTrial>, Vec<Summary>) {
+    const TRIALS: &str = "SELECT trial_id, state, omega, jaccard, auc, sweep_name, dataset, seed \
+                          FROM trial_results WHERE sweep_id = 's' ORDER BY ordinal";
+    const SUMMARY: &str = "SELECT * FROM config_summary WHERE sweep_id = 's' ORDER BY config_key";
+    fn trial_row(r: &impl Cols) -> Result<ViewTrial> {
+        assert_eq!((r.text("sweep_name")?, r.text("dataset")?), ("sweep s".into(), "synthetic".into()));
+        Ok((r.text("trial_id")?, r.text("state")?, r.real_opt("omega")?, r.real_opt("jaccard")?, r.real_opt("auc")?))
+    }
+    let read = async {
+        if url.starts_with("sqlite:") {
+            let mut c = sqlx::SqliteConnection::connect(url).await?;
+            let t = sqlx::query(TRIALS).fetch_all(&mut c).await?.iter().map(trial_row).collect::<Result<_>>()?;
+            let s = sqlx::query(SUMMARY).fetch_all(&mut c).await?.iter().map(summary).collect::<Result<_>>()?;
+            Ok::<_, StoreError>((t, s))
+        } else {
+            let mut c = sqlx::PgConnection::connect(url).await?;
+            let t = sqlx::query(TRIALS).fetch_all(&mut c).await?.iter().map(trial_row).collect::<Result<_>>()?;
+            let s = sqlx::query(SUMMARY).fetch_all(&mut c).await?.iter().map(summary).collect::<Result<_>>()?;
+            Ok((t, s))
+        }
+    };
+    read.await.expect("read the dashboard views")
+}
+
+fn assert_close(actual: Option<f64>, expected: Option<f64>, what: &str) {
+    match (actual, expected) {
+        (Some(a), Some(e)) => assert!((a - e).abs() < 1e-12, "{what}: {a} != {e}"),
+        _ => assert_eq!(actual, expected, "{what}"),
+    }
+}
+
+async fn dashboard_views_flatten_trials_and_summarise_configs(ctx: Ctx) {
+    let store = &*ctx.store;
+    // Config 0 (omega 6): three seeds complete. Config 1 (omega 7): one completes, one fails,
+    // one is still queued.
+    insert(store, &new_sweep("s", 2, 3, 3, false), T0).await;
+    let leased = store.lease("w", 5, T0, T0 + LEASE_MS).await.expect("lease");
+    assert_eq!(leased.len(), 5);
+    let done = [(0.5, 0.1, None), (0.6, 0.2, Some(0.9)), (0.7, 0.4, Some(0.8))];
+    for (i, (jaccard, recall, auc)) in done.into_iter().enumerate() {
+        let c = completion(jaccard, recall, auc);
+        store.complete(&format!("s-t{i}"), 1, &c, T0 + 1).await.expect("complete");
+    }
+    store.complete("s-t3", 1, &completion(0.3, 0.5, Some(0.7)), T0 + 1).await.expect("complete");
+    store.fail("s-t4", 1, "diverged", true, T0 + 1).await.expect("fail");
+
+    let (trials, summaries) = read_views(&ctx.url).await;
+    let states: Vec<(&str, &str)> = trials.iter().map(|t| (t.0.as_str(), t.1.as_str())).collect();
+    let expected = [
+        ("s-t0", "completed"),
+        ("s-t1", "completed"),
+        ("s-t2", "completed"),
+        ("s-t3", "completed"),
+        ("s-t4", "failed"),
+        ("s-t5", "queued"),
+    ];
+    assert_eq!(states, expected);
+    assert_eq!((trials[1].2, trials[1].3, trials[1].4), (Some(6.0), Some(0.6), Some(0.9)));
+    assert_eq!((trials[0].3, trials[0].4), (Some(0.5), None), "no AUC reported");
+    assert_eq!((trials[4].2, trials[4].3, trials[5].3), (Some(7.0), None, None), "no metrics until completed");
+
+    assert_eq!(summaries.len(), 2);
+    let (a, b) = (&summaries[0], &summaries[1]);
+    assert_eq!((a.config_key.as_str(), a.omega, a.n), ("s-c0", Some(6.0), 3));
+    assert_eq!(a.params_json, "{\"loss.omega\": 6}");
+    assert_close(Some(a.mean_jaccard), Some(0.6), "mean jaccard");
+    assert_close(a.std_jaccard, Some(0.1), "std jaccard: deviations -0.1, 0, 0.1");
+    assert_close(a.std_dice, Some(0.0), "std dice: all 0.8");
+    // recall 0.1, 0.2, 0.4: mean 7/30; squared deviations sum to 0.14/3, over n - 1 = 2.
+    assert_close(Some(a.mean_recall), Some(7.0 / 30.0), "mean recall");
+    assert_close(a.std_recall, Some((0.14_f64 / 6.0).sqrt()), "std recall");
+    // AUC over the two seeds that report one: 0.9 and 0.8.
+    assert_close(a.mean_auc, Some(0.85), "mean auc");
+    assert_close(a.std_auc, Some(0.005_f64.sqrt()), "std auc");
+    assert_eq!((b.config_key.as_str(), b.omega, b.n), ("s-c1", Some(7.0), 1), "completed trials only");
+    assert_close(Some(b.mean_jaccard), Some(0.3), "mean jaccard of one");
+    assert_eq!((b.std_jaccard, b.std_recall, b.std_auc), (None, None, None), "no std with n < 2");
+}
+
+/// Opening a store again applies nothing twice and keeps what it holds.
+#[tokio::test]
+async fn sqlite_migrations_apply_once() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("again.db").display());
+    let store = SqliteStore::open(&url).await.expect("open");
+    insert(&store, &new_sweep("s", 1, 1, 3, false), T0).await;
+    drop(store);
+    let store = SqliteStore::open(&url).await.expect("open again");
+    assert_eq!(store.trials("s").await.expect("trials").len(), 1);
+    let mut c = sqlx::SqliteConnection::connect(&url).await.expect("connect");
+    let n = sqlx::query("SELECT count(*) AS n FROM schema_version").fetch_one(&mut c).await.expect("count");
+    assert_eq!(n.int("n").expect("n"), 1);
+}
+
+#[tokio::test]
+async fn sqlite_in_memory_works() {
+    let store = open("sqlite::memory:").await.expect("open in memory");
+    insert(&*store, &new_sweep("s", 1, 2, 3, false), T0).await;
+    assert_eq!(store.lease("w", 5, T0, T0 + LEASE_MS).await.expect("lease").len(), 2);
+    assert!(matches!(open("mysql://x").await, Err(StoreError::Url(_))));
+}
+
+/// Two coordinators starting together on one fresh Postgres database migrate it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_concurrent_opens_migrate_once() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let url = db.url.clone();
+    db.run(async move {
+        let (a, b) = tokio::join!(PostgresStore::open(&url), PostgresStore::open(&url));
+        a.expect("first open");
+        b.expect("second open");
+        let mut c = sqlx::PgConnection::connect(&url).await.expect("connect");
+        let n = sqlx::query("SELECT count(*) AS n FROM schema_version").fetch_one(&mut c).await.expect("count");
+        assert_eq!(n.int("n").expect("n"), 1);
+    })
+    .await;
+}

@@ -1,0 +1,230 @@
+//! Test harness for the end-to-end tests: the real `allsweep serve` and real
+//! `allsweep-worker` processes over TCP, against real SQLite files and a fresh Postgres
+//! database per test.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use allsweep_coordinator::client::{self, UserClient};
+use allsweep_coordinator::store::{self, Store};
+use allsweep_proto::v1 as pb;
+
+pub fn coordinator_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_allsweep"))
+}
+
+pub fn worker_binary() -> PathBuf {
+    let path = coordinator_binary().with_file_name("allsweep-worker");
+    assert!(path.exists(), "{} must be built (cargo build --workspace)", path.display());
+    path
+}
+
+/// A fresh Postgres database, dropped with the value.
+pub struct PgDatabase {
+    pub url: String,
+    name: String,
+}
+
+const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+impl PgDatabase {
+    pub async fn create() -> Self {
+        use sqlx::Connection;
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let name = format!("allsweep_e2e_{}_{}", std::process::id(), nanos % 1_000_000_000);
+        let mut admin =
+            sqlx::PgConnection::connect(PG_ADMIN).await.expect("Postgres at 127.0.0.1:5432 (user postgres)");
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+        Self { url: format!("postgres://postgres@127.0.0.1:5432/{name}"), name }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut admin) = sqlx::PgConnection::connect(PG_ADMIN).await {
+                    let _ =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A running `allsweep serve`.
+pub struct Coordinator {
+    pub child: Child,
+    pub address: String,
+    pub db: String,
+    pub dir: PathBuf,
+    pub listen: String,
+}
+
+impl Coordinator {
+    /// Starts a coordinator on `listen` (port 0 for any) with a short lease.
+    pub fn start(db: &str, dir: &Path, listen: &str, extra: &[&str]) -> Self {
+        let mut child = Command::new(coordinator_binary())
+            .args(["serve", "--db", db, "--listen", listen, "--lease-seconds", "1.5", "--artifacts"])
+            .arg(dir.join("artifacts"))
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file(dir, "coordinator")))
+            .spawn()
+            .expect("allsweep serve starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let bound = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
+        assert!(
+            line.contains("listening on"),
+            "coordinator said {line:?}; see {}",
+            dir.join("coordinator.log").display()
+        );
+        Self { child, address: format!("http://{bound}"), db: db.to_string(), dir: dir.to_path_buf(), listen: bound }
+    }
+
+    pub async fn client(&self) -> UserClient {
+        client::user(&self.address, None).await.unwrap()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn log_file(dir: &Path, name: &str) -> std::fs::File {
+    std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("{name}.log"))).unwrap()
+}
+
+/// A running `allsweep-worker`.
+pub struct Worker {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Worker {
+    pub fn start(coordinator: &str, dir: &Path, name: &str, extra: &[&str]) -> Self {
+        let child = Command::new(worker_binary())
+            .args(["--coordinator", coordinator, "--device", "cpu", "--threads", "1", "--slots", "1", "--work-dir"])
+            .arg(dir.join(name))
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(log_file(dir, name)))
+            .stderr(Stdio::from(log_file(dir, name)))
+            .spawn()
+            .expect("allsweep-worker starts");
+        Self { child, name: name.to_string() }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; returns whether it did within `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A small synthetic sweep: `losses` x `widths` x `seeds` trials of `epochs` epochs.
+pub fn spec(name: &str, seeds: &[u64], epochs: u32, images: u32) -> String {
+    format!(
+        r#"name = "{name}"
+seeds = {seeds:?}
+
+[dataset]
+kind = "synthetic"
+shape = "nuclei"
+images = {images}
+foreground = 0.2
+size = [32, 32]
+
+[model]
+arch = "unet"
+width = 8
+
+[train]
+epochs = {epochs}
+batch_size = 4
+lr = 3e-3
+
+[loss]
+kind = "all"
+"#
+    )
+}
+
+pub async fn submit(client: &mut UserClient, text: &str) -> pb::SubmitResponse {
+    client.submit(pb::SubmitRequest { spec_toml: text.into() }).await.unwrap().into_inner()
+}
+
+pub async fn sweep(client: &mut UserClient, id: &str) -> pb::SweepStatus {
+    client.get_sweep(pb::SweepRequest { sweep_id: id.into() }).await.unwrap().into_inner()
+}
+
+/// Polls until `done` holds (or panics after `timeout`, naming the last status).
+pub async fn wait_for(
+    client: &mut UserClient,
+    id: &str,
+    timeout: Duration,
+    done: impl Fn(&pb::SweepStatus) -> bool,
+) -> pb::SweepStatus {
+    let start = Instant::now();
+    loop {
+        let s = sweep(client, id).await;
+        if done(&s) {
+            return s;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out; last status: queued {} running {} completed {} failed {} {:?}",
+            s.queued,
+            s.running,
+            s.completed,
+            s.failed,
+            s.trials.iter().map(|t| (&t.status, &t.error)).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub async fn open_store(db: &str) -> Arc<dyn Store> {
+    store::open(db).await.unwrap()
+}
+
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("allsweep-e2e").tempdir().unwrap()
+}

@@ -1,0 +1,211 @@
+//! The agent's connection to the coordinator: a lazily (re)connecting channel, the token on
+//! every call, registration with back-off, and the calls themselves.
+
+use std::path::Path;
+use std::time::Duration;
+
+use allsweep_proto::v1::{self as pb, worker_service_client::WorkerServiceClient};
+use allsweep_proto::PROTOCOL_VERSION;
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+use super::AgentOptions;
+
+/// Chunk size of checkpoint uploads.
+const CHUNK: usize = 1 << 20;
+
+#[derive(Clone)]
+struct Token(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Token {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(v) = &self.0 {
+            request.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(request)
+    }
+}
+
+type Client = WorkerServiceClient<InterceptedService<Channel, Token>>;
+
+pub struct Link {
+    client: Client,
+    register: pb::RegisterRequest,
+    worker_id: String,
+}
+
+impl Link {
+    pub fn new(options: &AgentOptions) -> anyhow::Result<Self> {
+        let endpoint = Endpoint::from_shared(options.coordinator.clone())
+            .with_context(|| format!("bad coordinator address {:?}", options.coordinator))?
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(60));
+        let token = match options.token.as_deref().filter(|t| !t.is_empty()) {
+            Some(t) => Token(Some(format!("Bearer {t}").parse().context("the token must be plain ASCII")?)),
+            None => Token(None),
+        };
+        let client =
+            WorkerServiceClient::with_interceptor(endpoint.connect_lazy(), token).max_decoding_message_size(64 << 20);
+        let register = pb::RegisterRequest {
+            protocol_version: PROTOCOL_VERSION,
+            host: hostname(),
+            device: format!("{:?}", options.device).to_lowercase(),
+            memory_bytes: memory_bytes(),
+            slots: options.slots,
+            version: env!("CARGO_PKG_VERSION").into(),
+            worker_id: String::new(),
+        };
+        Ok(Self { client, register, worker_id: String::new() })
+    }
+
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
+    /// Registers, retrying with back-off while the coordinator is unreachable. A refusal
+    /// (another protocol version, a bad token) is final: the process exits with it.
+    pub async fn register_with_retry(&mut self) -> pb::RegisterResponse {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            let mut request = self.register.clone();
+            request.worker_id = self.worker_id.clone();
+            match self.client.register(request).await {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    self.worker_id = r.worker_id.clone();
+                    return r;
+                }
+                Err(status) if is_transient(&status) => {
+                    tracing::warn!(error = %status.message(), retry_in = ?delay, "coordinator unreachable; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+                Err(status) => {
+                    tracing::error!(code = ?status.code(), "the coordinator refused this worker: {}", status.message());
+                    std::process::exit(2);
+                }
+            }
+        }
+    }
+
+    /// Renews leases; returns the trials to stop. Re-registers when the coordinator has
+    /// forgotten this worker.
+    pub async fn heartbeat(&mut self, running: Vec<pb::TrialProgress>) -> Result<Vec<String>, Status> {
+        let request = pb::HeartbeatRequest { worker_id: self.worker_id.clone(), running: running.clone() };
+        let r = self.client.heartbeat(request).await?.into_inner();
+        if !r.known {
+            self.register_with_retry().await;
+            let request = pb::HeartbeatRequest { worker_id: self.worker_id.clone(), running };
+            return Ok(self.client.heartbeat(request).await?.into_inner().stop_trial_ids);
+        }
+        Ok(r.stop_trial_ids)
+    }
+
+    pub async fn lease(&mut self, free_slots: u32) -> Result<Vec<pb::LeasedTrial>, Status> {
+        let request = pb::LeaseRequest { worker_id: self.worker_id.clone(), free_slots };
+        Ok(self.client.lease(request).await?.into_inner().trials)
+    }
+
+    pub async fn metrics(&mut self, batch: pb::MetricBatch) -> Result<(), Status> {
+        self.client.stream_metrics(futures::stream::iter(vec![batch])).await.map(|_| ())
+    }
+
+    pub async fn upload(
+        &mut self,
+        trial_id: &str,
+        attempt: u32,
+        epoch: u32,
+        step: u32,
+        bytes: &[u8],
+    ) -> Result<(), Status> {
+        let header = pb::CheckpointHeader {
+            trial_id: trial_id.into(),
+            attempt,
+            epoch,
+            step,
+            size: bytes.len() as u64,
+            sha256: hex::encode(Sha256::digest(bytes)),
+        };
+        let mut chunks = vec![pb::CheckpointChunk { part: Some(pb::checkpoint_chunk::Part::Header(header)) }];
+        chunks.extend(
+            bytes
+                .chunks(CHUNK)
+                .map(|c| pb::CheckpointChunk { part: Some(pb::checkpoint_chunk::Part::Data(c.to_vec())) }),
+        );
+        self.client.upload_checkpoint(futures::stream::iter(chunks)).await.map(|_| ())
+    }
+
+    /// Downloads a trial's checkpoint to `path`, checking its size and SHA-256.
+    pub async fn download_checkpoint(&mut self, trial_id: &str, attempt: u32, path: &Path) -> anyhow::Result<()> {
+        let request = pb::CheckpointRequest { trial_id: trial_id.into(), attempt };
+        let mut stream = self
+            .client
+            .download_checkpoint(request)
+            .await
+            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+            .into_inner();
+        let header = match stream.message().await?.and_then(|c| c.part) {
+            Some(pb::checkpoint_chunk::Part::Header(h)) => h,
+            _ => anyhow::bail!("the checkpoint download of {trial_id} did not start with its header"),
+        };
+        let mut bytes = Vec::with_capacity(header.size as usize);
+        while let Some(chunk) = stream.message().await? {
+            if let Some(pb::checkpoint_chunk::Part::Data(data)) = chunk.part {
+                bytes.extend_from_slice(&data);
+            }
+        }
+        let sha = hex::encode(Sha256::digest(&bytes));
+        anyhow::ensure!(
+            bytes.len() as u64 == header.size && sha == header.sha256,
+            "checkpoint of {trial_id} arrived corrupt ({} of {} bytes, sha {sha} vs {})",
+            bytes.len(),
+            header.size,
+            header.sha256
+        );
+        let tmp = path.with_extension("download");
+        std::fs::write(&tmp, &bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(())
+    }
+
+    pub async fn complete(&mut self, request: pb::CompleteRequest) -> Result<(), Status> {
+        self.client.complete(request).await.map(|_| ())
+    }
+
+    pub async fn fail(&mut self, request: pb::FailRequest) -> Result<(), Status> {
+        self.client.fail(request).await.map(|_| ())
+    }
+
+    pub async fn release(&mut self, trials: Vec<pb::TrialProgress>) -> Result<(), Status> {
+        self.client.release(pb::ReleaseRequest { worker_id: self.worker_id.clone(), trials }).await.map(|_| ())
+    }
+}
+
+/// Errors worth retrying: the coordinator is down, restarting or busy.
+pub fn is_transient(status: &Status) -> bool {
+    use tonic::Code::*;
+    matches!(
+        status.code(),
+        Unavailable | DeadlineExceeded | Unknown | Internal | Aborted | ResourceExhausted | Cancelled
+    )
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn memory_bytes() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
