@@ -50,7 +50,20 @@ TOML
 echo "== allsweep run $out/drive-dice-vs-all.toml --local-workers 2 (SQLite database in $out/)"
 ALLSWEEP_DATA="$data_dir" target/release/allsweep run "$out/drive-dice-vs-all.toml" \
   --local-workers 2 --device cpu --dir "$out"
+
+db="sqlite://$out/allsweep.db"
 echo
+echo "== allsweep report $out/drive-dice-vs-all.toml --baseline loss.kind=dice"
+target/release/allsweep report "$out/drive-dice-vs-all.toml" --db "$db" \
+  --metric jaccard,dice,recall,tnr,auc --baseline loss.kind=dice
 echo "ALL(L) = L - C while the batch Dice loss L stays above gamma = 0.1: the same gradients as"
-echo "Dice, so at this scale both runs of a seed train identically until their batches reach L < 0.1."
+echo "Dice, so at this scale each seed's two runs train identically until their batches reach L < 0.1."
+
+echo
+echo "== Figures"
+target/release/allsweep plot "$out/drive-dice-vs-all.toml" --db "$db" --kind curves --out "$out/figure-curves.png"
+target/release/allsweep plot "$out/drive-dice-vs-all.toml" --db "$db" --kind roc --out "$out/figure-roc.png"
+target/release/allsweep plot --kind derivative --out "$out/figure-derivative.png"
+echo "wrote $out/figure-curves.png (validation Jaccard per epoch), $out/figure-roc.png (test ROC curves),"
+echo "      $out/figure-derivative.png (ALL and its derivative against the Dice loss, Fig. 1)"
 echo "Database: $out/allsweep.db (tables and views in README.md); worker logs: $out/worker-*.log"

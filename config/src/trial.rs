@@ -1,11 +1,13 @@
 //! One trial's whole configuration: a `RUN.toml`, or one resolved point of a sweep.
 //!
-//!     name = "U-Net, ALL, DRIVE"
-//!     seed = 0
-//!     [dataset]  kind, root, size, ...   (see `dataset`)
-//!     [model]    arch, width
-//!     [train]    epochs, batch_size, lr
-//!     [loss]     kind and its parameters
+//! ```toml
+//! name = "U-Net, ALL, DRIVE"
+//! seed = 0
+//! [dataset]  kind, root, size, ...   (see `dataset`)
+//! [model]    arch, width
+//! [train]    epochs, batch_size, lr
+//! [loss]     kind and its parameters
+//! ```
 //!
 //! Errors name the dotted key at fault and, when the text is at hand, its line.
 

@@ -6,6 +6,8 @@
 
 pub mod artifacts;
 pub mod client;
+pub mod plot;
+pub mod report;
 pub mod scheduler;
 pub mod server;
 pub mod service;

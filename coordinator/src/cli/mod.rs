@@ -1,7 +1,9 @@
 //! The `allsweep` subcommands.
 
 mod local;
+mod plot;
 mod remote;
+mod report;
 mod serve;
 pub mod summary;
 
@@ -36,6 +38,27 @@ pub enum Command {
     Workers(remote::WorkersArgs),
     /// Per-config results of a sweep: mean and spread over seeds.
     Results(remote::SweepArg),
+    /// The paper's tables from the database: per-config statistics, pivots, paired comparisons.
+    Report(report::ReportArgs),
+    /// The paper's figures: ALL's derivative, ROC curves, validation curves (PNG or SVG).
+    Plot(plot::PlotArgs),
+}
+
+/// Sweep arguments: a sweep id, or the path of the spec file that made it (its id is derived
+/// from the spec, so `allsweep report spec.toml` reports the sweep of that spec).
+pub fn resolve_sweeps(args: &[String]) -> anyhow::Result<Vec<String>> {
+    args.iter()
+        .map(|arg| {
+            let path = std::path::Path::new(arg);
+            if arg.ends_with(".toml") && path.is_file() {
+                let text = std::fs::read_to_string(path)?;
+                let spec = allsweep_coordinator::spec::Spec::parse(&text).map_err(|e| anyhow::anyhow!("{arg}: {e}"))?;
+                Ok(spec.id)
+            } else {
+                Ok(arg.clone())
+            }
+        })
+        .collect()
 }
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
@@ -48,5 +71,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Cancel(args) => remote::cancel(args).await,
         Command::Workers(args) => remote::workers(args).await,
         Command::Results(args) => remote::results(args).await,
+        Command::Report(args) => report::run(args).await,
+        Command::Plot(args) => plot::run(args).await,
     }
 }

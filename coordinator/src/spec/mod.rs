@@ -1,13 +1,15 @@
 //! Sweep specs: the TOML a user submits, validated and expanded into trials.
 //!
-//!     name = "Table 1"
-//!     seeds = [0, 1, 2]
-//!     max_attempts = 3            # optional: attempts per trial before it fails for good
-//!     keep_checkpoints = false    # optional: keep each trial's last checkpoint after it completes
-//!     [dataset] [model] [train] [loss]   # a trial's config, as in RUN.toml
-//!     [grid]                      # dotted paths to lists; the grid is their product
-//!     "loss.omega" = [6, 8, 10]
-//!     loss = [{kind = "dice"}, {kind = "all", gamma = 0.1}]   # lists of whole tables
+//! ```toml
+//! name = "Table 1"
+//! seeds = [0, 1, 2]
+//! max_attempts = 3            # optional: attempts per trial before it fails for good
+//! keep_checkpoints = false    # optional: keep each trial's last checkpoint after it completes
+//! [dataset] [model] [train] [loss]   # a trial's config, as in RUN.toml
+//! [grid]                      # dotted paths to lists; the grid is their product
+//! "loss.omega" = [6, 8, 10]
+//! loss = [{kind = "dice"}, {kind = "all", gamma = 0.1}]   # lists of whole tables
+//! ```
 //!
 //! Every grid point is validated as a whole trial config, so a bad value anywhere, or a loss
 //! parameter the loss does not take, rejects the whole spec with the key and line at fault.

@@ -127,3 +127,21 @@ fn invalid_specs_are_refused_with_the_key_and_line_at_fault() {
         assert_eq!(err.line, line, "line of {expected:?}");
     }
 }
+
+/// Every preset parses, and makes the number of trials its README promises.
+#[test]
+fn presets_expand_to_the_documented_trial_counts() {
+    let presets = [
+        (include_str!("../../../presets/table1-omega-epsilon.toml"), 72),
+        (include_str!("../../../presets/table2-gamma.toml"), 21),
+        (include_str!("../../../presets/table3-isic.toml"), 60),
+        (include_str!("../../../presets/table3-dsb.toml"), 36),
+        (include_str!("../../../presets/table3-drive.toml"), 24),
+        (include_str!("../../../presets/table4-isic-focal-tversky-split.toml"), 12),
+    ];
+    for (text, trials) in presets {
+        let spec = Spec::parse(text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(spec.trials.len(), trials, "{}", spec.name);
+        assert!(spec.trials.iter().all(|t| t.epochs == 50), "the paper's protocol");
+    }
+}

@@ -1,7 +1,7 @@
 //! One suite, run against both stores: SQLite in a temporary file, and Postgres in a fresh
 //! database created for each test and dropped after it. Postgres is found at
 //! `ALLSWEEP_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432/test`, a database
-//! to connect to while creating the test's own); set it to `off` to skip those tests.
+//! to connect to while creating the test's own); without a server they fail, never skip.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -39,15 +39,11 @@ struct PgDb {
 }
 
 impl PgDb {
-    /// `None` when `ALLSWEEP_TEST_POSTGRES=off`.
+    /// A fresh database on the Postgres server (which must be running: these tests never skip).
     async fn create() -> Option<PgDb> {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let admin_url = std::env::var("ALLSWEEP_TEST_POSTGRES")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-        if admin_url == "off" {
-            eprintln!("ALLSWEEP_TEST_POSTGRES=off: Postgres test skipped");
-            return None;
-        }
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let name = format!("allsweep_test_{}_{nanos}_{n}", std::process::id());
@@ -55,7 +51,7 @@ impl PgDb {
         let url = format!("{server}/{name}");
         let mut admin = sqlx::PgConnection::connect(&admin_url)
             .await
-            .unwrap_or_else(|e| panic!("connect to {admin_url} (set ALLSWEEP_TEST_POSTGRES, or `off`): {e}"));
+            .unwrap_or_else(|e| panic!("connect to {admin_url} (set ALLSWEEP_TEST_POSTGRES): {e}"));
         let create = format!("CREATE DATABASE {name}");
         sqlx::raw_sql(&create).execute(&mut admin).await.expect("create the test database");
         Some(PgDb { admin, name, url })
@@ -125,6 +121,7 @@ on_both!(
     a_sweep_finishes_when_every_trial_settles,
     workers_are_registered_and_counted,
     dashboard_views_flatten_trials_and_summarise_configs,
+    dashboard_example_queries_answer_the_common_questions,
 );
 
 const T0: Millis = 1_000_000;
@@ -657,4 +654,108 @@ async fn postgres_concurrent_opens_migrate_once() {
         assert_eq!(n.int("n").expect("n"), 1);
     })
     .await;
+}
+
+/// Runs one of `migrations/queries/*.sql`, rows decoded by `decode`.
+async fn example_query<T>(url: &str, sql: &str, bind: Option<&str>, decode: fn(&dyn Cols) -> Result<T>) -> Vec<T> {
+    let read = async {
+        if url.starts_with("sqlite:") {
+            let mut c = sqlx::SqliteConnection::connect(url).await?;
+            let mut q = sqlx::query(sql);
+            if let Some(b) = bind {
+                q = q.bind(b.to_string());
+            }
+            q.fetch_all(&mut c).await?.iter().map(|r| decode(r)).collect::<Result<Vec<T>>>()
+        } else {
+            let mut c = sqlx::PgConnection::connect(url).await?;
+            let mut q = sqlx::query(sql);
+            if let Some(b) = bind {
+                q = q.bind(b.to_string());
+            }
+            q.fetch_all(&mut c).await?.iter().map(|r| decode(r)).collect::<Result<Vec<T>>>()
+        }
+    };
+    read.await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// The example queries of the README (`migrations/queries/`), on a database with two
+/// configs, metrics curves and a worker.
+async fn dashboard_example_queries_answer_the_common_questions(ctx: Ctx) {
+    let store = &*ctx.store;
+    insert(store, &new_sweep("s", 2, 3, 3, false), T0).await;
+    let worker = WorkerRow {
+        id: "w".into(),
+        host: "gpu-1".into(),
+        device: "cuda:0".into(),
+        memory_bytes: 1,
+        slots: 2,
+        version: "0.1.0".into(),
+        registered_at: T0,
+        last_seen_at: T0,
+        running: 0,
+    };
+    store.upsert_worker(&worker).await.expect("worker");
+    assert_eq!(store.lease("w", 5, T0, T0 + LEASE_MS).await.expect("lease").len(), 5);
+    for epoch in 1..=2 {
+        let points: Vec<MetricPoint> = [
+            ("train_loss", 1.0 / epoch as f64),
+            ("validation_loss", 1.1 / epoch as f64),
+            ("jaccard", 0.3 * epoch as f64),
+            ("dice", 0.4 * epoch as f64),
+        ]
+        .into_iter()
+        .map(|(name, value)| MetricPoint { epoch, name: name.into(), value })
+        .collect();
+        store.record_metrics("s-t0", 1, &points).await.expect("metrics");
+    }
+    for (i, jaccard) in [0.5, 0.6, 0.7, 0.3].into_iter().enumerate() {
+        store
+            .complete(&format!("s-t{i}"), 1, &completion(jaccard, 0.5, Some(0.9)), T0 + 2_000)
+            .await
+            .expect("complete");
+    }
+    store.fail("s-t4", 1, "diverged", true, T0 + 3_000).await.expect("fail");
+    let url = &ctx.url;
+
+    let best = example_query(url, include_str!("../../../migrations/queries/best_config_per_sweep.sql"), None, |r| {
+        Ok((r.text("sweep_id")?, r.int("n")?, r.real("mean_jaccard")?, r.real_opt("std_jaccard")?))
+    })
+    .await;
+    assert_eq!(best.len(), 1);
+    assert_eq!((best[0].0.as_str(), best[0].1), ("s", 3), "omega 6, three seeds");
+    assert_close(Some(best[0].2), Some(0.6), "best mean");
+    assert_close(best[0].3, Some(0.1), "its spread");
+
+    let ranking =
+        example_query(url, include_str!("../../../migrations/queries/loss_ranking_per_dataset.sql"), None, |r| {
+            Ok((r.text("dataset")?, r.text("loss")?, r.int("trials")?, r.real("mean_jaccard")?))
+        })
+        .await;
+    assert_eq!(ranking.len(), 1);
+    assert_eq!((ranking[0].0.as_str(), ranking[0].1.as_str(), ranking[0].2), ("synthetic", "all", 4));
+    assert_close(Some(ranking[0].3), Some(0.525), "mean over the four completed trials");
+
+    let curves = example_query(url, include_str!("../../../migrations/queries/trial_curves.sql"), Some("s-t0"), |r| {
+        Ok((r.int("epoch")?, r.real_opt("train_loss")?, r.real_opt("jaccard")?))
+    })
+    .await;
+    assert_eq!(curves.len(), 2);
+    assert_eq!(curves[1].0, 2);
+    assert_close(curves[1].1, Some(0.5), "train loss at epoch 2");
+    assert_close(curves[1].2, Some(0.6), "Jaccard at epoch 2");
+
+    let workers = example_query(url, include_str!("../../../migrations/queries/worker_utilisation.sql"), None, |r| {
+        Ok((
+            r.text("worker_id")?,
+            r.int("attempts")?,
+            r.int("completed")?,
+            r.int("lost_or_failed")?,
+            r.real("busy_seconds")?,
+        ))
+    })
+    .await;
+    assert_eq!(workers.len(), 1);
+    let (id, attempts, completed, lost, busy) = &workers[0];
+    assert_eq!((id.as_str(), *attempts, *completed, *lost), ("w", 5, 4, 1));
+    assert!(*busy > 0.0, "busy {busy}");
 }

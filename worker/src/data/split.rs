@@ -47,6 +47,26 @@ pub fn whole_images(
         width: w,
     };
     let (train, heldout) = order.split_at(n_train);
+    if config.validation_fraction > 0.0 {
+        // The Focal Tversky protocol: validation carved out of the training part; the held-out
+        // part is only tested on.
+        if train.len() < 2 {
+            return Err(DataError::TooSmall("the training part is too small to hold out a validation set".into()));
+        }
+        let (train, validation) = train.split_at(train_count(train.len(), 1.0 - config.validation_fraction));
+        return Ok(LoadedData {
+            train: side(train),
+            validation: side(validation),
+            test: side(heldout),
+            split_description: format!(
+                "by image: {} train / {} validation / {} test, split seed {}",
+                train.len(),
+                validation.len(),
+                heldout.len(),
+                config.split_seed
+            ),
+        });
+    }
     Ok(LoadedData {
         train: side(train),
         validation: side(heldout),

@@ -126,6 +126,17 @@ fn isic_layout_is_read_and_resized_to_192x256() {
     assert!(image.label.iter().all(|&v| v <= 1));
 }
 
+#[test]
+fn the_focal_tversky_split_holds_validation_out_of_the_training_part() {
+    let config = dataset("kind = \"synthetic\"\nimages = 40\ntrain_fraction = 0.75\nvalidation_fraction = 0.15");
+    let data = load_uncached(&config, None).unwrap();
+    assert_eq!((data.train.len(), data.validation.len(), data.test.len()), (26, 4, 10));
+    let sides = [&data.train, &data.validation, &data.test];
+    let ids: std::collections::BTreeSet<u32> = sides.iter().flat_map(|s| s.samples.iter().map(|x| x.image)).collect();
+    assert_eq!(ids.len(), 40, "no image on two sides");
+    assert!(data.split_description.contains("26 train / 4 validation / 10 test"));
+}
+
 fn error_of(config: &DatasetConfig, data_dir: Option<&Path>) -> String {
     load_uncached(config, data_dir).expect_err("bad data must be refused").to_string()
 }
