@@ -23,7 +23,7 @@ pub enum Kind {
 
 #[derive(Args)]
 pub struct PlotArgs {
-    /// Sweep ids to plot (roc, curves) [default: the database's only sweep].
+    /// Sweeps to plot, by id or spec file (roc, curves) [default: the database's only sweep].
     pub sweeps: Vec<String>,
     #[arg(long, value_enum)]
     pub kind: Kind,
@@ -69,7 +69,7 @@ pub async fn run(args: PlotArgs) -> anyhow::Result<()> {
         Kind::Roc | Kind::Curves => {
             let url = database_url(args.db.as_deref())?;
             let store = store::open(&url).await.with_context(|| format!("cannot open {url}"))?;
-            let chosen = sweeps::resolve(&store, &args.sweeps).await?;
+            let chosen = sweeps::resolve(&store, &super::resolve_sweeps(&args.sweeps)?).await?;
             let title = args.title.clone();
             if args.kind == Kind::Roc {
                 let figure = roc::figure(&store, &chosen, &args.configs, title).await?;

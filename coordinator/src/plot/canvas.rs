@@ -39,10 +39,14 @@ pub fn color(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
 }
 
-/// The stroke width of series `i` of `n`: earlier series are drawn wider, so a curve that
-/// another one covers exactly (two losses that trained identically) still shows at its edges.
+/// The stroke width of series `i` of `n`: the last is drawn thinner than the others, so a
+/// curve that it covers exactly (two losses that trained identically) still shows at its edges.
 pub fn line_width(i: usize, n: usize) -> u32 {
-    3 + 2 * (n.saturating_sub(i + 1)).min(2) as u32
+    if i + 1 < n {
+        5
+    } else {
+        3
+    }
 }
 
 /// The grey of reference lines (identity, chance).

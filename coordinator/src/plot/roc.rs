@@ -74,13 +74,7 @@ pub async fn figure(
         return Err(PlotError::NoRoc(groups.iter().map(|g| g.label.clone()).collect::<Vec<_>>().join(", ")));
     }
     let names: Vec<&str> = chosen_sweeps.iter().map(|s| s.name.as_str()).collect();
-    let split = groups.iter().flat_map(|g| g.completed()).find_map(|t| t.split.clone()).unwrap_or_default();
-    let split = split.split(':').next().unwrap_or_default().trim().to_string();
-    let subtitle = format!(
-        "{}; test split{}; each config's best seed by test Jaccard",
-        names.join(" + "),
-        if split.is_empty() { String::new() } else { format!(" ({split})") }
-    );
+    let subtitle = format!("{}; ROC on the test images; each config's best seed by test Jaccard", names.join(" + "));
     Ok(RocFigure { series, title: title.unwrap_or_else(|| "Fig. 2: test ROC curves".into()), subtitle, notes })
 }
 
