@@ -10,7 +10,7 @@ use allsweep_proto::v1::user_service_server::UserServiceServer;
 use allsweep_proto::v1::worker_service_server::WorkerServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::artifacts::Artifacts;
 use crate::scheduler;
@@ -41,7 +41,9 @@ pub async fn serve(
     let result = tonic::transport::Server::builder()
         .add_service(WorkerServiceServer::with_interceptor(WorkerApi { shared: shared.clone() }, check.clone()))
         .add_service(UserServiceServer::with_interceptor(UserApi { shared }, check))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        // TCP_NODELAY: a reply's trailers go out as a second small write, which Nagle's
+        // algorithm would hold until the client's ACK (~40 ms per call otherwise).
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async move {
             let _ = stop.wait_for(|s| *s).await;
         })
         .await;
