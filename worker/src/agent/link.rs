@@ -66,8 +66,8 @@ impl Link {
     }
 
     /// Registers, retrying with back-off while the coordinator is unreachable. A refusal
-    /// (another protocol version, a bad token) is final: the process exits with it.
-    pub async fn register_with_retry(&mut self) -> pb::RegisterResponse {
+    /// (another protocol version, a bad token) is final and returned as the error.
+    pub async fn register_with_retry(&mut self) -> anyhow::Result<pb::RegisterResponse> {
         let mut delay = Duration::from_millis(200);
         loop {
             let mut request = self.register.clone();
@@ -76,7 +76,7 @@ impl Link {
                 Ok(r) => {
                     let r = r.into_inner();
                     self.worker_id = r.worker_id.clone();
-                    return r;
+                    return Ok(r);
                 }
                 Err(status) if is_transient(&status) => {
                     tracing::warn!(error = %status.message(), retry_in = ?delay, "coordinator unreachable; retrying");
@@ -84,8 +84,7 @@ impl Link {
                     delay = (delay * 2).min(Duration::from_secs(10));
                 }
                 Err(status) => {
-                    tracing::error!(code = ?status.code(), "the coordinator refused this worker: {}", status.message());
-                    std::process::exit(2);
+                    anyhow::bail!("the coordinator refused this worker ({:?}): {}", status.code(), status.message())
                 }
             }
         }
@@ -97,7 +96,7 @@ impl Link {
         let request = pb::HeartbeatRequest { worker_id: self.worker_id.clone(), running: running.clone() };
         let r = self.client.heartbeat(request).await?.into_inner();
         if !r.known {
-            self.register_with_retry().await;
+            self.register_with_retry().await.map_err(|e| Status::failed_precondition(format!("{e:#}")))?;
             let request = pb::HeartbeatRequest { worker_id: self.worker_id.clone(), running };
             return Ok(self.client.heartbeat(request).await?.into_inner().stop_trial_ids);
         }

@@ -39,7 +39,7 @@ pub async fn run(options: AgentOptions, shutdown: impl std::future::Future<Outpu
     std::fs::create_dir_all(&options.work_dir)
         .with_context(|| format!("cannot create {}", options.work_dir.display()))?;
     let mut link = Link::new(&options)?;
-    let registration = link.register_with_retry().await;
+    let registration = link.register_with_retry().await?;
     let heartbeat_every = Duration::from_millis(registration.heartbeat_interval_ms.max(100) as u64);
     tracing::info!(worker = %link.worker_id(), coordinator = %options.coordinator, slots = options.slots, device = ?options.device, "registered");
 
