@@ -1,15 +1,15 @@
 //! Checkpoint files in the coordinator's artifact directory. The database indexes them
 //! (`checkpoints` table); only a trial's latest checkpoint is kept. Files arrive in chunks,
 //! are written aside, checked against their SHA-256 and renamed into place, so a broken
-//! upload never replaces a good checkpoint.
+//! upload never replaces a good checkpoint. Every upload gets a file name of its own (and a
+//! temporary name of its own), so a retried or concurrent upload of the same checkpoint never
+//! overwrites, nor deletes when refused, a file that the database names.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
-
-/// Chunk size for checkpoint transfers.
-pub const CHUNK: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
@@ -43,13 +43,18 @@ impl Artifacts {
         self.dir.join(file)
     }
 
-    /// The file name of a trial's checkpoint from one attempt and epoch.
+    /// A new file name for one upload of a trial's checkpoint from one attempt and epoch:
+    /// unique within this artifact directory, whoever else uploads the same checkpoint.
     pub fn checkpoint_name(trial_id: &str, attempt: u32, epoch: u32, step: u32) -> String {
-        format!("{trial_id}.a{attempt}.e{epoch}.s{step}.ckpt")
+        static UPLOADS: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let upload = UPLOADS.fetch_add(1, Ordering::Relaxed);
+        format!("{trial_id}.a{attempt}.e{epoch}.s{step}.{}-{nanos:x}-{upload}.ckpt", std::process::id())
     }
 
+    /// Starts receiving the file `name` (from [`Artifacts::checkpoint_name`]) aside.
     pub async fn begin(&self, name: &str) -> Result<Incoming, ArtifactError> {
-        let tmp = self.dir.join(format!(".{name}.{}.part", std::process::id()));
+        let tmp = self.dir.join(format!(".{name}.part"));
         let file =
             tokio::fs::File::create(&tmp).await.map_err(|source| ArtifactError::Io { path: tmp.clone(), source })?;
         Ok(Incoming { tmp, file, hasher: Sha256::new(), bytes: 0 })

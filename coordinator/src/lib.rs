@@ -2,7 +2,9 @@
 //!
 //! It holds no libtorch: everything that trains lives in `allsweep-worker`. The database is
 //! its only state ([`store`]); the services ([`service`]) turn gRPC calls into store
-//! transactions, and the scheduler ([`scheduler`]) expires the leases of silent workers.
+//! transactions, the scheduler ([`scheduler`]) owns the rules that move trials between
+//! states (and expires the leases of silent workers), and [`wire`] converts between the gRPC
+//! messages and the domain types.
 
 pub mod artifacts;
 pub mod client;
@@ -13,5 +15,6 @@ pub mod server;
 pub mod service;
 pub mod spec;
 pub mod store;
+pub mod wire;
 
 pub use allsweep_proto::PROTOCOL_VERSION;

@@ -1,4 +1,5 @@
-//! Running the coordinator: both services on one TCP listener, the lease clock beside them.
+//! Running the coordinator: both services on one TCP listener, the scheduler's expiry tick
+//! beside them.
 //! The listener and the shutdown signal are passed in, so tests and `allsweep run` drive it
 //! on port 0.
 
@@ -13,7 +14,7 @@ use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 
 use crate::artifacts::Artifacts;
-use crate::scheduler;
+use crate::scheduler::{self, Clocks};
 use crate::service::{Shared, TokenCheck, UserApi, WorkerApi};
 use crate::store::Store;
 
@@ -33,10 +34,10 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let artifacts = Artifacts::open(&options.artifacts)?;
-    let shared = Shared { store: store.clone(), artifacts, lease_ttl: options.lease_ttl };
+    let clocks = Clocks::new(options.lease_ttl);
+    let shared = Shared { store: store.clone(), artifacts, clocks };
     let check = TokenCheck::new(options.token.clone());
-    let expiry_every = (options.lease_ttl / 4).max(Duration::from_millis(200));
-    let expiry = tokio::spawn(scheduler::run_expiry(store, expiry_every, shutdown.clone()));
+    let expiry = tokio::spawn(scheduler::run_expiry(store, clocks.expiry_tick(), shutdown.clone()));
     let mut stop = shutdown.clone();
     let result = tonic::transport::Server::builder()
         .add_service(WorkerServiceServer::with_interceptor(WorkerApi { shared: shared.clone() }, check.clone()))

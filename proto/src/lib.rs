@@ -1,13 +1,22 @@
 //! The `allsweep.v1` wire API shared by the coordinator and the workers: generated from
-//! `proto/allsweep/v1/allsweep.proto`. Domain types live elsewhere; each side converts at
-//! its edge.
+//! `proto/allsweep/v1/allsweep.proto`, with the few rules both sides must read alike: which
+//! errors are worth retrying ([`fault`]), the names of metric points ([`metric`]), the bearer
+//! token every call carries ([`auth`]) and the size of checkpoint chunks. Domain types live
+//! elsewhere; each side converts at its edge.
 
-#![allow(missing_docs, clippy::all)]
+pub mod auth;
+pub mod fault;
+pub mod metric;
 
 /// Generated messages and services.
+#[allow(missing_docs, clippy::all)]
 pub mod v1 {
     tonic::include_proto!("allsweep.v1");
 }
 
 /// The protocol version a worker announces when it registers; the coordinator refuses others.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version 2: failure kinds instead of a `permanent` flag, and enum states.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// Checkpoints travel in chunks of this many bytes, both ways.
+pub const CHECKPOINT_CHUNK_BYTES: usize = 1 << 20;

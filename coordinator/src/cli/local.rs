@@ -84,7 +84,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         "{} ({}): {} completed, {} failed, {} cancelled",
         last.name, last.sweep_id, last.completed, last.failed, last.cancelled
     );
-    for t in last.trials.iter().filter(|t| t.status == "failed") {
+    for t in last.trials.iter().filter(|t| t.state() == pb::TrialState::Failed) {
         println!("  failed: {}: {}", t.label, t.error);
     }
     println!("{}", summary::per_config(&results));

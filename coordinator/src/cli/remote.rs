@@ -10,6 +10,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::{summary, Connection};
 use allsweep_coordinator::client::{self, explain, UserClient};
+use allsweep_coordinator::wire;
 
 #[derive(Args)]
 pub struct SubmitArgs {
@@ -72,7 +73,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
                 table.add_row(vec![
                     s.sweep_id,
                     s.name,
-                    s.state,
+                    wire::sweep_state_word(s.state).to_string(),
                     s.queued.to_string(),
                     s.running.to_string(),
                     s.completed.to_string(),
@@ -91,7 +92,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
 }
 
 pub fn print_sweep(s: &pb::SweepStatus) {
-    println!("{} ({}): {}", s.name, s.sweep_id, s.state);
+    println!("{} ({}): {}", s.name, s.sweep_id, wire::sweep_state_word(s.state));
     println!(
         "queued {}, running {}, completed {}, failed {}, cancelled {}",
         s.queued, s.running, s.completed, s.failed, s.cancelled
@@ -102,7 +103,7 @@ pub fn print_sweep(s: &pb::SweepStatus) {
     for t in &s.trials {
         table.add_row(vec![
             t.label.clone(),
-            t.status.clone(),
+            wire::trial_state_word(t.state).to_string(),
             t.attempt.to_string(),
             format!("{}/{}", t.epoch, t.epochs),
             t.worker_id.clone(),
@@ -143,7 +144,7 @@ pub async fn watch_sweep(c: &mut UserClient, sweep: &str, bars: bool) -> anyhow:
             s.queued, s.running, s.completed, s.failed
         ));
         for t in &s.trials {
-            if t.status == "running" {
+            if t.state() == pb::TrialState::Running {
                 let bar = trial_bars.entry(t.trial_id.clone()).or_insert_with(|| {
                     let b = multi.add(ProgressBar::new(t.epochs as u64));
                     b.set_style(

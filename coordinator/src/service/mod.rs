@@ -12,11 +12,12 @@ pub use user::UserApi;
 pub use worker::WorkerApi;
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use allsweep_proto::fault::CallFault;
 use tonic::Status;
 
 use crate::artifacts::{ArtifactError, Artifacts};
+use crate::scheduler::Clocks;
 use crate::store::{Store, StoreError};
 
 /// What both services share.
@@ -24,31 +25,21 @@ use crate::store::{Store, StoreError};
 pub struct Shared {
     pub store: Arc<dyn Store>,
     pub artifacts: Artifacts,
-    /// How long a lease lasts without a heartbeat.
-    pub lease_ttl: Duration,
+    /// The lease, heartbeat and liveness clocks.
+    pub clocks: Clocks,
 }
 
-impl Shared {
-    /// Workers heartbeat three times per lease.
-    pub fn heartbeat_interval(&self) -> Duration {
-        self.lease_ttl / 3
-    }
-
-    pub fn expiry(&self, now: i64) -> i64 {
-        now + self.lease_ttl.as_millis() as i64
-    }
-}
-
-/// The gRPC status of a store error.
+/// The gRPC status of a store error, on the side of [`CallFault`] its class is: a transient
+/// database failure is `UNAVAILABLE` (the caller retries), every refusal is not.
 pub fn status(error: StoreError) -> Status {
-    match error {
-        StoreError::Superseded { .. } => Status::failed_precondition(error.to_string()),
-        StoreError::NotFound(_) => Status::not_found(error.to_string()),
-        StoreError::Url(_) => Status::invalid_argument(error.to_string()),
-        StoreError::Database(_) | StoreError::Migrate(_) => {
+    match (error.fault(), &error) {
+        (CallFault::Transient, _) => {
             tracing::error!(%error, "store error");
             Status::unavailable(format!("{error}; retry"))
         }
+        (CallFault::Refused, StoreError::Superseded { .. }) => Status::failed_precondition(error.to_string()),
+        (CallFault::Refused, StoreError::NotFound(_)) => Status::not_found(error.to_string()),
+        (CallFault::Refused, _) => Status::invalid_argument(error.to_string()),
     }
 }
 

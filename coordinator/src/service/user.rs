@@ -70,7 +70,7 @@ impl UserService for UserApi {
                         sweep_status(&shared, &id).await
                     }
                 };
-                let finished = next.as_ref().map_or(true, |s| s.state != "active");
+                let finished = next.as_ref().map_or(true, |s| s.state() != pb::SweepState::Active);
                 Some((next, (None, shared, id, finished)))
             });
         Ok(Response::new(Box::pin(stream)))
@@ -81,7 +81,7 @@ impl UserService for UserApi {
         _: Request<pb::ListWorkersRequest>,
     ) -> Result<Response<pb::ListWorkersResponse>, Status> {
         let now = now_ms();
-        let alive_within = 3 * self.shared.lease_ttl.as_millis() as i64;
+        let clocks = self.shared.clocks;
         let workers = self
             .shared
             .store
@@ -90,7 +90,7 @@ impl UserService for UserApi {
             .map_err(status)?
             .into_iter()
             .map(|w| pb::WorkerInfo {
-                alive: now - w.last_seen_at < alive_within,
+                alive: clocks.worker_alive(w.last_seen_at, now),
                 worker_id: w.id,
                 host: w.host,
                 device: w.device,
@@ -118,22 +118,7 @@ impl UserService for UserApi {
             .await
             .map_err(status)?
             .into_iter()
-            .map(|r| pb::TrialResult {
-                trial_id: r.trial_id,
-                label: r.label,
-                params_json: r.params_json,
-                seed: r.seed,
-                test: Some(pb::Metrics {
-                    jaccard: r.metrics.jaccard,
-                    dice: r.metrics.dice,
-                    precision: r.metrics.precision,
-                    recall: r.metrics.recall,
-                    tnr: r.metrics.tnr,
-                    accuracy: r.metrics.accuracy,
-                    auc: r.metrics.auc,
-                }),
-                split: r.split,
-            })
+            .map(pb::TrialResult::from)
             .collect();
         Ok(Response::new(pb::QueryResultsResponse { results }))
     }
@@ -151,7 +136,7 @@ fn summarize(row: &SweepRow, trials: &[TrialRow]) -> pb::SweepStatus {
     pb::SweepStatus {
         sweep_id: row.id.clone(),
         name: row.name.clone(),
-        state: row.state.clone(),
+        state: pb::SweepState::from(row.state) as i32,
         queued: count(TrialState::Queued),
         running: count(TrialState::Running),
         completed: count(TrialState::Completed),
@@ -161,7 +146,7 @@ fn summarize(row: &SweepRow, trials: &[TrialRow]) -> pb::SweepStatus {
             .iter()
             .map(|t| pb::TrialStatus {
                 trial_id: t.id.clone(),
-                status: t.state.as_str().to_string(),
+                state: pb::TrialState::from(t.state) as i32,
                 attempt: t.attempt,
                 epoch: t.epoch,
                 epochs: t.epochs,

@@ -3,14 +3,16 @@
 use std::pin::Pin;
 
 use allsweep_proto::v1::{self as pb, worker_service_server::WorkerService};
-use allsweep_proto::PROTOCOL_VERSION;
+use allsweep_proto::{CHECKPOINT_CHUNK_BYTES, PROTOCOL_VERSION};
 use futures::Stream;
 use tokio::io::AsyncReadExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{artifact_status, status, Shared};
-use crate::artifacts::{Artifacts, CHUNK};
-use crate::store::{now_ms, CheckpointRow, Completion, FinalMetrics, MetricPoint, RocPoint, WorkerRow};
+use crate::artifacts::Artifacts;
+use crate::scheduler;
+use crate::store::{now_ms, AttemptRef, CheckpointRow, MetricPoint, MetricsStored, Progress, WorkerRow};
+use crate::wire::{Completed, Failure};
 
 pub struct WorkerApi {
     pub shared: Shared,
@@ -49,8 +51,8 @@ impl WorkerService for WorkerApi {
         tracing::info!(worker = %id, host = %row.host, device = %row.device, slots = row.slots, "worker registered");
         Ok(Response::new(pb::RegisterResponse {
             worker_id: id,
-            heartbeat_interval_ms: self.shared.heartbeat_interval().as_millis() as u32,
-            lease_ttl_ms: self.shared.lease_ttl.as_millis() as u32,
+            heartbeat_interval_ms: self.shared.clocks.heartbeat_interval().as_millis() as u32,
+            lease_ttl_ms: self.shared.clocks.lease_ttl.as_millis() as u32,
         }))
     }
 
@@ -63,24 +65,13 @@ impl WorkerService for WorkerApi {
         let leased = self
             .shared
             .store
-            .lease(&r.worker_id, r.free_slots.min(64), now, self.shared.expiry(now))
+            .lease(&r.worker_id, scheduler::lease_batch(r.free_slots), now, self.shared.clocks.lease_expiry(now))
             .await
             .map_err(status)?;
         for l in &leased {
             tracing::info!(trial = %l.trial_id, attempt = l.attempt, worker = %r.worker_id, resume_epoch = ?l.checkpoint_epoch, "trial leased");
         }
-        let trials = leased
-            .into_iter()
-            .map(|l| pb::LeasedTrial {
-                trial_id: l.trial_id,
-                attempt: l.attempt,
-                sweep_id: l.sweep_id,
-                config_toml: l.config_toml,
-                has_checkpoint: l.checkpoint_epoch.is_some(),
-                checkpoint_epoch: l.checkpoint_epoch.unwrap_or(0),
-                lease_expires_at_ms: l.lease_expires_at,
-            })
-            .collect();
+        let trials = leased.into_iter().map(pb::LeasedTrial::from).collect();
         Ok(Response::new(pb::LeaseResponse { trials }))
     }
 
@@ -91,10 +82,10 @@ impl WorkerService for WorkerApi {
         let r = request.into_inner();
         let now = now_ms();
         let known = self.shared.store.touch_worker(&r.worker_id, now).await.map_err(status)?;
-        let running: Vec<(String, u32, u32)> =
-            r.running.into_iter().map(|t| (t.trial_id, t.attempt, t.epoch)).collect();
+        let running: Vec<Progress> = r.running.into_iter().map(Progress::from).collect();
         let stop = if known {
-            self.shared.store.renew(&r.worker_id, &running, now, self.shared.expiry(now)).await.map_err(status)?
+            let expires_at = self.shared.clocks.lease_expiry(now);
+            self.shared.store.renew(&r.worker_id, &running, expires_at).await.map_err(status)?
         } else {
             Vec::new()
         };
@@ -106,19 +97,15 @@ impl WorkerService for WorkerApi {
         request: Request<Streaming<pb::MetricBatch>>,
     ) -> Result<Response<pb::MetricAck>, Status> {
         let mut stream = request.into_inner();
-        let (mut stored, mut duplicates) = (0, 0);
+        let mut total = MetricsStored::default();
         while let Some(batch) = stream.message().await? {
-            let points: Vec<MetricPoint> = batch
-                .points
-                .into_iter()
-                .map(|p| MetricPoint { epoch: p.epoch, name: p.name, value: p.value })
-                .collect();
-            let (s, d) =
+            let points: Vec<MetricPoint> = batch.points.into_iter().map(MetricPoint::from).collect();
+            let stored =
                 self.shared.store.record_metrics(&batch.trial_id, batch.attempt, &points).await.map_err(status)?;
-            stored += s;
-            duplicates += d;
+            total.stored += stored.stored;
+            total.duplicates += stored.duplicates;
         }
-        Ok(Response::new(pb::MetricAck { stored, duplicates }))
+        Ok(Response::new(pb::MetricAck { stored: total.stored, duplicates: total.duplicates }))
     }
 
     async fn upload_checkpoint(
@@ -130,6 +117,9 @@ impl WorkerService for WorkerApi {
             Some(pb::checkpoint_chunk::Part::Header(h)) => h,
             _ => return Err(Status::invalid_argument("a checkpoint upload starts with its header")),
         };
+        // Refuse a superseded attempt before receiving anything; the write re-checks.
+        let attempt = AttemptRef { trial_id: header.trial_id.clone(), attempt: header.attempt };
+        self.shared.store.check_lease(&attempt).await.map_err(status)?;
         let name = Artifacts::checkpoint_name(&header.trial_id, header.attempt, header.epoch, header.step);
         let mut incoming = self.shared.artifacts.begin(&name).await.map_err(artifact_status)?;
         while let Some(chunk) = stream.message().await? {
@@ -157,13 +147,14 @@ impl WorkerService for WorkerApi {
         };
         match self.shared.store.record_checkpoint(&row, now_ms()).await {
             Ok(replaced) => {
-                if let Some(old) = replaced.filter(|old| *old != name) {
+                if let Some(old) = replaced {
                     self.shared.artifacts.remove(&old).await;
                 }
                 tracing::debug!(trial = %header.trial_id, epoch = header.epoch, bytes = header.size, "checkpoint stored");
                 Ok(Response::new(pb::CheckpointAck { bytes: header.size }))
             }
             Err(error) => {
+                // This upload's own file: no other upload and no database row names it.
                 self.shared.artifacts.remove(&name).await;
                 Err(status(error))
             }
@@ -188,55 +179,35 @@ impl WorkerService for WorkerApi {
         let file = tokio::fs::File::open(&path).await.map_err(|e| {
             Status::data_loss(format!("checkpoint file {} of trial {}: {e}", path.display(), r.trial_id))
         })?;
-        let header = pb::CheckpointHeader {
-            trial_id: row.trial_id,
-            attempt: row.attempt,
-            epoch: row.epoch,
-            step: row.step,
-            size: row.bytes,
-            sha256: row.sha256,
-        };
-        let stream = chunks(header, file);
+        let stream = chunks(row.into(), file);
         Ok(Response::new(stream))
     }
 
     async fn complete(&self, request: Request<pb::CompleteRequest>) -> Result<Response<pb::Ack>, Status> {
-        let r = request.into_inner();
-        let test = r.test.ok_or_else(|| Status::invalid_argument("complete needs the test metrics"))?;
-        let completion = Completion {
-            metrics: FinalMetrics {
-                jaccard: test.jaccard,
-                dice: test.dice,
-                precision: test.precision,
-                recall: test.recall,
-                tnr: test.tnr,
-                accuracy: test.accuracy,
-                auc: test.auc,
-            },
-            roc: r.roc.into_iter().map(|p| RocPoint { threshold: p.threshold, fpr: p.fpr, tpr: p.tpr }).collect(),
-            split: r.split,
-            epochs: r.epochs,
-            parameters: r.parameters,
-        };
-        let remove = self.shared.store.complete(&r.trial_id, r.attempt, &completion, now_ms()).await.map_err(status)?;
+        let Completed { attempt, completion } =
+            Completed::try_from(request.into_inner()).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let store = &self.shared.store;
+        let remove =
+            store.complete(&attempt.trial_id, attempt.attempt, &completion, now_ms()).await.map_err(status)?;
         if let Some(file) = remove {
             self.shared.artifacts.remove(&file).await;
         }
-        tracing::info!(trial = %r.trial_id, attempt = r.attempt, jaccard = test.jaccard, "trial completed");
+        let jaccard = completion.metrics.jaccard;
+        tracing::info!(trial = %attempt.trial_id, attempt = attempt.attempt, jaccard, "trial completed");
         Ok(Response::new(pb::Ack {}))
     }
 
     async fn fail(&self, request: Request<pb::FailRequest>) -> Result<Response<pb::Ack>, Status> {
-        let r = request.into_inner();
-        let outcome =
-            self.shared.store.fail(&r.trial_id, r.attempt, &r.error, r.permanent, now_ms()).await.map_err(status)?;
-        tracing::warn!(trial = %r.trial_id, attempt = r.attempt, permanent = r.permanent, ?outcome, error = %r.error, "trial attempt failed");
+        let Failure { attempt, error, fault } = request.into_inner().into();
+        let store = &self.shared.store;
+        let next = store.fail(&attempt.trial_id, attempt.attempt, &error, fault, now_ms()).await.map_err(status)?;
+        tracing::warn!(trial = %attempt.trial_id, attempt = attempt.attempt, ?fault, ?next, %error, "trial attempt failed");
         Ok(Response::new(pb::Ack {}))
     }
 
     async fn release(&self, request: Request<pb::ReleaseRequest>) -> Result<Response<pb::Ack>, Status> {
         let r = request.into_inner();
-        let trials: Vec<(String, u32)> = r.trials.into_iter().map(|t| (t.trial_id, t.attempt)).collect();
+        let trials: Vec<AttemptRef> = r.trials.into_iter().map(AttemptRef::from).collect();
         self.shared.store.release(&r.worker_id, &trials, now_ms()).await.map_err(status)?;
         tracing::info!(worker = %r.worker_id, trials = trials.len(), "worker released its trials");
         Ok(Response::new(pb::Ack {}))
@@ -257,7 +228,7 @@ fn chunks(header: pb::CheckpointHeader, file: tokio::fs::File) -> ChunkStream {
                 State::Reading(file),
             )),
             State::Reading(mut file) => {
-                let mut buffer = vec![0_u8; CHUNK];
+                let mut buffer = vec![0_u8; CHECKPOINT_CHUNK_BYTES];
                 match file.read(&mut buffer).await {
                     Ok(0) => None,
                     Ok(n) => {

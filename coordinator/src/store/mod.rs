@@ -1,23 +1,29 @@
-//! The database: the coordinator's only state. One [`Store`] trait, two implementations:
-//! SQLite (the embedded default, WAL mode) and Postgres (clusters, leasing with
-//! `FOR UPDATE SKIP LOCKED`). Migrations in `migrations/sqlite` and `migrations/postgres`
-//! are applied when a store opens.
+//! The database: the coordinator's only state. One [`Store`] trait and one implementation,
+//! [`SqlStore`], written once over a small [`Dialect`]: SQLite (the embedded default, WAL
+//! mode, writes serialised) and Postgres (clusters, leasing with `FOR UPDATE SKIP LOCKED`).
+//! Migrations in `migrations/sqlite` and `migrations/postgres` are applied when a store opens.
 //!
-//! Every write that a worker makes names (trial, attempt); the store checks, in the same
+//! The store executes the transitions of [`crate::scheduler`], which decides them. Every
+//! write that a worker makes names (trial, attempt); the store checks, in the same
 //! transaction as the write, that this attempt still holds the trial's lease and refuses it
 //! otherwise ([`StoreError::Superseded`]). Times are milliseconds since the Unix epoch.
 
-mod postgres;
-mod sql_common;
-mod sqlite;
+mod body;
+mod dialect;
+mod rows;
+mod statements;
 
-pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
+pub use body::SqlStore;
+pub use dialect::Dialect;
+
+pub use crate::scheduler::{AttemptOutcome, Requeue, SweepState, TrialFault, TrialState};
 
 use std::sync::Arc;
 
+use allsweep_proto::fault::CallFault;
 use async_trait::async_trait;
 use serde::Serialize;
+use sqlx::error::ErrorKind;
 
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;
@@ -35,12 +41,50 @@ pub enum StoreError {
     Superseded { trial_id: String, attempt: u32, reason: String },
     #[error("{0} not found")]
     NotFound(String),
+    /// The write broke a constraint of the schema: the caller's data is wrong, and sending
+    /// it again cannot help.
+    #[error("refused by the database: {0}")]
+    Constraint(String),
+    /// The database could not be reached or failed: the same call may succeed later.
     #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://...")]
     Url(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// A violated constraint is the caller's error; everything else is the database's.
+    fn from(error: sqlx::Error) -> Self {
+        match error.as_database_error() {
+            Some(db)
+                if matches!(
+                    db.kind(),
+                    ErrorKind::UniqueViolation
+                        | ErrorKind::ForeignKeyViolation
+                        | ErrorKind::NotNullViolation
+                        | ErrorKind::CheckViolation
+                ) =>
+            {
+                StoreError::Constraint(db.message().to_string())
+            }
+            _ => StoreError::Database(error),
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether the caller should try the same call again later ([`CallFault`], the one
+    /// classification the workers read too).
+    pub fn fault(&self) -> CallFault {
+        match self {
+            StoreError::Database(_) | StoreError::Migrate(_) => CallFault::Transient,
+            StoreError::Superseded { .. } | StoreError::NotFound(_) | StoreError::Constraint(_) | StoreError::Url(_) => {
+                CallFault::Refused
+            }
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -93,46 +137,11 @@ pub struct TrialColumns {
     pub batch_size: i64,
 }
 
-/// Lifecycle of a trial.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TrialState {
-    Queued,
-    Running,
-    Completed,
-    Failed,
-    Cancelled,
-}
-
-impl TrialState {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            TrialState::Queued => "queued",
-            TrialState::Running => "running",
-            TrialState::Completed => "completed",
-            TrialState::Failed => "failed",
-            TrialState::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "queued" => TrialState::Queued,
-            "running" => TrialState::Running,
-            "completed" => TrialState::Completed,
-            "failed" => TrialState::Failed,
-            "cancelled" => TrialState::Cancelled,
-            _ => return None,
-        })
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SweepRow {
     pub id: String,
     pub name: String,
-    /// `active`, `cancelled` or `finished` (every trial completed or failed).
-    pub state: String,
+    pub state: SweepState,
     pub spec_toml: String,
     pub keep_checkpoints: bool,
     pub max_attempts: u32,
@@ -256,20 +265,42 @@ pub struct AttemptRow {
     pub worker_id: String,
     pub started_at: Millis,
     pub ended_at: Option<Millis>,
-    /// `running`, `completed`, `failed`, `expired`, `released`, `cancelled`.
-    pub outcome: String,
+    pub outcome: AttemptOutcome,
     /// The checkpoint epoch it resumed from (None: from scratch).
     pub resumed_from_epoch: Option<u32>,
     pub error: Option<String>,
 }
 
-/// What happened to a trial whose attempt failed or expired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Requeue {
-    /// Queued again for another attempt.
-    Queued,
-    /// Failed for good (permanent error, or out of attempts).
-    Failed,
+/// A running trial as its worker reports it: which attempt, and how many epochs are done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    pub trial_id: String,
+    pub attempt: u32,
+    pub epoch: u32,
+}
+
+/// One attempt of one trial, named by a worker's write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRef {
+    pub trial_id: String,
+    pub attempt: u32,
+}
+
+/// A lease that ran out, and where its trial went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expired {
+    pub trial_id: String,
+    pub attempt: u32,
+    pub next: Requeue,
+}
+
+/// What became of a batch of metric points.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MetricsStored {
+    /// New points stored.
+    pub stored: u64,
+    /// Points already stored for (trial, epoch, name): retransmissions, changed nothing.
+    pub duplicates: u64,
 }
 
 #[async_trait]
@@ -297,25 +328,22 @@ pub trait Store: Send + Sync {
     /// ordinal), atomically: each goes to exactly one caller. Each leased trial's attempt
     /// grows by one, its state becomes running, and an attempts row is opened.
     async fn lease(&self, worker_id: &str, count: u32, now: Millis, expires_at: Millis) -> Result<Vec<Leased>>;
-    /// Renews the leases of `running` (trial, attempt, epoch) held by `worker_id` and
-    /// records their epoch. Returns the trial ids the worker must stop: not running any
-    /// more under that attempt (cancelled, superseded, finished).
-    async fn renew(
-        &self,
-        worker_id: &str,
-        running: &[(String, u32, u32)],
-        now: Millis,
-        expires_at: Millis,
-    ) -> Result<Vec<String>>;
+    /// Renews the leases of the `running` trials held by `worker_id` and records their
+    /// epoch. Returns the trial ids the worker must stop: not running any more under that
+    /// attempt (cancelled, superseded, finished).
+    async fn renew(&self, worker_id: &str, running: &[Progress], expires_at: Millis) -> Result<Vec<String>>;
     /// Requeues (or fails, past `max_attempts`) every running trial whose lease expired
-    /// before `now`; closes those attempts as `expired`. Returns (trial, attempt, outcome).
-    async fn expire_leases(&self, now: Millis) -> Result<Vec<(String, u32, Requeue)>>;
+    /// before `now`; closes those attempts as `expired`.
+    async fn expire_leases(&self, now: Millis) -> Result<Vec<Expired>>;
     /// A leaving worker gives trials back: requeued at once (attempts closed as `released`).
-    async fn release(&self, worker_id: &str, trials: &[(String, u32)], now: Millis) -> Result<()>;
+    async fn release(&self, worker_id: &str, trials: &[AttemptRef], now: Millis) -> Result<()>;
 
+    /// `Ok` while `attempt` holds `trial_id`'s lease; [`StoreError::Superseded`] or
+    /// [`StoreError::NotFound`] otherwise. A check before work whose write re-checks.
+    async fn check_lease(&self, attempt: &AttemptRef) -> Result<()>;
     /// Stores metric points once: a point already stored for (trial, epoch, name) is a
-    /// duplicate and changes nothing. Returns (stored, duplicates).
-    async fn record_metrics(&self, trial_id: &str, attempt: u32, points: &[MetricPoint]) -> Result<(u64, u64)>;
+    /// duplicate and changes nothing.
+    async fn record_metrics(&self, trial_id: &str, attempt: u32, points: &[MetricPoint]) -> Result<MetricsStored>;
     /// Records a new latest checkpoint; returns the file of the one it replaces, if any
     /// and if different, for deletion.
     async fn record_checkpoint(&self, checkpoint: &CheckpointRow, now: Millis) -> Result<Option<String>>;
@@ -330,8 +358,9 @@ pub trait Store: Send + Sync {
         completion: &Completion,
         now: Millis,
     ) -> Result<Option<String>>;
-    /// A failed attempt: failed for good if `permanent` or out of attempts, else queued again.
-    async fn fail(&self, trial_id: &str, attempt: u32, error: &str, permanent: bool, now: Millis) -> Result<Requeue>;
+    /// A failed attempt: the scheduler decides from `fault` and the attempts so far whether
+    /// the trial is queued again or fails for good ([`crate::scheduler::after_failure`]).
+    async fn fail(&self, trial_id: &str, attempt: u32, error: &str, fault: TrialFault, now: Millis) -> Result<Requeue>;
 
     /// Completed trials' results of a sweep, in ordinal order.
     async fn results(&self, sweep_id: &str) -> Result<Vec<ResultRow>>;
@@ -343,13 +372,7 @@ pub trait Store: Send + Sync {
 /// Opens the store named by a URL (`sqlite://PATH`, `sqlite::memory:`, `postgres://...`),
 /// creating the database file if needed and applying migrations.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
-    if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::open(url).await?))
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::open(url).await?))
-    } else {
-        Err(StoreError::Url(url.to_string()))
-    }
+    Ok(Arc::new(SqlStore::open(url).await?))
 }
 
 #[cfg(test)]

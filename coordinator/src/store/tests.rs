@@ -1,17 +1,16 @@
-//! One suite, run against both stores: SQLite in a temporary file, and Postgres in a fresh
-//! database created for each test and dropped after it. Postgres is found at
-//! `ALLSWEEP_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432/test`, a database
-//! to connect to while creating the test's own); without a server they fail, never skip.
+//! One suite, run against both dialects: SQLite in a temporary file, and Postgres in a fresh
+//! database created for each test and dropped after it (`allsweep_testkit`, which finds the
+//! server at `ALLSWEEP_TEST_POSTGRES`; without a server these tests fail, never skip).
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+use allsweep_testkit::ThrowawayPostgres;
 use futures::FutureExt;
 use sqlx::Connection;
 
-use super::sql_common::Cols;
+use super::rows::Cols;
 use super::*;
 
 /// What a test gets: the store, and its URL for reading the dashboard views with SQL.
@@ -27,62 +26,29 @@ where
 {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let url = format!("sqlite://{}", dir.path().join("allsweep.db").display());
-    let store = SqliteStore::open(&url).await.expect("open the SQLite store");
+    let store = SqlStore::open(&url).await.expect("open the SQLite store");
     test(Ctx { store: Arc::new(store), url }).await;
 }
 
-/// A fresh Postgres database for one test, made through the admin database.
-struct PgDb {
-    admin: sqlx::PgConnection,
-    name: String,
-    url: String,
-}
-
-impl PgDb {
-    /// A fresh database on the Postgres server (which must be running: these tests never skip).
-    async fn create() -> Option<PgDb> {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let admin_url = std::env::var("ALLSWEEP_TEST_POSTGRES")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = format!("allsweep_test_{}_{nanos}_{n}", std::process::id());
-        let (server, _) = admin_url.rsplit_once('/').expect("a Postgres URL ending in /DATABASE");
-        let url = format!("{server}/{name}");
-        let mut admin = sqlx::PgConnection::connect(&admin_url)
-            .await
-            .unwrap_or_else(|e| panic!("connect to {admin_url} (set ALLSWEEP_TEST_POSTGRES): {e}"));
-        let create = format!("CREATE DATABASE {name}");
-        sqlx::raw_sql(&create).execute(&mut admin).await.expect("create the test database");
-        Some(PgDb { admin, name, url })
-    }
-
-    /// Runs `test` against this database, then drops it, whether the test passed or not.
-    async fn run<Fut: Future<Output = ()>>(mut self, test: Fut) {
-        let outcome = std::panic::AssertUnwindSafe(test).catch_unwind().await;
-        let drop = format!("DROP DATABASE {} WITH (FORCE)", self.name);
-        let dropped = sqlx::raw_sql(&drop).execute(&mut self.admin).await;
-        if let Err(panic) = outcome {
-            std::panic::resume_unwind(panic);
-        }
-        dropped.expect("drop the test database");
-    }
-}
-
+/// Runs `test` against a fresh Postgres database, then drops it, whether the test passed or not.
 async fn on_postgres<F, Fut>(test: F)
 where
     F: FnOnce(Ctx) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let Some(db) = PgDb::create().await else {
-        return;
-    };
-    let url = db.url.clone();
-    db.run(async move {
-        let store = PostgresStore::open(&url).await.expect("open the Postgres store");
-        test(Ctx { store: Arc::new(store), url }).await;
+    let db = ThrowawayPostgres::create().await;
+    let url = db.url().to_string();
+    let outcome = std::panic::AssertUnwindSafe(async {
+        let store = SqlStore::open(&url).await.expect("open the Postgres store");
+        test(Ctx { store: Arc::new(store), url: url.clone() }).await;
     })
+    .catch_unwind()
     .await;
+    let dropped = db.drop_now().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    dropped.expect("drop the test database");
 }
 
 /// Runs each test on both backends, as `sqlite::NAME` and `postgres::NAME`.
@@ -122,6 +88,19 @@ on_both!(
     workers_are_registered_and_counted,
     dashboard_views_flatten_trials_and_summarise_configs,
     dashboard_example_queries_answer_the_common_questions,
+    transition_lease_queued_to_running,
+    transition_renew_running_to_running,
+    transition_complete_running_to_completed,
+    transition_fail_retry_running_to_queued,
+    transition_fail_permanent_running_to_failed,
+    transition_fail_out_of_attempts_running_to_failed,
+    transition_expire_running_to_queued,
+    transition_release_running_to_queued,
+    transition_worker_fault_running_to_queued_without_counting,
+    transition_cancel_queued_and_running_to_cancelled,
+    a_cancel_racing_leases_leaves_no_attempt_running,
+    a_constraint_violation_is_the_caller_s_error_not_a_retry,
+    check_lease_refuses_superseded_and_unknown_attempts,
 );
 
 const T0: Millis = 1_000_000;
@@ -210,8 +189,24 @@ async fn trial(store: &dyn Store, sweep_id: &str, trial_id: &str) -> TrialRow {
     trials.into_iter().find(|t| t.id == trial_id).expect("the trial exists")
 }
 
-async fn sweep_state(store: &dyn Store, id: &str) -> String {
+async fn sweep_state(store: &dyn Store, id: &str) -> SweepState {
     store.sweep(id).await.expect("sweep").expect("the sweep exists").state
+}
+
+fn progress(trial_id: &str, attempt: u32, epoch: u32) -> Progress {
+    Progress { trial_id: trial_id.into(), attempt, epoch }
+}
+
+fn attempt_ref(trial_id: &str, attempt: u32) -> AttemptRef {
+    AttemptRef { trial_id: trial_id.into(), attempt }
+}
+
+fn expired(trial_id: &str, attempt: u32, next: Requeue) -> Expired {
+    Expired { trial_id: trial_id.into(), attempt, next }
+}
+
+fn stored(stored: u64, duplicates: u64) -> MetricsStored {
+    MetricsStored { stored, duplicates }
 }
 
 fn assert_superseded<T: std::fmt::Debug>(result: Result<T>, what: &str) {
@@ -228,7 +223,7 @@ async fn inserting_a_sweep_twice_writes_it_once(ctx: Ctx) {
     assert!(!store.insert_sweep(&again, T0 + 1).await.expect("insert again"));
 
     let row = store.sweep("s1").await.expect("sweep").expect("s1 exists");
-    assert_eq!((row.name.as_str(), row.state.as_str(), row.max_attempts), ("sweep s1", "active", 3));
+    assert_eq!((row.name.as_str(), row.state, row.max_attempts), ("sweep s1", SweepState::Active, 3));
     assert_eq!((row.keep_checkpoints, row.created_at, row.spec_toml.as_str()), (false, T0, "name = \"x\"\n"));
     let trials = store.trials("s1").await.expect("trials");
     assert_eq!(trials.len(), 6);
@@ -314,19 +309,19 @@ async fn writes_of_a_superseded_attempt_are_refused(ctx: Ctx) {
     let second = lease_one(store, "w2", T0 + LEASE_MS + 2).await;
     assert_eq!((first.attempt, second.attempt), (1, 2));
 
-    let point = [MetricPoint { epoch: 1, name: "loss".into(), value: 0.5 }];
+    let point = [MetricPoint { epoch: 1, name: "train_loss".into(), value: 0.5 }];
     assert_superseded(store.record_metrics("s-t0", 1, &point).await, "metrics");
     assert_superseded(store.record_checkpoint(&checkpoint("s-t0", 1, 1, "a"), T0).await, "checkpoint");
     assert_superseded(store.complete("s-t0", 1, &completion(0.5, 0.5, None), T0).await, "complete");
-    assert_superseded(store.fail("s-t0", 1, "boom", true, T0).await, "fail");
-    assert_eq!(store.renew("w1", &[("s-t0".into(), 1, 1)], T0, T0 + LEASE_MS).await.expect("renew"), ["s-t0"]);
+    assert_superseded(store.fail("s-t0", 1, "boom", TrialFault::Permanent, T0).await, "fail");
+    assert_eq!(store.renew("w1", &[progress("s-t0", 1, 1)], T0 + LEASE_MS).await.expect("renew"), ["s-t0"]);
     assert!(store.metric_points("s-t0").await.expect("points").is_empty(), "nothing written");
     assert_eq!(store.checkpoint("s-t0").await.expect("checkpoint"), None);
 
-    assert_eq!(store.record_metrics("s-t0", 2, &point).await.expect("metrics of attempt 2"), (1, 0));
+    assert_eq!(store.record_metrics("s-t0", 2, &point).await.expect("metrics of attempt 2"), stored(1, 0));
     store.complete("s-t0", 2, &completion(0.5, 0.5, None), T0).await.expect("complete attempt 2");
     assert_superseded(store.record_metrics("s-t0", 2, &point).await, "metrics after completion");
-    assert_superseded(store.fail("s-t0", 2, "late", false, T0).await, "fail after completion");
+    assert_superseded(store.fail("s-t0", 2, "late", TrialFault::Retry, T0).await, "fail after completion");
     assert!(matches!(store.record_metrics("missing", 1, &point).await, Err(StoreError::NotFound(_))));
 }
 
@@ -336,10 +331,10 @@ async fn retransmitted_metrics_are_stored_once(ctx: Ctx) {
     let l = lease_one(store, "w", T0).await;
     let p = |epoch, name: &str, value| MetricPoint { epoch, name: name.into(), value };
     let batch = [p(1, "train_loss", 0.9), p(1, "val_dice", 0.4), p(0, "train_loss", 1.2)];
-    assert_eq!(store.record_metrics("s-t0", l.attempt, &batch).await.expect("first"), (3, 0));
-    assert_eq!(store.record_metrics("s-t0", l.attempt, &batch).await.expect("again"), (0, 3));
+    assert_eq!(store.record_metrics("s-t0", l.attempt, &batch).await.expect("first"), stored(3, 0));
+    assert_eq!(store.record_metrics("s-t0", l.attempt, &batch).await.expect("again"), stored(0, 3));
     let mixed = [p(1, "train_loss", 123.0), p(2, "train_loss", 0.7)];
-    assert_eq!(store.record_metrics("s-t0", l.attempt, &mixed).await.expect("mixed"), (1, 1));
+    assert_eq!(store.record_metrics("s-t0", l.attempt, &mixed).await.expect("mixed"), stored(1, 1));
     let points = store.metric_points("s-t0").await.expect("points");
     let expected = [p(0, "train_loss", 1.2), p(1, "train_loss", 0.9), p(1, "val_dice", 0.4), p(2, "train_loss", 0.7)];
     assert_eq!(points, expected, "by epoch then name, first value kept");
@@ -351,7 +346,7 @@ async fn expired_leases_requeue_then_fail_after_max_attempts(ctx: Ctx) {
     lease_one(store, "w1", T0).await;
     assert!(store.expire_leases(T0 + LEASE_MS - 1).await.expect("expire early").is_empty(), "lease still holds");
     assert_eq!(
-        store.renew("w1", &[("s-t0".into(), 1, 2)], T0 + 10, T0 + 2 * LEASE_MS).await.expect("renew"),
+        store.renew("w1", &[progress("s-t0", 1, 2)], T0 + 2 * LEASE_MS).await.expect("renew"),
         [] as [String; 0]
     );
     assert!(store.expire_leases(T0 + LEASE_MS + 1).await.expect("expire").is_empty(), "renewed lease holds");
@@ -359,18 +354,18 @@ async fn expired_leases_requeue_then_fail_after_max_attempts(ctx: Ctx) {
     assert_eq!((t.lease_expires_at, t.epoch), (Some(T0 + 2 * LEASE_MS), 2));
 
     let later = T0 + 2 * LEASE_MS + 1;
-    assert_eq!(store.expire_leases(later).await.expect("expire"), [("s-t0".to_string(), 1, Requeue::Queued)]);
+    assert_eq!(store.expire_leases(later).await.expect("expire"), [expired("s-t0", 1, Requeue::Queued)]);
     let t = trial(store, "s", "s-t0").await;
     assert_eq!((t.state, t.worker_id, t.lease_expires_at), (TrialState::Queued, None, None));
 
     lease_one(store, "w2", later).await;
     let end = later + LEASE_MS + 1;
-    assert_eq!(store.expire_leases(end).await.expect("expire"), [("s-t0".to_string(), 2, Requeue::Failed)]);
+    assert_eq!(store.expire_leases(end).await.expect("expire"), [expired("s-t0", 2, Requeue::Failed)]);
     let t = trial(store, "s", "s-t0").await;
     assert_eq!(t.state, TrialState::Failed);
     assert!(t.error.as_deref().is_some_and(|e| e.contains("expired")), "error names the expiry: {:?}", t.error);
     assert!(store.lease("w3", 1, end, end + LEASE_MS).await.expect("lease").is_empty());
-    assert_eq!(sweep_state(store, "s").await, "finished");
+    assert_eq!(sweep_state(store, "s").await, SweepState::Finished);
 }
 
 async fn released_trials_are_requeued_at_once(ctx: Ctx) {
@@ -378,7 +373,7 @@ async fn released_trials_are_requeued_at_once(ctx: Ctx) {
     insert(store, &new_sweep("s", 1, 2, 2, false), T0).await;
     let leased = store.lease("w", 2, T0, T0 + LEASE_MS).await.expect("lease");
     assert_eq!(leased.len(), 2);
-    store.release("w", &[("s-t0".into(), 1), ("s-t1".into(), 7)], T0 + 5).await.expect("release");
+    store.release("w", &[attempt_ref("s-t0", 1), attempt_ref("s-t1", 7)], T0 + 5).await.expect("release");
     assert_eq!(trial(store, "s", "s-t0").await.state, TrialState::Queued);
     assert_eq!(trial(store, "s", "s-t1").await.state, TrialState::Running, "a wrong attempt releases nothing");
     let a = store.attempts("s-t0").await.expect("attempts");
@@ -387,7 +382,7 @@ async fn released_trials_are_requeued_at_once(ctx: Ctx) {
     let again = lease_one(store, "w2", T0 + 6).await;
     assert_eq!((again.trial_id.as_str(), again.attempt), ("s-t0", 2));
     // A release is not a failure: with max_attempts 2, one failure still requeues.
-    assert_eq!(store.fail("s-t0", 2, "out of memory", false, T0 + 7).await.expect("fail"), Requeue::Queued);
+    assert_eq!(store.fail("s-t0", 2, "out of memory", TrialFault::Retry, T0 + 7).await.expect("fail"), Requeue::Queued);
 }
 
 async fn completion_stores_results_roc_and_drops_the_checkpoint(ctx: Ctx) {
@@ -413,7 +408,7 @@ async fn completion_stores_results_roc_and_drops_the_checkpoint(ctx: Ctx) {
     assert_eq!(store.roc("s-t0").await.expect("roc"), done.roc);
     let t = trial(store, "s", "s-t0").await;
     assert_eq!((t.state, t.epoch, t.lease_expires_at), (TrialState::Completed, 5, None));
-    assert_eq!(store.attempts("s-t0").await.expect("attempts")[0].outcome, "completed");
+    assert_eq!(store.attempts("s-t0").await.expect("attempts")[0].outcome, AttemptOutcome::Completed);
 
     let k = lease_one(store, "w", T0 + 10).await;
     store.record_checkpoint(&checkpoint("keep-t0", k.attempt, 5, "k.ckpt"), T0).await.expect("ckpt");
@@ -426,17 +421,18 @@ async fn failures_fail_for_good_or_requeue(ctx: Ctx) {
     insert(store, &new_sweep("s", 1, 2, 3, false), T0).await;
     let leased = store.lease("w", 2, T0, T0 + LEASE_MS).await.expect("lease");
     assert_eq!(leased.len(), 2);
-    let r = store.fail("s-t0", 1, "loss diverged: NaN at epoch 3", true, T0 + 1).await.expect("fail");
+    let r = store.fail("s-t0", 1, "loss diverged: NaN at epoch 3", TrialFault::Permanent, T0 + 1).await.expect("fail");
     assert_eq!(r, Requeue::Failed);
     let t = trial(store, "s", "s-t0").await;
     assert_eq!((t.state, t.error.as_deref()), (TrialState::Failed, Some("loss diverged: NaN at epoch 3")));
 
-    assert_eq!(store.fail("s-t1", 1, "CUDA out of memory", false, T0 + 2).await.expect("fail"), Requeue::Queued);
+    let r = store.fail("s-t1", 1, "CUDA out of memory", TrialFault::Retry, T0 + 2).await.expect("fail");
+    assert_eq!(r, Requeue::Queued);
     let t = trial(store, "s", "s-t1").await;
     assert_eq!((t.state, t.worker_id), (TrialState::Queued, None));
     let a = store.attempts("s-t1").await.expect("attempts");
     assert_eq!((a[0].outcome.as_str(), a[0].error.as_deref()), ("failed", Some("CUDA out of memory")));
-    assert_eq!(sweep_state(store, "s").await, "active");
+    assert_eq!(sweep_state(store, "s").await, SweepState::Active);
 }
 
 async fn cancelling_stops_running_and_queued_trials(ctx: Ctx) {
@@ -447,15 +443,15 @@ async fn cancelling_stops_running_and_queued_trials(ctx: Ctx) {
     assert_eq!(leased.len(), 2);
     assert!(store.cancel_sweep("s", T0 + 5).await.expect("cancel"));
     assert!(!store.cancel_sweep("missing", T0 + 5).await.expect("cancel"));
-    assert_eq!(sweep_state(store, "s").await, "cancelled");
+    assert_eq!(sweep_state(store, "s").await, SweepState::Cancelled);
     assert!(store.trials("s").await.expect("trials").iter().all(|t| t.state == TrialState::Cancelled));
 
-    let running: Vec<(String, u32, u32)> = leased.iter().map(|l| (l.trial_id.clone(), l.attempt, 1)).collect();
-    let mut stop = store.renew("w", &running, T0 + 6, T0 + LEASE_MS).await.expect("renew");
+    let running: Vec<Progress> = leased.iter().map(|l| progress(&l.trial_id, l.attempt, 1)).collect();
+    let mut stop = store.renew("w", &running, T0 + LEASE_MS).await.expect("renew");
     stop.sort();
     assert_eq!(stop, ["s-t0", "s-t1"], "the worker is told to stop both");
-    assert_eq!(store.attempts("s-t0").await.expect("attempts")[0].outcome, "cancelled");
-    let point = [MetricPoint { epoch: 1, name: "loss".into(), value: 0.5 }];
+    assert_eq!(store.attempts("s-t0").await.expect("attempts")[0].outcome, AttemptOutcome::Cancelled);
+    let point = [MetricPoint { epoch: 1, name: "train_loss".into(), value: 0.5 }];
     assert_superseded(store.record_metrics("s-t0", 1, &point).await, "metrics after cancel");
 
     let next = store.lease("w", 10, T0 + 7, T0 + LEASE_MS).await.expect("lease");
@@ -468,10 +464,10 @@ async fn a_sweep_finishes_when_every_trial_settles(ctx: Ctx) {
     insert(store, &new_sweep("s", 1, 2, 3, false), T0).await;
     store.lease("w", 2, T0, T0 + LEASE_MS).await.expect("lease");
     store.complete("s-t0", 1, &completion(0.5, 0.5, None), T0 + 1).await.expect("complete");
-    assert_eq!(sweep_state(store, "s").await, "active");
-    store.fail("s-t1", 1, "bad config", true, T0 + 2).await.expect("fail");
-    assert_eq!(sweep_state(store, "s").await, "finished");
-    assert_eq!(store.sweeps().await.expect("sweeps")[0].state, "finished");
+    assert_eq!(sweep_state(store, "s").await, SweepState::Active);
+    store.fail("s-t1", 1, "bad config", TrialFault::Permanent, T0 + 2).await.expect("fail");
+    assert_eq!(sweep_state(store, "s").await, SweepState::Finished);
+    assert_eq!(store.sweeps().await.expect("sweeps")[0].state, SweepState::Finished);
 }
 
 async fn workers_are_registered_and_counted(ctx: Ctx) {
@@ -545,17 +541,10 @@ async fn read_views(url: &str) -> (Vec<ViewTrial>, Vec<Summary>) {
         Ok((r.text("trial_id")?, r.text("state")?, r.real_opt("omega")?, r.real_opt("jaccard")?, r.real_opt("auc")?))
     }
     let read = async {
-        if url.starts_with("sqlite:") {
-            let mut c = sqlx::SqliteConnection::connect(url).await?;
-            let t = sqlx::query(TRIALS).fetch_all(&mut c).await?.iter().map(trial_row).collect::<Result<_>>()?;
-            let s = sqlx::query(SUMMARY).fetch_all(&mut c).await?.iter().map(summary).collect::<Result<_>>()?;
-            Ok::<_, StoreError>((t, s))
-        } else {
-            let mut c = sqlx::PgConnection::connect(url).await?;
-            let t = sqlx::query(TRIALS).fetch_all(&mut c).await?.iter().map(trial_row).collect::<Result<_>>()?;
-            let s = sqlx::query(SUMMARY).fetch_all(&mut c).await?.iter().map(summary).collect::<Result<_>>()?;
-            Ok((t, s))
-        }
+        let mut c = sqlx::AnyConnection::connect(url).await?;
+        let t = sqlx::query(TRIALS).fetch_all(&mut c).await?.iter().map(trial_row).collect::<Result<_>>()?;
+        let s = sqlx::query(SUMMARY).fetch_all(&mut c).await?.iter().map(summary).collect::<Result<_>>()?;
+        Ok::<_, StoreError>((t, s))
     };
     read.await.expect("read the dashboard views")
 }
@@ -580,7 +569,7 @@ async fn dashboard_views_flatten_trials_and_summarise_configs(ctx: Ctx) {
         store.complete(&format!("s-t{i}"), 1, &c, T0 + 1).await.expect("complete");
     }
     store.complete("s-t3", 1, &completion(0.3, 0.5, Some(0.7)), T0 + 1).await.expect("complete");
-    store.fail("s-t4", 1, "diverged", true, T0 + 1).await.expect("fail");
+    store.fail("s-t4", 1, "diverged", TrialFault::Permanent, T0 + 1).await.expect("fail");
 
     let (trials, summaries) = read_views(&ctx.url).await;
     let states: Vec<(&str, &str)> = trials.iter().map(|t| (t.0.as_str(), t.1.as_str())).collect();
@@ -620,12 +609,12 @@ async fn dashboard_views_flatten_trials_and_summarise_configs(ctx: Ctx) {
 async fn sqlite_migrations_apply_once() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let url = format!("sqlite://{}", dir.path().join("again.db").display());
-    let store = SqliteStore::open(&url).await.expect("open");
+    let store = SqlStore::open(&url).await.expect("open");
     insert(&store, &new_sweep("s", 1, 1, 3, false), T0).await;
     drop(store);
-    let store = SqliteStore::open(&url).await.expect("open again");
+    let store = SqlStore::open(&url).await.expect("open again");
     assert_eq!(store.trials("s").await.expect("trials").len(), 1);
-    let mut c = sqlx::SqliteConnection::connect(&url).await.expect("connect");
+    let mut c = sqlx::AnyConnection::connect(&url).await.expect("connect");
     let n = sqlx::query("SELECT count(*) AS n FROM schema_version").fetch_one(&mut c).await.expect("count");
     assert_eq!(n.int("n").expect("n"), 1);
 }
@@ -641,39 +630,27 @@ async fn sqlite_in_memory_works() {
 /// Two coordinators starting together on one fresh Postgres database migrate it once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_concurrent_opens_migrate_once() {
-    let Some(db) = PgDb::create().await else {
-        return;
-    };
-    let url = db.url.clone();
-    db.run(async move {
-        let (a, b) = tokio::join!(PostgresStore::open(&url), PostgresStore::open(&url));
-        a.expect("first open");
-        b.expect("second open");
-        let mut c = sqlx::PgConnection::connect(&url).await.expect("connect");
-        let n = sqlx::query("SELECT count(*) AS n FROM schema_version").fetch_one(&mut c).await.expect("count");
-        assert_eq!(n.int("n").expect("n"), 1);
-    })
-    .await;
+    let db = ThrowawayPostgres::create().await;
+    let url = db.url().to_string();
+    let (a, b) = tokio::join!(SqlStore::open(&url), SqlStore::open(&url));
+    a.expect("first open");
+    b.expect("second open");
+    let mut c = sqlx::AnyConnection::connect(&url).await.expect("connect");
+    let n = sqlx::query("SELECT count(*) AS n FROM schema_version").fetch_one(&mut c).await.expect("count");
+    assert_eq!(n.int("n").expect("n"), 1);
+    c.close().await.expect("disconnect");
+    db.drop_now().await.expect("drop the test database");
 }
 
 /// Runs one of `migrations/queries/*.sql`, rows decoded by `decode`.
 async fn example_query<T>(url: &str, sql: &str, bind: Option<&str>, decode: fn(&dyn Cols) -> Result<T>) -> Vec<T> {
     let read = async {
-        if url.starts_with("sqlite:") {
-            let mut c = sqlx::SqliteConnection::connect(url).await?;
-            let mut q = sqlx::query(sql);
-            if let Some(b) = bind {
-                q = q.bind(b.to_string());
-            }
-            q.fetch_all(&mut c).await?.iter().map(|r| decode(r)).collect::<Result<Vec<T>>>()
-        } else {
-            let mut c = sqlx::PgConnection::connect(url).await?;
-            let mut q = sqlx::query(sql);
-            if let Some(b) = bind {
-                q = q.bind(b.to_string());
-            }
-            q.fetch_all(&mut c).await?.iter().map(|r| decode(r)).collect::<Result<Vec<T>>>()
+        let mut c = sqlx::AnyConnection::connect(url).await?;
+        let mut q = sqlx::query(sql);
+        if let Some(b) = bind {
+            q = q.bind(b.to_string());
         }
+        q.fetch_all(&mut c).await?.iter().map(|r| decode(r)).collect::<Result<Vec<T>>>()
     };
     read.await.unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
@@ -714,7 +691,7 @@ async fn dashboard_example_queries_answer_the_common_questions(ctx: Ctx) {
             .await
             .expect("complete");
     }
-    store.fail("s-t4", 1, "diverged", true, T0 + 3_000).await.expect("fail");
+    store.fail("s-t4", 1, "diverged", TrialFault::Permanent, T0 + 3_000).await.expect("fail");
     let url = &ctx.url;
 
     let best = example_query(url, include_str!("../../../migrations/queries/best_config_per_sweep.sql"), None, |r| {
@@ -758,4 +735,187 @@ async fn dashboard_example_queries_answer_the_common_questions(ctx: Ctx) {
     let (id, attempts, completed, lost, busy) = &workers[0];
     assert_eq!((id.as_str(), *attempts, *completed, *lost), ("w", 5, 4, 1));
     assert!(*busy > 0.0, "busy {busy}");
+}
+
+/// The trial's state and its last attempt's outcome after `transition`, as the scheduler's
+/// table says.
+async fn assert_after(
+    store: &dyn Store,
+    trial_id: &str,
+    transition: crate::scheduler::Transition,
+    state: TrialState,
+    last_outcome: AttemptOutcome,
+) {
+    let sweep_id = trial_id.split('-').next().expect("SWEEP-tN");
+    let t = trial(store, sweep_id, trial_id).await;
+    assert_eq!(t.state, state, "{transition:?}: the trial's state");
+    let attempts = store.attempts(trial_id).await.expect("attempts");
+    let last = attempts.last().expect("an attempt");
+    assert_eq!(last.outcome, last_outcome, "{transition:?}: the last attempt's outcome");
+    if last_outcome != AttemptOutcome::Running {
+        assert!(last.ended_at.is_some(), "{transition:?}: a closed attempt has an end");
+    }
+}
+
+use crate::scheduler::Transition;
+
+async fn transition_lease_queued_to_running(ctx: Ctx) {
+    let store = &*ctx.store;
+    insert(store, &new_sweep("s", 1, 1, 3, false), T0).await;
+    let l = lease_one(store, "w", T0).await;
+    assert_eq!((l.attempt, l.lease_expires_at), (1, T0 + LEASE_MS));
+    assert_after(store, "s-t0", Transition::Lease, TrialState::Running, AttemptOutcome::Running).await;
+    assert_eq!(trial(store, "s", "s-t0").await.worker_id.as_deref(), Some("w"));
+}
+
+async fn transition_renew_running_to_running(ctx: Ctx) {
+    let store = &*ctx.store;
+    insert(store, &new_sweep("s", 1, 1, 3, false), T0).await;
+    lease_one(store, "w", T0).await;
+    let stop = store.renew("w", &[progress("s-t0", 1, 4)], T0 + 2 * LEASE_MS).await.expect("renew");
+    assert!(stop.is_empty(), "the holder keeps its trial: {stop:?}");
+    assert_after(store, "s-t0", Transition::Renew, TrialState::Running, AttemptOutcome::Running).await;
+    let t = trial(store, "s", "s-t0").await;
+    assert_eq!((t.lease_expires_at, t.epoch), (Some(T0 + 2 * LEASE_MS), 4));
+    let other = store.renew("intruder", &[progress("s-t0", 1, 5)], T0 + 9 * LEASE_MS).await.expect("renew");
+    assert_eq!(other, ["s-t0"], "another worker renews nothing and is told to stop");
+    assert_eq!(trial(store, "s", "s-t0").await.lease_expires_at, Some(T0 + 2 * LEASE_MS));
+}
+
+async fn transition_complete_running_to_completed(ctx: Ctx) {
+    let store = &*ctx.store;
+    insert(store, &new_sweep("s", 1, 1, 3, false), T0).await;
+    lease_one(store, "w", T0).await;
+    store.complete("s-t0", 1, &completion(0.5, 0.5, None), T0 + 1).await.expect("complete");
+    assert_after(store, "s-t0", Transition::Complete, TrialState::Completed, AttemptOutcome::Completed).await;
+    assert_eq!(sweep_state(store, "s").await, SweepState::Finished);
+}
+
+async fn transition_fail_retry_running_to_queued(ctx: Ctx) {
+    let store = &*ctx.store;
+    insert(store, &new_sweep("s", 1, 1, 3, false), T0).await;
+    lease_one(store, "w", T0).await;
+    let next = store.fail("s-t0", 1, "libtorch: out of memory", TrialFault::Retry, T0 + 1).await.expect("fail");
+    assert_eq!(next, Requeue::Queued);
+    assert_after(store, "s-t0", Transition::FailRetry, TrialState::Queued, AttemptOutcome::Failed).await;
+}
+
+async fn transition_fail_permanent_running_to_failed(ctx: Ctx) {
+    let store = &*ctx.store;
+    insert(store, &new_sweep("s", 1, 1, 3, false), T0).await;
+    lease_one(store, "w", T0).await;
+    let next = store.fail("s-t0", 1, "diverged", TrialFault::Permanent, T0 + 1).await.expect("fail");
+    assert_eq!(next, Requeue::Failed);
+    assert_after(store, "s-t0", Transition::FailPermanent, TrialState::Failed, AttemptOutcome::Failed).await;
+    assert_eq!(trial(store, "s", "s-t0").await.error.as_deref(), Some("diverged"));
+}
+
+async fn transition_fail_out_of_attempts_running_to_failed(ctx: Ctx) {
+    let store = &*ctx.store;
+    insert(store, &new_sweep("s", 1, 1, 2, false), T0).await;
+    lease_one(store, "w", T0).await;
+    store.fail("s-t0", 1, "first", TrialFault::Retry, T0 + 1).await.expect("fail");
+    lease_one(store, "w", T0 + 2).await;
+    let next = store.fail("s-t0", 2, "second", TrialFault::Retry, T0 + 3).await.expect("fail");
+    assert_eq!(next, Requeue::Failed);
+    assert_after(store, "s-t0", Transition::FailOutOfAttempts, TrialState::Failed, AttemptOutcome::Failed).await;
+    let error = trial(store, "s", "s-t0").await.error;
+    assert_eq!(error.as_deref(), Some("gave up after 2 failed attempts; last: second"));
+}
+
+async fn transition_expire_running_to_queued(ctx: Ctx) {
+    let store = &*ctx.store;
+    insert(store, &new_sweep("s", 1, 1, 3, false), T0).await;
+    lease_one(store, "w", T0).await;
+    let expired_now = store.expire_leases(T0 + LEASE_MS + 1).await.expect("expire");
+    assert_eq!(expired_now, [expired("s-t0", 1, Requeue::Queued)]);
+    assert_after(store, "s-t0", Transition::Expire, TrialState::Queued, AttemptOutcome::Expired).await;
+}
+
+async fn transition_release_running_to_queued(ctx: Ctx) {
+    let store = &*ctx.store;
+    insert(store, &new_sweep("s", 1, 1, 1, false), T0).await;
+    lease_one(store, "w", T0).await;
+    store.release("w", &[attempt_ref("s-t0", 1)], T0 + 1).await.expect("release");
+    assert_after(store, "s-t0", Transition::Release, TrialState::Queued, AttemptOutcome::Released).await;
+}
+
+/// A worker that cannot serve a trial (its data set is missing on that machine) gives it back
+/// without using up an attempt: with `max_attempts = 1`, the trial is still queued, and the
+/// worker's error is kept on the attempt for people to read.
+async fn transition_worker_fault_running_to_queued_without_counting(ctx: Ctx) {
+    let store = &*ctx.store;
+    insert(store, &new_sweep("s", 1, 1, 1, false), T0).await;
+    lease_one(store, "w-without-data", T0).await;
+    let error = "data set DRIVE: /data/DRIVE/training/images does not exist on this machine";
+    let next = store.fail("s-t0", 1, error, TrialFault::Worker, T0 + 1).await.expect("fail");
+    assert_eq!(next, Requeue::Queued);
+    assert_after(store, "s-t0", Transition::WorkerFault, TrialState::Queued, AttemptOutcome::Released).await;
+    assert_eq!(store.attempts("s-t0").await.expect("attempts")[0].error.as_deref(), Some(error));
+    let again = lease_one(store, "w-with-data", T0 + 2).await;
+    assert_eq!(again.attempt, 2);
+    store.complete("s-t0", 2, &completion(0.5, 0.5, None), T0 + 3).await.expect("another worker completes it");
+    assert_eq!(trial(store, "s", "s-t0").await.state, TrialState::Completed);
+}
+
+async fn transition_cancel_queued_and_running_to_cancelled(ctx: Ctx) {
+    let store = &*ctx.store;
+    insert(store, &new_sweep("s", 1, 2, 3, false), T0).await;
+    lease_one(store, "w", T0).await;
+    assert!(store.cancel_sweep("s", T0 + 1).await.expect("cancel"));
+    assert_after(store, "s-t0", Transition::Cancel, TrialState::Cancelled, AttemptOutcome::Cancelled).await;
+    assert_eq!(trial(store, "s", "s-t1").await.state, TrialState::Cancelled, "the queued one too");
+    assert!(store.attempts("s-t1").await.expect("attempts").is_empty());
+}
+
+/// Regression: on Postgres, a cancel that closed attempts before cancelling trials (each
+/// statement in its own snapshot) could leave an attempt `running` for a trial that a lease
+/// took in between. Workers lease as fast as they can while the sweep is cancelled.
+async fn a_cancel_racing_leases_leaves_no_attempt_running(ctx: Ctx) {
+    for round in 0..40 {
+        let id = format!("r{round}");
+        insert(&*ctx.store, &new_sweep(&id, 8, 4, 3, false), T0).await;
+        let mut leasers = Vec::new();
+        for w in 0..4 {
+            let store = ctx.store.clone();
+            leasers.push(tokio::spawn(async move {
+                while !store.lease(&format!("w{w}"), 1, T0, T0 + LEASE_MS).await.expect("lease").is_empty() {}
+            }));
+        }
+        for _ in 0..round % 8 {
+            tokio::task::yield_now().await;
+        }
+        assert!(ctx.store.cancel_sweep(&id, T0 + 1).await.expect("cancel"));
+        for l in leasers {
+            l.await.expect("leasing task");
+        }
+        for t in ctx.store.trials(&id).await.expect("trials") {
+            assert_eq!(t.state, TrialState::Cancelled, "round {round}: {}", t.id);
+            for a in ctx.store.attempts(&t.id).await.expect("attempts") {
+                assert_ne!(a.outcome, AttemptOutcome::Running, "round {round}: {} attempt {} left running", t.id, a.attempt);
+            }
+        }
+    }
+}
+
+/// A write that breaks the schema (here: two trials with one id) is refused as the caller's
+/// error, which workers and clients do not retry; the database is reachable, so it is not
+/// UNAVAILABLE.
+async fn a_constraint_violation_is_the_caller_s_error_not_a_retry(ctx: Ctx) {
+    let store = &*ctx.store;
+    let mut sweep = new_sweep("s", 1, 2, 3, false);
+    sweep.trials[1].id = sweep.trials[0].id.clone();
+    let error = store.insert_sweep(&sweep, T0).await.expect_err("two trials with one id");
+    assert!(matches!(error, StoreError::Constraint(_)), "{error:?}");
+    assert_eq!(error.fault(), allsweep_proto::fault::CallFault::Refused);
+    assert_eq!(store.sweep("s").await.expect("sweep"), None, "nothing written");
+}
+
+async fn check_lease_refuses_superseded_and_unknown_attempts(ctx: Ctx) {
+    let store = &*ctx.store;
+    insert(store, &new_sweep("s", 1, 1, 3, false), T0).await;
+    lease_one(store, "w", T0).await;
+    store.check_lease(&attempt_ref("s-t0", 1)).await.expect("the holder");
+    assert_superseded(store.check_lease(&attempt_ref("s-t0", 2)).await, "a later attempt");
+    assert!(matches!(store.check_lease(&attempt_ref("../../etc/passwd", 1)).await, Err(StoreError::NotFound(_))));
 }

@@ -1,4 +1,4 @@
-//! The lease clock: every few seconds, running trials whose lease was not renewed in time
+//! The expiry tick: every few seconds, running trials whose lease was not renewed in time
 //! go back to the queue (next attempt, resuming from their latest checkpoint) or fail after
 //! their sweep's maximum of attempts. All of it is one store call, so a coordinator that
 //! restarts simply resumes the sweep where the database left it.
@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::store::{now_ms, Requeue, Store};
+use super::Requeue;
+use crate::store::{now_ms, Store};
 
 /// Runs until `shutdown` turns true.
 pub async fn run_expiry(store: Arc<dyn Store>, every: Duration, mut shutdown: watch::Receiver<bool>) {
@@ -20,8 +21,9 @@ pub async fn run_expiry(store: Arc<dyn Store>, every: Duration, mut shutdown: wa
         }
         match store.expire_leases(now_ms()).await {
             Ok(expired) => {
-                for (trial, attempt, outcome) in expired {
-                    match outcome {
+                for e in expired {
+                    let (trial, attempt) = (&e.trial_id, e.attempt);
+                    match e.next {
                         Requeue::Queued => tracing::warn!(%trial, attempt, "lease expired; trial queued again"),
                         Requeue::Failed => {
                             tracing::warn!(%trial, attempt, "lease expired; out of attempts, trial failed")

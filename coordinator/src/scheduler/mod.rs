@@ -1,0 +1,231 @@
+//! The scheduler: every rule that decides what happens to a trial. The store executes the
+//! transitions below inside its transactions; it decides none of them.
+//!
+//! # A trial
+//!
+//! ```text
+//!                 lease                      complete
+//!   ┌────────┐ ───────────────► ┌─────────┐ ─────────────► ┌───────────┐
+//!   │ queued │                  │ running │                │ completed │
+//!   └────────┘ ◄─────────────── └─────────┘ ─────────┐     └───────────┘
+//!     │   retried failure, expiry with attempts      │ permanent failure, or
+//!     │   left, release, worker fault                │ out of attempts     ┌────────┐
+//!     │                                              └───────────────────► │ failed │
+//!     │ cancel                 cancel                                      └────────┘
+//!     └───────────────────────────┬──── (from running too)
+//!                                 ▼
+//!                           ┌───────────┐
+//!                           │ cancelled │
+//!                           └───────────┘
+//! ```
+//!
+//! | from | to | caused by |
+//! |---|---|---|
+//! | queued | running | [`Transition::Lease`]: a worker with a free slot leases it (a new attempt) |
+//! | running | running | [`Transition::Renew`]: the holder's heartbeat moves the lease's expiry on |
+//! | running | completed | [`Transition::Complete`]: the holder reports final metrics |
+//! | running | queued | [`Transition::FailRetry`]: the holder fails it with [`TrialFault::Retry`] and attempts remain |
+//! | running | failed | [`Transition::FailPermanent`]: the holder fails it with [`TrialFault::Permanent`] |
+//! | running | failed | [`Transition::FailOutOfAttempts`]: a retried failure or expiry used the last attempt |
+//! | running | queued | [`Transition::Expire`]: no heartbeat for a lease time, attempts remain |
+//! | running | queued | [`Transition::Release`]: the holder is leaving and gives it back |
+//! | running | queued | [`Transition::WorkerFault`]: the holder cannot serve it on its machine ([`TrialFault::Worker`]) |
+//! | queued, running | cancelled | [`Transition::Cancel`]: a user cancels the sweep |
+//!
+//! Completed, failed and cancelled are final. A trial goes back to the queue with its latest
+//! checkpoint, so the next attempt resumes from it.
+//!
+//! # An attempt
+//!
+//! An attempt is one lease of a trial, a row of `attempts`. It is opened `running` by a
+//! lease and closed exactly once:
+//!
+//! ```text
+//!              ┌──► completed   Complete
+//!              ├──► failed      FailRetry, FailPermanent, FailOutOfAttempts (counts)
+//!   running ───┼──► expired     Expire, and FailOutOfAttempts by expiry (counts)
+//!              ├──► released    Release, WorkerFault (does not count)
+//!              └──► cancelled   Cancel (does not count)
+//! ```
+//!
+//! Only failed and expired attempts count against the sweep's `max_attempts`
+//! ([`COUNTED_OUTCOMES`]). Every write a worker makes names (trial, attempt) and is refused
+//! unless that attempt is the trial's running one, so a superseded worker changes nothing.
+//!
+//! # Order, clocks and liveness
+//!
+//! - **Lease order** ([`LEASE_ORDER`]): first come, first served. Queued trials of active
+//!   sweeps go out oldest sweep first, then by the trial's ordinal within the sweep (its grid
+//!   order, seeds innermost), so a sweep that was submitted first finishes first and a newer
+//!   sweep's trials start as soon as the older one has nothing left queued. A lease hands out
+//!   at most [`MAX_LEASE_BATCH`] trials.
+//! - **Clocks** ([`Clocks`]): a lease lasts `lease_ttl` from its last renewal; workers
+//!   heartbeat three times per lease; the expiry tick looks for silent leases four times per
+//!   lease; a worker is alive while it was seen within three lease times.
+//! - **Failures** ([`after_failure`]): one classification, [`TrialFault`], shared with the
+//!   worker (which classifies its errors) and sent as the wire's `FailureKind`.
+
+mod expiry;
+mod states;
+
+pub use allsweep_proto::fault::TrialFault;
+pub use expiry::run_expiry;
+pub use states::{AttemptOutcome, SweepState, TrialState};
+
+use std::time::Duration;
+
+/// The ORDER BY of a lease, over `trials t JOIN sweeps s`: oldest sweep first, then ordinal.
+pub const LEASE_ORDER: &str = "s.created_at, s.id, t.ordinal";
+
+/// The most trials one lease call hands out.
+pub const MAX_LEASE_BATCH: u32 = 64;
+
+/// The attempt outcomes that count against `max_attempts`.
+pub const COUNTED_OUTCOMES: [AttemptOutcome; 2] = [AttemptOutcome::Failed, AttemptOutcome::Expired];
+
+/// Every transition of a trial, as the table above lists them. Tests name the one they check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Lease,
+    Renew,
+    Complete,
+    FailRetry,
+    FailPermanent,
+    FailOutOfAttempts,
+    Expire,
+    Release,
+    WorkerFault,
+    Cancel,
+}
+
+/// Where a trial goes when its attempt ends without completing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requeue {
+    /// Queued again for another attempt.
+    Queued,
+    /// Failed for good (permanent error, or out of attempts).
+    Failed,
+}
+
+/// How an attempt that did not complete ended, and what becomes of its trial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ending {
+    /// The attempt's outcome.
+    pub outcome: AttemptOutcome,
+    /// The trial's next state.
+    pub next: Requeue,
+    pub transition: Transition,
+}
+
+/// Why an attempt ended without completing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The worker reported a failure of this class.
+    Failed(TrialFault),
+    /// The lease ran out without a heartbeat.
+    Expired,
+}
+
+/// Decides what an attempt that ended by `cause` becomes and where its trial goes.
+/// `counted_before` is how many earlier attempts of the trial count against `max_attempts`.
+pub fn after_failure(cause: Cause, counted_before: u32, max_attempts: u32) -> Ending {
+    let outcome = match cause {
+        Cause::Failed(TrialFault::Worker) => AttemptOutcome::Released,
+        Cause::Failed(_) => AttemptOutcome::Failed,
+        Cause::Expired => AttemptOutcome::Expired,
+    };
+    let counted = counted_before + u32::from(COUNTED_OUTCOMES.contains(&outcome));
+    let (next, transition) = match cause {
+        Cause::Failed(TrialFault::Permanent) => (Requeue::Failed, Transition::FailPermanent),
+        Cause::Failed(TrialFault::Worker) => (Requeue::Queued, Transition::WorkerFault),
+        _ if counted >= max_attempts => (Requeue::Failed, Transition::FailOutOfAttempts),
+        Cause::Failed(_) => (Requeue::Queued, Transition::FailRetry),
+        Cause::Expired => (Requeue::Queued, Transition::Expire),
+    };
+    Ending { outcome, next, transition }
+}
+
+/// The error a trial keeps when its attempt failed or expired; `counted` includes this attempt.
+pub fn trial_error(ending: Ending, counted: u32, error: &str) -> String {
+    match ending.transition {
+        Transition::FailOutOfAttempts => format!("gave up after {counted} failed attempts; last: {error}"),
+        _ => error.to_string(),
+    }
+}
+
+/// The error an expired attempt records.
+pub fn expiry_error(worker_id: &str) -> String {
+    format!("lease of worker {worker_id:?} expired")
+}
+
+/// How many trials a worker asking for `free_slots` may lease at once.
+pub fn lease_batch(free_slots: u32) -> u32 {
+    free_slots.min(MAX_LEASE_BATCH)
+}
+
+/// The lease, heartbeat, expiry and liveness clocks, all derived from the lease time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clocks {
+    /// How long a lease lasts without a heartbeat.
+    pub lease_ttl: Duration,
+}
+
+impl Clocks {
+    pub fn new(lease_ttl: Duration) -> Self {
+        Self { lease_ttl }
+    }
+
+    /// Workers heartbeat three times per lease, so one lost heartbeat costs nothing.
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.lease_ttl / 3
+    }
+
+    /// When a lease granted or renewed at `now` (ms) runs out.
+    pub fn lease_expiry(&self, now: i64) -> i64 {
+        now + self.lease_ttl.as_millis() as i64
+    }
+
+    /// How often the expiry tick looks for silent leases: four times per lease, at most 5 Hz.
+    pub fn expiry_tick(&self) -> Duration {
+        (self.lease_ttl / 4).max(Duration::from_millis(200))
+    }
+
+    /// Whether a worker last seen at `last_seen` (ms) counts as alive at `now`.
+    pub fn worker_alive(&self, last_seen: i64, now: i64) -> bool {
+        now - last_seen < 3 * self.lease_ttl.as_millis() as i64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permanent_failures_fail_at_once_and_retried_ones_until_the_last_attempt() {
+        let permanent = after_failure(Cause::Failed(TrialFault::Permanent), 0, 3);
+        assert_eq!((permanent.outcome, permanent.next), (AttemptOutcome::Failed, Requeue::Failed));
+        assert_eq!(after_failure(Cause::Failed(TrialFault::Retry), 1, 3).next, Requeue::Queued);
+        let last = after_failure(Cause::Failed(TrialFault::Retry), 2, 3);
+        assert_eq!((last.next, last.transition), (Requeue::Failed, Transition::FailOutOfAttempts));
+        assert_eq!(trial_error(last, 3, "boom"), "gave up after 3 failed attempts; last: boom");
+    }
+
+    #[test]
+    fn expiries_count_and_worker_faults_do_not() {
+        let expired = after_failure(Cause::Expired, 2, 3);
+        assert_eq!((expired.outcome, expired.next), (AttemptOutcome::Expired, Requeue::Failed));
+        let worker = after_failure(Cause::Failed(TrialFault::Worker), 2, 3);
+        assert_eq!((worker.outcome, worker.next), (AttemptOutcome::Released, Requeue::Queued));
+        assert_eq!(worker.transition, Transition::WorkerFault);
+    }
+
+    #[test]
+    fn clocks_follow_the_lease_time() {
+        let clocks = Clocks::new(Duration::from_secs(15));
+        assert_eq!(clocks.heartbeat_interval(), Duration::from_secs(5));
+        assert_eq!(clocks.lease_expiry(1_000), 16_000);
+        assert!(clocks.worker_alive(0, 44_999));
+        assert!(!clocks.worker_alive(0, 45_000));
+        assert_eq!(Clocks::new(Duration::from_millis(300)).expiry_tick(), Duration::from_millis(200));
+    }
+}

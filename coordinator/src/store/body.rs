@@ -1,0 +1,505 @@
+//! The store, written once: every transaction of [`Store`] over sqlx's `Any` driver, with the
+//! differences between SQLite and Postgres taken from the [`Dialect`]. Each invariant (a
+//! write checked against its attempt in the same transaction, a sweep finished in the
+//! transaction that settles its last trial, attempts closed exactly once) lives here, once.
+
+use async_trait::async_trait;
+use sqlx::{AnyConnection, AnyPool};
+use sqlx::{Any, Transaction};
+
+use super::dialect::Dialect;
+use super::rows::{self, Cols, Holder};
+use super::statements::{self as sql, NullableReal};
+use super::{
+    AttemptOutcome, AttemptRef, AttemptRow, CheckpointRow, Completion, Expired, Leased, MetricPoint, MetricsStored,
+    Millis, NewSweep, Progress, Requeue, Result, ResultRow, RocPoint, Store, SweepRow, SweepState, TrialFault,
+    TrialRow, WorkerRow,
+};
+use crate::scheduler::{self, Cause};
+
+/// The store on one database.
+pub struct SqlStore {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+impl SqlStore {
+    /// Opens (creating a SQLite file if missing) the database at `url` (`sqlite://PATH`,
+    /// `sqlite:PATH`, `sqlite::memory:`, `postgres://...`) and applies the migrations it lacks.
+    pub async fn open(url: &str) -> Result<Self> {
+        let dialect = Dialect::of_url(url)?;
+        let store = SqlStore { pool: dialect.pool(url).await?, dialect };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Applies, in one transaction, each migration not yet in `schema_version`.
+    async fn migrate(&self) -> Result<()> {
+        let mut tx = self.write().await?;
+        if let Some(lock) = self.dialect.migration_lock() {
+            sqlx::query(&lock).execute(&mut *tx).await?;
+        }
+        sqlx::query(sql::SCHEMA_VERSION_TABLE).execute(&mut *tx).await?;
+        for &(version, name, text) in self.dialect.migrations() {
+            if sqlx::query(sql::MIGRATION_APPLIED).bind(version).fetch_optional(&mut *tx).await?.is_none() {
+                sqlx::raw_sql(text).execute(&mut *tx).await?;
+                let record = sqlx::query(sql::RECORD_MIGRATION).bind(version).bind(name).bind(super::now_ms());
+                record.execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A write transaction, begun as the dialect begins them.
+    async fn write(&self) -> Result<Transaction<'static, Any>> {
+        Ok(self.pool.begin_with(self.dialect.begin_write()).await?)
+    }
+
+    /// Locks `trial_id` (where the dialect locks rows) and refuses the write unless `attempt`
+    /// holds it.
+    async fn holder(&self, conn: &mut AnyConnection, trial_id: &str, attempt: u32) -> Result<Holder> {
+        let q = format!("{}{}", sql::HOLDER, self.dialect.lock_rows("t"));
+        let row = sqlx::query(&q).bind(trial_id).fetch_optional(&mut *conn).await?;
+        rows::holder(trial_id, attempt, row.as_ref())
+    }
+
+    /// Locks the sweep of `trial_id`, where the dialect does: the first lock of a transaction
+    /// that may end the trial for good.
+    async fn lock_sweep_of(&self, conn: &mut AnyConnection, trial_id: &str) -> Result<()> {
+        if self.dialect.locks_sweeps() {
+            sqlx::query(sql::LOCK_SWEEP_OF).bind(trial_id).fetch_optional(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends a running attempt that did not complete, as the scheduler decides from `cause`:
+    /// closes the attempt and queues the trial again or fails it for good. The caller holds
+    /// the sweep's and the trial's locks.
+    async fn end_attempt(
+        &self,
+        conn: &mut AnyConnection,
+        attempt: &AttemptRef,
+        holder: &Holder,
+        cause: Cause,
+        error: &str,
+        now: Millis,
+    ) -> Result<Requeue> {
+        let trial_id = attempt.trial_id.as_str();
+        let counted = sqlx::query(&sql::count_counted_attempts()).bind(trial_id).fetch_one(&mut *conn).await?;
+        let counted_before = rows::small(counted.int("n")?);
+        let ending = scheduler::after_failure(cause, counted_before, holder.max_attempts);
+        close_attempt(conn, attempt, ending.outcome, Some(error), now).await?;
+        let counted_now = counted_before + u32::from(scheduler::COUNTED_OUTCOMES.contains(&ending.outcome));
+        let state = match ending.next {
+            Requeue::Queued => super::TrialState::Queued,
+            Requeue::Failed => super::TrialState::Failed,
+        };
+        sqlx::query(sql::END_ATTEMPT_ON_TRIAL)
+            .bind(trial_id)
+            .bind(state.as_str())
+            .bind(scheduler::trial_error(ending, counted_now, error))
+            .bind((ending.next == Requeue::Failed).then_some(now))
+            .execute(&mut *conn)
+            .await?;
+        if ending.next == Requeue::Failed {
+            finish_sweep_if_done(conn, &holder.sweep_id, now).await?;
+        }
+        Ok(ending.next)
+    }
+}
+
+/// Closes an attempt as `outcome`.
+async fn close_attempt(
+    conn: &mut AnyConnection,
+    attempt: &AttemptRef,
+    outcome: AttemptOutcome,
+    error: Option<&str>,
+    now: Millis,
+) -> Result<()> {
+    sqlx::query(sql::CLOSE_ATTEMPT)
+        .bind(&attempt.trial_id)
+        .bind(i64::from(attempt.attempt))
+        .bind(outcome.as_str())
+        .bind(now)
+        .bind(error)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+async fn finish_sweep_if_done(conn: &mut AnyConnection, sweep_id: &str, now: Millis) -> Result<()> {
+    sqlx::query(sql::FINISH_SWEEP_IF_DONE).bind(sweep_id).bind(now).execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// The transactions of a batch of per-trial transitions: one for the whole batch, or one per
+/// trial, as the dialect commits them.
+struct Batch<'s> {
+    store: &'s SqlStore,
+    tx: Option<Transaction<'static, Any>>,
+}
+
+impl<'s> Batch<'s> {
+    fn new(store: &'s SqlStore) -> Self {
+        Self { store, tx: None }
+    }
+
+    /// The transaction of the next trial: the batch's own, or a fresh one after committing
+    /// the previous trial's.
+    async fn next(&mut self) -> Result<&mut AnyConnection> {
+        if self.store.dialect.commits_per_trial() {
+            if let Some(tx) = self.tx.take() {
+                tx.commit().await?;
+            }
+        }
+        let tx = match self.tx.take() {
+            Some(tx) => tx,
+            None => self.store.write().await?,
+        };
+        Ok(&mut **self.tx.insert(tx))
+    }
+
+    async fn commit(self) -> Result<()> {
+        if let Some(tx) = self.tx {
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn insert_sweep(&self, sweep: &NewSweep, now: Millis) -> Result<bool> {
+        let mut tx = self.write().await?;
+        let state = if sweep.trials.is_empty() { SweepState::Finished } else { SweepState::Active };
+        let inserted = sqlx::query(sql::INSERT_SWEEP)
+            .bind(&sweep.id)
+            .bind(&sweep.name)
+            .bind(state.as_str())
+            .bind(&sweep.spec_toml)
+            .bind(sweep.keep_checkpoints)
+            .bind(i64::from(sweep.max_attempts))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if inserted == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        for t in &sweep.trials {
+            let c = &t.columns;
+            sqlx::query(sql::INSERT_TRIAL)
+                .bind(&t.id)
+                .bind(&sweep.id)
+                .bind(i64::from(t.ordinal))
+                .bind(&t.label)
+                .bind(&t.params_json)
+                .bind(&t.config_key)
+                .bind(&t.config_toml)
+                .bind(t.seed as i64)
+                .bind(&c.dataset)
+                .bind(&c.arch)
+                .bind(c.width)
+                .bind(&c.loss)
+                .bind(c.base_loss.as_deref())
+                .bind(NullableReal(c.gamma))
+                .bind(NullableReal(c.omega))
+                .bind(NullableReal(c.epsilon))
+                .bind(c.lr)
+                .bind(c.batch_size)
+                .bind(i64::from(t.epochs))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn sweep(&self, id: &str) -> Result<Option<SweepRow>> {
+        let q = format!("SELECT {} FROM sweeps WHERE id = $1", sql::SWEEP_COLUMNS);
+        let row = sqlx::query(&q).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(rows::sweep_row).transpose()
+    }
+
+    async fn sweeps(&self) -> Result<Vec<SweepRow>> {
+        let q = format!("SELECT {} FROM sweeps ORDER BY created_at DESC, id DESC", sql::SWEEP_COLUMNS);
+        sqlx::query(&q).fetch_all(&self.pool).await?.iter().map(rows::sweep_row).collect()
+    }
+
+    async fn trials(&self, sweep_id: &str) -> Result<Vec<TrialRow>> {
+        let found = sqlx::query(sql::SELECT_TRIALS).bind(sweep_id).fetch_all(&self.pool).await?;
+        found.iter().map(rows::trial_row).collect()
+    }
+
+    async fn attempts(&self, trial_id: &str) -> Result<Vec<AttemptRow>> {
+        let found = sqlx::query(sql::SELECT_ATTEMPTS).bind(trial_id).fetch_all(&self.pool).await?;
+        found.iter().map(rows::attempt_row).collect()
+    }
+
+    async fn cancel_sweep(&self, id: &str, now: Millis) -> Result<bool> {
+        let mut tx = self.write().await?;
+        let q = format!("{}{}", sql::SWEEP_STATE, self.dialect.lock_rows("sweeps"));
+        let Some(state) = sqlx::query(&q).bind(id).fetch_optional(&mut *tx).await? else {
+            return Ok(false);
+        };
+        if state.text("state")? == SweepState::Active.as_str() {
+            sqlx::query(sql::CANCEL_TRIALS).bind(id).bind(now).execute(&mut *tx).await?;
+            sqlx::query(sql::CANCEL_ATTEMPTS).bind(id).bind(now).execute(&mut *tx).await?;
+            sqlx::query(sql::MARK_SWEEP_CANCELLED).bind(id).bind(now).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn upsert_worker(&self, w: &WorkerRow) -> Result<()> {
+        sqlx::query(sql::UPSERT_WORKER)
+            .bind(&w.id)
+            .bind(&w.host)
+            .bind(&w.device)
+            .bind(w.memory_bytes as i64)
+            .bind(i64::from(w.slots))
+            .bind(&w.version)
+            .bind(w.registered_at)
+            .bind(w.last_seen_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn touch_worker(&self, id: &str, now: Millis) -> Result<bool> {
+        let touched = sqlx::query(sql::TOUCH_WORKER).bind(id).bind(now).execute(&self.pool).await?;
+        Ok(touched.rows_affected() > 0)
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerRow>> {
+        sqlx::query(sql::SELECT_WORKERS).fetch_all(&self.pool).await?.iter().map(rows::worker_row).collect()
+    }
+
+    async fn lease(&self, worker_id: &str, count: u32, now: Millis, expires_at: Millis) -> Result<Vec<Leased>> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.write().await?;
+        let lease = self.dialect.lease_statement();
+        let q = sqlx::query(&lease).bind(worker_id).bind(i64::from(count)).bind(now).bind(expires_at);
+        let found = q.fetch_all(&mut *tx).await?;
+        let mut leased = Vec::with_capacity(found.len());
+        for r in &found {
+            let order = (r.int("sweep_created_at")?, r.text("sweep_id")?, r.int("ordinal")?);
+            let lease = Leased {
+                trial_id: r.text("id")?,
+                sweep_id: r.text("sweep_id")?,
+                attempt: rows::small(r.int("attempt")?),
+                config_toml: r.text("config_toml")?,
+                checkpoint_epoch: r.int_opt("checkpoint_epoch")?.map(rows::small),
+                lease_expires_at: r.int("lease_expires_at")?,
+            };
+            sqlx::query(sql::INSERT_ATTEMPT)
+                .bind(&lease.trial_id)
+                .bind(i64::from(lease.attempt))
+                .bind(worker_id)
+                .bind(now)
+                .bind(lease.checkpoint_epoch.map(i64::from))
+                .execute(&mut *tx)
+                .await?;
+            leased.push((order, lease));
+        }
+        tx.commit().await?;
+        leased.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(leased.into_iter().map(|(_, l)| l).collect())
+    }
+
+    async fn renew(&self, worker_id: &str, running: &[Progress], expires_at: Millis) -> Result<Vec<String>> {
+        let mut batch = Batch::new(self);
+        let mut stop = Vec::new();
+        for p in running {
+            let conn = batch.next().await?;
+            let renewed = sqlx::query(sql::RENEW)
+                .bind(&p.trial_id)
+                .bind(i64::from(p.attempt))
+                .bind(worker_id)
+                .bind(expires_at)
+                .bind(i64::from(p.epoch))
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            if renewed == 0 {
+                stop.push(p.trial_id.clone());
+            }
+        }
+        batch.commit().await?;
+        Ok(stop)
+    }
+
+    /// Each expired trial is re-checked under its locks: a renewal or completion may have
+    /// come in since the candidates were read.
+    async fn expire_leases(&self, now: Millis) -> Result<Vec<Expired>> {
+        let candidates = sqlx::query(sql::EXPIRED_CANDIDATES).bind(now).fetch_all(&self.pool).await?;
+        let mut batch = Batch::new(self);
+        let mut out = Vec::with_capacity(candidates.len());
+        for c in &candidates {
+            let attempt = AttemptRef { trial_id: c.text("id")?, attempt: rows::small(c.int("attempt")?) };
+            let conn = batch.next().await?;
+            self.lock_sweep_of(conn, &attempt.trial_id).await?;
+            let q = format!("{}{}", sql::STILL_EXPIRED, self.dialect.lock_rows("t"));
+            let q = sqlx::query(&q).bind(&attempt.trial_id).bind(i64::from(attempt.attempt)).bind(now);
+            let Some(r) = q.fetch_optional(&mut *conn).await? else {
+                continue;
+            };
+            let holder = Holder {
+                sweep_id: r.text("sweep_id")?,
+                worker_id: r.text_opt("worker_id")?.unwrap_or_default(),
+                keep_checkpoints: false,
+                max_attempts: rows::small(r.int("max_attempts")?),
+            };
+            let error = scheduler::expiry_error(&holder.worker_id);
+            let next = self.end_attempt(conn, &attempt, &holder, Cause::Expired, &error, now).await?;
+            out.push(Expired { trial_id: attempt.trial_id, attempt: attempt.attempt, next });
+        }
+        batch.commit().await?;
+        Ok(out)
+    }
+
+    async fn release(&self, worker_id: &str, trials: &[AttemptRef], now: Millis) -> Result<()> {
+        let mut batch = Batch::new(self);
+        for attempt in trials {
+            let conn = batch.next().await?;
+            let released = sqlx::query(sql::RELEASE)
+                .bind(&attempt.trial_id)
+                .bind(i64::from(attempt.attempt))
+                .bind(worker_id)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            if released > 0 {
+                close_attempt(conn, attempt, AttemptOutcome::Released, None, now).await?;
+            }
+        }
+        batch.commit().await
+    }
+
+    async fn check_lease(&self, attempt: &AttemptRef) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        let row = sqlx::query(sql::HOLDER).bind(&attempt.trial_id).fetch_optional(&mut *conn).await?;
+        rows::holder(&attempt.trial_id, attempt.attempt, row.as_ref()).map(|_| ())
+    }
+
+    async fn record_metrics(&self, trial_id: &str, attempt: u32, points: &[MetricPoint]) -> Result<MetricsStored> {
+        let mut tx = self.write().await?;
+        self.holder(&mut tx, trial_id, attempt).await?;
+        let mut stored = 0;
+        for p in points {
+            stored += sqlx::query(sql::INSERT_METRIC)
+                .bind(trial_id)
+                .bind(i64::from(p.epoch))
+                .bind(&p.name)
+                .bind(p.value)
+                .bind(i64::from(attempt))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(MetricsStored { stored, duplicates: points.len() as u64 - stored })
+    }
+
+    async fn record_checkpoint(&self, c: &CheckpointRow, now: Millis) -> Result<Option<String>> {
+        let mut tx = self.write().await?;
+        self.holder(&mut tx, &c.trial_id, c.attempt).await?;
+        let old = sqlx::query(sql::CHECKPOINT_FILE).bind(&c.trial_id).fetch_optional(&mut *tx).await?;
+        let old = old.map(|r| r.text("file")).transpose()?;
+        sqlx::query(sql::UPSERT_CHECKPOINT)
+            .bind(&c.trial_id)
+            .bind(i64::from(c.attempt))
+            .bind(i64::from(c.epoch))
+            .bind(i64::from(c.step))
+            .bind(&c.file)
+            .bind(&c.sha256)
+            .bind(c.bytes as i64)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(old.filter(|f| *f != c.file))
+    }
+
+    async fn checkpoint(&self, trial_id: &str) -> Result<Option<CheckpointRow>> {
+        let row = sqlx::query(sql::SELECT_CHECKPOINT).bind(trial_id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(rows::checkpoint_row).transpose()
+    }
+
+    async fn complete(&self, trial_id: &str, attempt: u32, done: &Completion, now: Millis) -> Result<Option<String>> {
+        let mut tx = self.write().await?;
+        self.lock_sweep_of(&mut tx, trial_id).await?;
+        let holder = self.holder(&mut tx, trial_id, attempt).await?;
+        let m = &done.metrics;
+        sqlx::query(sql::INSERT_RESULT)
+            .bind(trial_id)
+            .bind(m.jaccard)
+            .bind(m.dice)
+            .bind(m.precision)
+            .bind(m.recall)
+            .bind(m.tnr)
+            .bind(m.accuracy)
+            .bind(NullableReal(m.auc))
+            .bind(&done.split)
+            .bind(i64::from(done.epochs))
+            .bind(done.parameters as i64)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        for (idx, p) in done.roc.iter().enumerate() {
+            sqlx::query(sql::INSERT_ROC)
+                .bind(trial_id)
+                .bind(idx as i64)
+                .bind(p.threshold)
+                .bind(p.fpr)
+                .bind(p.tpr)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let q = sqlx::query(sql::COMPLETE_TRIAL).bind(trial_id).bind(i64::from(done.epochs)).bind(now);
+        q.execute(&mut *tx).await?;
+        let this = AttemptRef { trial_id: trial_id.to_string(), attempt };
+        close_attempt(&mut tx, &this, AttemptOutcome::Completed, None, now).await?;
+        let mut delete = None;
+        if !holder.keep_checkpoints {
+            let q = sqlx::query(sql::DELETE_CHECKPOINT).bind(trial_id);
+            delete = q.fetch_optional(&mut *tx).await?.map(|r| r.text("file")).transpose()?;
+        }
+        finish_sweep_if_done(&mut tx, &holder.sweep_id, now).await?;
+        tx.commit().await?;
+        Ok(delete)
+    }
+
+    async fn fail(&self, trial_id: &str, attempt: u32, error: &str, fault: TrialFault, now: Millis) -> Result<Requeue> {
+        let mut tx = self.write().await?;
+        self.lock_sweep_of(&mut tx, trial_id).await?;
+        let holder = self.holder(&mut tx, trial_id, attempt).await?;
+        let this = AttemptRef { trial_id: trial_id.to_string(), attempt };
+        let next = self.end_attempt(&mut tx, &this, &holder, Cause::Failed(fault), error, now).await?;
+        tx.commit().await?;
+        Ok(next)
+    }
+
+    async fn results(&self, sweep_id: &str) -> Result<Vec<ResultRow>> {
+        let found = sqlx::query(sql::SELECT_RESULTS).bind(sweep_id).fetch_all(&self.pool).await?;
+        found.iter().map(rows::result_row).collect()
+    }
+
+    async fn metric_points(&self, trial_id: &str) -> Result<Vec<MetricPoint>> {
+        let found = sqlx::query(sql::SELECT_METRICS).bind(trial_id).fetch_all(&self.pool).await?;
+        found.iter().map(rows::metric_point).collect()
+    }
+
+    async fn roc(&self, trial_id: &str) -> Result<Vec<RocPoint>> {
+        sqlx::query(sql::SELECT_ROC).bind(trial_id).fetch_all(&self.pool).await?.iter().map(rows::roc_point).collect()
+    }
+}

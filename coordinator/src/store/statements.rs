@@ -1,0 +1,169 @@
+//! The SQL both dialects read alike (`$n` parameters work in both). Statements that differ
+//! live in [`super::dialect`]; statements built from a scheduler rule are functions here.
+
+use crate::scheduler::COUNTED_OUTCOMES;
+
+/// `keep_checkpoints` is read as an integer: sqlx's `Any` driver cannot decode SQLite's
+/// BOOLEAN, and 0/1 reads alike on both databases.
+pub(super) const SWEEP_COLUMNS: &str = "id, name, state, spec_toml, \
+     CASE WHEN keep_checkpoints THEN 1 ELSE 0 END AS keep_checkpoints, max_attempts, created_at";
+
+pub(super) const INSERT_SWEEP: &str = "INSERT INTO sweeps (id, name, state, spec_toml, keep_checkpoints, \
+     max_attempts, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING";
+
+pub(super) const INSERT_TRIAL: &str = "INSERT INTO trials (id, sweep_id, ordinal, label, params_json, \
+     config_key, config_toml, seed, dataset, arch, width, loss, base_loss, gamma, omega, epsilon, lr, \
+     batch_size, epochs, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+     $14, $15, $16, $17, $18, $19, $20)";
+
+pub(super) const SELECT_TRIALS: &str = "SELECT id, sweep_id, ordinal, label, params_json, config_key, \
+     config_toml, seed, state, attempt, worker_id, lease_expires_at, epoch, epochs, error \
+     FROM trials WHERE sweep_id = $1 ORDER BY ordinal";
+
+pub(super) const SELECT_ATTEMPTS: &str = "SELECT trial_id, attempt, worker_id, started_at, ended_at, outcome, \
+     resumed_from_epoch, error FROM attempts WHERE trial_id = $1 ORDER BY attempt";
+
+pub(super) const UPSERT_WORKER: &str = "INSERT INTO workers (id, host, device, memory_bytes, slots, version, \
+     registered_at, last_seen_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET \
+     host = excluded.host, device = excluded.device, memory_bytes = excluded.memory_bytes, \
+     slots = excluded.slots, version = excluded.version, last_seen_at = excluded.last_seen_at";
+
+pub(super) const SELECT_WORKERS: &str = "SELECT w.id, w.host, w.device, w.memory_bytes, w.slots, w.version, \
+     w.registered_at, w.last_seen_at, (SELECT count(*) FROM trials t WHERE t.worker_id = w.id \
+     AND t.state = 'running') AS running FROM workers w ORDER BY w.id";
+
+pub(super) const INSERT_ATTEMPT: &str = "INSERT INTO attempts (trial_id, attempt, worker_id, started_at, \
+     outcome, resumed_from_epoch) VALUES ($1, $2, $3, $4, 'running', $5)";
+
+/// Closes an attempt: `$3` outcome, `$4` time, `$5` error.
+pub(super) const CLOSE_ATTEMPT: &str =
+    "UPDATE attempts SET outcome = $3, ended_at = $4, error = $5 WHERE trial_id = $1 AND attempt = $2";
+
+/// Renews one lease; no row changed means the worker must stop that trial.
+pub(super) const RENEW: &str = "UPDATE trials SET lease_expires_at = $4, epoch = $5 \
+     WHERE id = $1 AND attempt = $2 AND worker_id = $3 AND state = 'running'";
+
+/// Gives one leased trial back to the queue.
+pub(super) const RELEASE: &str = "UPDATE trials SET state = 'queued', worker_id = NULL, lease_expires_at = NULL \
+     WHERE id = $1 AND attempt = $2 AND worker_id = $3 AND state = 'running'";
+
+/// A trial whose attempt ended without completing: `$2` state (queued or failed), `$3` error,
+/// `$4` finished_at (set only when failed for good).
+pub(super) const END_ATTEMPT_ON_TRIAL: &str = "UPDATE trials SET state = $2, error = $3, worker_id = NULL, \
+     lease_expires_at = NULL, finished_at = $4 WHERE id = $1";
+
+/// Stores a metric point unless (trial, epoch, name) has one.
+pub(super) const INSERT_METRIC: &str = "INSERT INTO metrics (trial_id, epoch, name, value, attempt) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (trial_id, epoch, name) DO NOTHING";
+
+pub(super) const UPSERT_CHECKPOINT: &str = "INSERT INTO checkpoints (trial_id, attempt, epoch, step, file, \
+     sha256, bytes, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (trial_id) DO UPDATE SET \
+     attempt = excluded.attempt, epoch = excluded.epoch, step = excluded.step, file = excluded.file, \
+     sha256 = excluded.sha256, bytes = excluded.bytes, created_at = excluded.created_at";
+
+pub(super) const SELECT_CHECKPOINT: &str =
+    "SELECT trial_id, attempt, epoch, step, file, sha256, bytes FROM checkpoints WHERE trial_id = $1";
+
+pub(super) const INSERT_RESULT: &str = "INSERT INTO results (trial_id, jaccard, dice, precision, recall, tnr, \
+     accuracy, auc, split, epochs, parameters, completed_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+
+pub(super) const INSERT_ROC: &str =
+    "INSERT INTO roc_points (trial_id, idx, threshold, fpr, tpr) VALUES ($1, $2, $3, $4, $5)";
+
+pub(super) const COMPLETE_TRIAL: &str = "UPDATE trials SET state = 'completed', error = NULL, \
+     lease_expires_at = NULL, epoch = $2, finished_at = $3 WHERE id = $1";
+
+/// Marks a sweep finished once none of its trials is queued, running or cancelled.
+pub(super) const FINISH_SWEEP_IF_DONE: &str = "UPDATE sweeps SET state = 'finished', finished_at = $2 \
+     WHERE id = $1 AND state = 'active' AND NOT EXISTS (SELECT 1 FROM trials t WHERE t.sweep_id = $1 \
+     AND t.state NOT IN ('completed', 'failed'))";
+
+/// Cancels the unfinished trials of sweep `$1` at `$2`. Runs before [`CANCEL_ATTEMPTS`] in the
+/// same transaction: once the trials are cancelled (and, on Postgres, locked), no lease can
+/// open another attempt of them, so closing attempts afterwards leaves none running.
+pub(super) const CANCEL_TRIALS: &str = "UPDATE trials SET state = 'cancelled', lease_expires_at = NULL, \
+     finished_at = $2 WHERE sweep_id = $1 AND state IN ('queued', 'running')";
+
+/// Closes every attempt still running of the cancelled trials of sweep `$1`.
+pub(super) const CANCEL_ATTEMPTS: &str = "UPDATE attempts SET outcome = 'cancelled', ended_at = $2 \
+     WHERE outcome = 'running' AND trial_id IN (SELECT id FROM trials WHERE sweep_id = $1 AND state = 'cancelled')";
+
+pub(super) const SELECT_RESULTS: &str = "SELECT t.id, t.label, t.params_json, t.config_key, t.seed, \
+     r.jaccard, r.dice, r.precision, r.recall, r.tnr, r.accuracy, r.auc, r.split \
+     FROM results r JOIN trials t ON t.id = r.trial_id WHERE t.sweep_id = $1 ORDER BY t.ordinal";
+
+pub(super) const SELECT_METRICS: &str =
+    "SELECT epoch, name, value FROM metrics WHERE trial_id = $1 ORDER BY epoch, name";
+
+pub(super) const SELECT_ROC: &str = "SELECT threshold, fpr, tpr FROM roc_points WHERE trial_id = $1 ORDER BY idx";
+
+/// The trial a worker writes for (`$1`), with what the write needs to know of its sweep.
+pub(super) const HOLDER: &str = "SELECT t.state, t.attempt, t.sweep_id, t.worker_id, \
+     CASE WHEN s.keep_checkpoints THEN 1 ELSE 0 END AS keep_checkpoints, s.max_attempts \
+     FROM trials t JOIN sweeps s ON s.id = t.sweep_id WHERE t.id = $1";
+
+/// Locks the sweep of trial `$1`: the first lock of a transaction that may end the trial.
+pub(super) const LOCK_SWEEP_OF: &str =
+    "SELECT id FROM sweeps WHERE id = (SELECT sweep_id FROM trials WHERE id = $1) FOR UPDATE";
+
+/// Running trials whose lease expired before `$1`, the oldest expiry first.
+pub(super) const EXPIRED_CANDIDATES: &str = "SELECT id, attempt FROM trials \
+     WHERE state = 'running' AND lease_expires_at < $1 ORDER BY lease_expires_at, id";
+
+/// Trial `$1` if attempt `$2` is still running with a lease that expired before `$3`.
+pub(super) const STILL_EXPIRED: &str = "SELECT t.worker_id, t.sweep_id, s.max_attempts FROM trials t \
+     JOIN sweeps s ON s.id = t.sweep_id \
+     WHERE t.id = $1 AND t.attempt = $2 AND t.state = 'running' AND t.lease_expires_at < $3";
+
+pub(super) const SWEEP_STATE: &str = "SELECT state FROM sweeps WHERE id = $1";
+
+pub(super) const MARK_SWEEP_CANCELLED: &str = "UPDATE sweeps SET state = 'cancelled', finished_at = $2 WHERE id = $1";
+
+pub(super) const TOUCH_WORKER: &str = "UPDATE workers SET last_seen_at = $2 WHERE id = $1";
+
+pub(super) const CHECKPOINT_FILE: &str = "SELECT file FROM checkpoints WHERE trial_id = $1";
+
+pub(super) const DELETE_CHECKPOINT: &str = "DELETE FROM checkpoints WHERE trial_id = $1 RETURNING file";
+
+pub(super) const SCHEMA_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (\
+     version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
+
+pub(super) const MIGRATION_APPLIED: &str = "SELECT 1 FROM schema_version WHERE version = $1";
+
+pub(super) const RECORD_MIGRATION: &str = "INSERT INTO schema_version (version, name, applied_at) VALUES ($1, $2, $3)";
+
+/// Counts the attempts of trial `$1` that count against `max_attempts` (the scheduler's
+/// [`COUNTED_OUTCOMES`]).
+pub(super) fn count_counted_attempts() -> String {
+    let outcomes: Vec<String> = COUNTED_OUTCOMES.iter().map(|o| format!("'{o}'")).collect();
+    format!("SELECT count(*) AS n FROM attempts WHERE trial_id = $1 AND outcome IN ({})", outcomes.join(", "))
+}
+
+/// A nullable DOUBLE PRECISION argument (`gamma`, `omega`, `epsilon`, `auc`).
+///
+/// sqlx 0.8.6's `Any` driver swaps the types of NULL reals and doubles when it hands
+/// arguments to Postgres (transact-rs/sqlx#4284): a NULL `f64` is declared FLOAT4, and the
+/// prepared statement then refuses a later value with "incorrect binary data format". A NULL
+/// bound as `f32` reaches Postgres as a NULL double precision, and SQLite as NULL. The store
+/// suite's Postgres tests bind NULL and then a value in the same statement, so an upgrade
+/// that fixes the swap fails them here first.
+pub(super) struct NullableReal(pub Option<f64>);
+
+impl sqlx::Type<sqlx::Any> for NullableReal {
+    fn type_info() -> sqlx::any::AnyTypeInfo {
+        <f64 as sqlx::Type<sqlx::Any>>::type_info()
+    }
+}
+
+impl<'q> sqlx::Encode<'q, sqlx::Any> for NullableReal {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <sqlx::Any as sqlx::Database>::ArgumentBuffer<'q>,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        match self.0 {
+            Some(value) => <f64 as sqlx::Encode<'q, sqlx::Any>>::encode_by_ref(&value, buf),
+            None => <Option<f32> as sqlx::Encode<'q, sqlx::Any>>::encode_by_ref(&None, buf),
+        }
+    }
+}
