@@ -8,23 +8,26 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use allsweep_coordinator::store::{AttemptOutcome, TrialState};
 use allsweep_proto::v1 as pb;
+use allsweep_testkit::{SyntheticSpec, ThrowawayPostgres};
 use common::*;
 
 const LONG: Duration = Duration::from_secs(240);
 
-fn grid_spec(name: &str, seeds: usize, epochs: u32) -> String {
-    let seeds: Vec<u64> = (0..seeds as u64).collect();
-    format!("{}\n[grid]\n\"loss.gamma\" = [0.1, 0.3]\n", spec(name, &seeds, epochs, 16))
+fn finished(s: &pb::SweepStatus) -> bool {
+    s.state() == pb::SweepState::Finished
 }
 
-async fn twelve_trials_on_two_workers(db: &str) {
-    let dir = temp_dir();
-    let coordinator = Coordinator::start(db, dir.path(), "127.0.0.1:0", &[]);
-    let _a = Worker::start(&coordinator.address, dir.path(), "worker-a", &[]);
-    let _b = Worker::start(&coordinator.address, dir.path(), "worker-b", &[]);
-    let mut client = coordinator.client().await;
-    let text = grid_spec("twelve", 6, 2);
+fn running(t: &pb::TrialStatus) -> bool {
+    t.state() == pb::TrialState::Running
+}
+
+async fn twelve_trials_on_two_workers(cluster: Cluster) {
+    let _a = cluster.worker("worker-a", &[]);
+    let _b = cluster.worker("worker-b", &[]);
+    let mut client = cluster.client().await;
+    let text = SyntheticSpec::new("twelve").seeds(0..6).epochs(2).grid("loss.gamma", "[0.1, 0.3]").to_toml();
     let submitted = submit(&mut client, &text).await;
     assert_eq!((submitted.trials, submitted.created), (12, true));
     let again = submit(&mut client, &text).await;
@@ -34,7 +37,7 @@ async fn twelve_trials_on_two_workers(db: &str) {
         "resubmitting adds nothing"
     );
 
-    let done = wait_for(&mut client, &submitted.sweep_id, LONG, |s| s.state == "finished").await;
+    let done = wait_for(&mut client, &submitted.sweep_id, LONG, finished).await;
     assert_eq!((done.completed, done.failed, done.trials.len()), (12, 0, 12));
     let workers: BTreeSet<&str> = done.trials.iter().map(|t| t.worker_id.as_str()).collect();
     assert_eq!(workers.len(), 2, "both workers trained: {workers:?}");
@@ -45,7 +48,7 @@ async fn twelve_trials_on_two_workers(db: &str) {
         .into_inner()
         .results;
     assert_eq!(results.len(), 12, "exactly |grid| x |seeds| results");
-    let store = open_store(db).await;
+    let store = cluster.store().await;
     for t in &done.trials {
         let points = store.metric_points(&t.trial_id).await.unwrap();
         let keys: BTreeSet<(u32, &str)> = points.iter().map(|p| (p.epoch, p.name.as_str())).collect();
@@ -58,25 +61,22 @@ async fn twelve_trials_on_two_workers(db: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sweep_completes_across_two_workers_on_sqlite() {
-    let dir = temp_dir();
-    twelve_trials_on_two_workers(&format!("sqlite://{}", dir.path().join("e2e.db").display())).await;
+    twelve_trials_on_two_workers(Cluster::sqlite("e2e", &[])).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sweep_completes_across_two_workers_on_postgres() {
-    let db = PgDatabase::create().await;
-    twelve_trials_on_two_workers(&db.url).await;
+    let db = ThrowawayPostgres::create().await;
+    twelve_trials_on_two_workers(Cluster::start(db.url(), &[])).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_worker_s_trial_resumes_from_its_checkpoint_on_another() {
-    let dir = temp_dir();
-    let db = format!("sqlite://{}", dir.path().join("kill.db").display());
-    let coordinator = Coordinator::start(&db, dir.path(), "127.0.0.1:0", &[]);
-    let mut a = Worker::start(&coordinator.address, dir.path(), "worker-a", &[]);
-    let mut client = coordinator.client().await;
-    let submitted = submit(&mut client, &spec("kill", &[0], 12, 48)).await;
-    let store = open_store(&db).await;
+    let cluster = Cluster::sqlite("kill", &[]);
+    let mut a = cluster.worker("worker-a", &[]);
+    let mut client = cluster.client().await;
+    let submitted = submit(&mut client, &SyntheticSpec::new("kill").epochs(12).images(48).to_toml()).await;
+    let store = cluster.store().await;
     let trial_id = sweep(&mut client, &submitted.sweep_id).await.trials[0].trial_id.clone();
     let start = std::time::Instant::now();
     let checkpoint_epoch = loop {
@@ -90,16 +90,16 @@ async fn a_killed_worker_s_trial_resumes_from_its_checkpoint_on_another() {
     };
     a.signal("KILL");
     a.wait_exit(Duration::from_secs(5)).expect("killed");
-    let _b = Worker::start(&coordinator.address, dir.path(), "worker-b", &[]);
-    let done = wait_for(&mut client, &submitted.sweep_id, LONG, |s| s.state == "finished").await;
+    let _b = cluster.worker("worker-b", &[]);
+    let done = wait_for(&mut client, &submitted.sweep_id, LONG, finished).await;
     assert_eq!(done.completed, 1);
     let attempts = store.attempts(&trial_id).await.unwrap();
     assert_eq!(attempts.len(), 2, "{attempts:?}");
-    assert_eq!(attempts[0].outcome, "expired");
-    assert_eq!(attempts[1].outcome, "completed");
+    assert_eq!(attempts[0].outcome, AttemptOutcome::Expired);
+    assert_eq!(attempts[1].outcome, AttemptOutcome::Completed);
     let resumed = attempts[1].resumed_from_epoch.expect("the second attempt resumed from a checkpoint");
     assert!(resumed >= checkpoint_epoch, "resumed from epoch {resumed}, checkpoint was at {checkpoint_epoch}");
-    let log = std::fs::read_to_string(dir.path().join("worker-b.log")).unwrap();
+    let log = cluster.log("worker-b");
     assert!(log.contains("resuming from checkpoint"), "worker-b's log shows the resume");
     let points = store.metric_points(&trial_id).await.unwrap();
     assert_eq!(points.iter().filter(|p| p.name == "jaccard").count(), 12, "each epoch's metrics stored once");
@@ -107,22 +107,17 @@ async fn a_killed_worker_s_trial_resumes_from_its_checkpoint_on_another() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_coordinator_restarted_on_the_same_database_finishes_the_sweep() {
-    let dir = temp_dir();
-    let db = format!("sqlite://{}", dir.path().join("restart.db").display());
-    let mut coordinator = Coordinator::start(&db, dir.path(), "127.0.0.1:0", &[]);
-    let listen = coordinator.listen.clone();
-    let _a = Worker::start(&coordinator.address, dir.path(), "worker-a", &[]);
-    let _b = Worker::start(&coordinator.address, dir.path(), "worker-b", &[]);
-    let mut client = coordinator.client().await;
-    let submitted = submit(&mut client, &spec("restart", &[0, 1, 2, 3, 4, 5], 3, 16)).await;
+    let mut cluster = Cluster::sqlite("restart", &[]);
+    let _a = cluster.worker("worker-a", &[]);
+    let _b = cluster.worker("worker-b", &[]);
+    let mut client = cluster.client().await;
+    let submitted = submit(&mut client, &SyntheticSpec::new("restart").seeds(0..6).epochs(3).to_toml()).await;
     wait_for(&mut client, &submitted.sweep_id, LONG, |s| s.completed >= 1 && s.running >= 1).await;
-    coordinator.kill();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let coordinator = Coordinator::start(&db, dir.path(), &listen, &[]);
-    let mut client = coordinator.client().await;
-    let done = wait_for(&mut client, &submitted.sweep_id, LONG, |s| s.state == "finished").await;
+    cluster.restart().await;
+    let mut client = cluster.client().await;
+    let done = wait_for(&mut client, &submitted.sweep_id, LONG, finished).await;
     assert_eq!((done.completed, done.failed), (6, 0));
-    let store = open_store(&db).await;
+    let store = cluster.store().await;
     for t in &done.trials {
         let points = store.metric_points(&t.trial_id).await.unwrap();
         assert_eq!(points.iter().filter(|p| p.name == "jaccard").count(), 3, "{}: nothing lost or duplicated", t.label);
@@ -131,35 +126,34 @@ async fn a_killed_coordinator_restarted_on_the_same_database_finishes_the_sweep(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn workers_join_mid_sweep_and_a_leaving_worker_hands_its_trial_back_at_once() {
-    let dir = temp_dir();
-    let db = format!("sqlite://{}", dir.path().join("join.db").display());
-    let coordinator = Coordinator::start(&db, dir.path(), "127.0.0.1:0", &[]);
-    let mut a = Worker::start(&coordinator.address, dir.path(), "worker-a", &[]);
-    let mut client = coordinator.client().await;
-    let submitted = submit(&mut client, &spec("join", &[0, 1, 2, 3], 30, 48)).await;
+    let cluster = Cluster::sqlite("join", &[]);
+    let mut a = cluster.worker("worker-a", &[]);
+    let mut client = cluster.client().await;
+    let spec = SyntheticSpec::new("join").seeds(0..4).epochs(30).images(48).to_toml();
+    let submitted = submit(&mut client, &spec).await;
     let first = wait_for(&mut client, &submitted.sweep_id, LONG, |s| s.running == 1).await;
-    let a_id = first.trials.iter().find(|t| t.status == "running").unwrap().worker_id.clone();
-    let _b = Worker::start(&coordinator.address, dir.path(), "worker-b", &[]);
+    let a_id = first.trials.iter().find(|t| running(t)).unwrap().worker_id.clone();
+    let _b = cluster.worker("worker-b", &[]);
     let joined = wait_for(&mut client, &submitted.sweep_id, LONG, |s| s.running == 2).await;
-    let b_id = joined.trials.iter().find(|t| t.status == "running" && t.worker_id != a_id).unwrap().worker_id.clone();
+    let b_id = joined.trials.iter().find(|t| running(t) && t.worker_id != a_id).unwrap().worker_id.clone();
     // Leave while worker-a is mid-trial.
     let busy = wait_for(&mut client, &submitted.sweep_id, LONG, |s| {
-        s.trials.iter().any(|t| t.status == "running" && t.worker_id == a_id && t.epoch >= 1 && t.epoch + 5 < t.epochs)
+        s.trials.iter().any(|t| running(t) && t.worker_id == a_id && t.epoch >= 1 && t.epoch + 5 < t.epochs)
     })
     .await;
-    let a_trial = busy.trials.iter().find(|t| t.status == "running" && t.worker_id == a_id).unwrap().trial_id.clone();
+    let a_trial = busy.trials.iter().find(|t| running(t) && t.worker_id == a_id).unwrap().trial_id.clone();
     a.signal("TERM");
     let status = a.wait_exit(Duration::from_secs(30)).expect("worker-a leaves promptly on SIGTERM");
     assert!(status.success(), "{status:?}");
-    let store = open_store(&db).await;
+    let store = cluster.store().await;
     let attempts = store.attempts(&a_trial).await.unwrap();
     let last = attempts.last().unwrap();
     assert_eq!(
-        (last.worker_id.as_str(), last.outcome.as_str()),
-        (a_id.as_str(), "released"),
+        (last.worker_id.as_str(), last.outcome),
+        (a_id.as_str(), AttemptOutcome::Released),
         "handed back at once, not left to expire"
     );
-    let done = wait_for(&mut client, &submitted.sweep_id, LONG, |s| s.state == "finished").await;
+    let done = wait_for(&mut client, &submitted.sweep_id, LONG, finished).await;
     assert_eq!(done.completed, 4);
     let attempts = store.attempts(&a_trial).await.unwrap();
     let resumed = attempts.last().unwrap();
@@ -169,33 +163,29 @@ async fn workers_join_mid_sweep_and_a_leaving_worker_hands_its_trial_back_at_onc
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cancelling_stops_running_trials_and_queued_ones_never_start() {
-    let dir = temp_dir();
-    let db = format!("sqlite://{}", dir.path().join("cancel.db").display());
-    let coordinator = Coordinator::start(&db, dir.path(), "127.0.0.1:0", &[]);
-    let _a = Worker::start(&coordinator.address, dir.path(), "worker-a", &[]);
-    let mut client = coordinator.client().await;
-    let submitted = submit(&mut client, &spec("cancel", &[0, 1, 2], 200, 48)).await;
+    let cluster = Cluster::sqlite("cancel", &[]);
+    let _a = cluster.worker("worker-a", &[]);
+    let mut client = cluster.client().await;
+    let spec = SyntheticSpec::new("cancel").seeds(0..3).epochs(200).images(48).to_toml();
+    let submitted = submit(&mut client, &spec).await;
     wait_for(&mut client, &submitted.sweep_id, LONG, |s| s.running == 1).await;
     let cancelled =
         client.cancel(pb::SweepRequest { sweep_id: submitted.sweep_id.clone() }).await.unwrap().into_inner();
     assert_eq!(cancelled.cancelled, 3);
     // Within a heartbeat (0.5 s here) the worker drops the trial and takes no other.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let log = std::fs::read_to_string(dir.path().join("worker-a.log")).unwrap();
-    assert!(log.contains("coordinator says stop"), "the worker was told to stop");
-    let store = open_store(&db).await;
+    assert!(cluster.log("worker-a").contains("coordinator says stop"), "the worker was told to stop");
+    let store = cluster.store().await;
     let trials = store.trials(&submitted.sweep_id).await.unwrap();
-    assert!(trials.iter().all(|t| t.state == allsweep_coordinator::store::TrialState::Cancelled));
+    assert!(trials.iter().all(|t| t.state == TrialState::Cancelled));
     assert_eq!(trials.iter().filter(|t| t.attempt > 0).count(), 1, "queued trials never started");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_specs_are_refused_and_nothing_is_written() {
-    let dir = temp_dir();
-    let db = format!("sqlite://{}", dir.path().join("invalid.db").display());
-    let coordinator = Coordinator::start(&db, dir.path(), "127.0.0.1:0", &[]);
-    let mut client = coordinator.client().await;
-    let good = spec("invalid", &[0], 1, 16);
+    let cluster = Cluster::sqlite("invalid", &[]);
+    let mut client = cluster.client().await;
+    let good = SyntheticSpec::new("invalid").to_toml();
     let cases = [
         (good.replace("epochs = 1", "epochs = 0"), "train.epochs"),
         (good.replace("kind = \"all\"", "kind = \"al\""), "loss.kind"),
@@ -208,28 +198,27 @@ async fn invalid_specs_are_refused_and_nothing_is_written() {
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
         assert!(status.message().contains(key), "{}", status.message());
     }
-    let store = open_store(&db).await;
+    let store = cluster.store().await;
     assert!(store.sweeps().await.unwrap().is_empty(), "nothing written");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_coordinator_with_a_token_refuses_calls_without_it() {
-    let dir = temp_dir();
-    let db = format!("sqlite://{}", dir.path().join("token.db").display());
-    let coordinator = Coordinator::start(&db, dir.path(), "127.0.0.1:0", &["--token", "s3cret"]);
-    let mut anonymous = coordinator.client().await;
+    let cluster = Cluster::sqlite("token", &["--token", "s3cret"]);
+    let address = &cluster.coordinator.address;
+    let mut anonymous = cluster.client().await;
     let status = anonymous.list_sweeps(pb::ListSweepsRequest {}).await.expect_err("no token");
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
-    let mut wrong = allsweep_coordinator::client::user(&coordinator.address, Some("nope")).await.unwrap();
+    let mut wrong = allsweep_coordinator::client::user(address, Some("nope")).await.unwrap();
     assert_eq!(
         wrong.list_sweeps(pb::ListSweepsRequest {}).await.expect_err("wrong").code(),
         tonic::Code::Unauthenticated
     );
-    let mut right = allsweep_coordinator::client::user(&coordinator.address, Some("s3cret")).await.unwrap();
+    let mut right = allsweep_coordinator::client::user(address, Some("s3cret")).await.unwrap();
     right.list_sweeps(pb::ListSweepsRequest {}).await.expect("the right token is accepted");
-    let mut intruder = Worker::start(&coordinator.address, dir.path(), "intruder", &["--token", "nope"]);
+    let mut intruder = cluster.worker("intruder", &["--token", "nope"]);
     let exit = intruder.wait_exit(Duration::from_secs(20)).expect("a refused worker exits");
     assert!(!exit.success());
-    let log = std::fs::read_to_string(dir.path().join("intruder.log")).unwrap();
+    let log = cluster.log("intruder");
     assert!(log.contains("wrong token"), "{log}");
 }

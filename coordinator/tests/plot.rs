@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use allsweep_coordinator::store::{self, NewSweep, NewTrial, TrialColumns};
+use allsweep_testkit::SyntheticSpec;
 
 fn allsweep(args: &[&str]) -> Output {
     Command::new(common::coordinator_binary()).args(args).env("RUST_LOG", "warn").output().expect("allsweep starts")
@@ -57,7 +58,11 @@ fn svg_text(bytes: &[u8]) -> String {
 /// Trains the sweep with the real binaries; returns (sweep id, database URL).
 fn run_sweep(dir: &Path) -> (String, String) {
     common::worker_binary();
-    let spec = common::spec("plot e2e", &[0, 1], 2, 16) + "\n[grid]\nloss = [{kind = \"dice\"}, {kind = \"all\"}]\n";
+    let spec = SyntheticSpec::new("plot e2e")
+        .seeds([0, 1])
+        .epochs(2)
+        .grid("loss", r#"[{kind = "dice"}, {kind = "all"}]"#)
+        .to_toml();
     let spec_path = dir.join("spec.toml");
     std::fs::write(&spec_path, spec).expect("the spec is written");
     let run_dir = dir.join("run");

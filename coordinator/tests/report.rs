@@ -7,16 +7,18 @@ mod common;
 
 use std::process::Command;
 
+use allsweep_testkit::SyntheticSpec;
 use common::*;
 
 #[test]
 fn a_real_sweep_is_reported_against_its_baseline_in_every_format() {
     let dir = temp_dir();
     let spec_path = dir.path().join("compare.toml");
-    let text = format!(
-        "{}\n[grid]\nloss = [{{kind = \"dice\"}}, {{kind = \"all\", gamma = 0.3}}]\n",
-        spec("compare", &[0, 1], 2, 16)
-    );
+    let text = SyntheticSpec::new("compare")
+        .seeds([0, 1])
+        .epochs(2)
+        .grid("loss", r#"[{kind = "dice"}, {kind = "all", gamma = 0.3}]"#)
+        .to_toml();
     std::fs::write(&spec_path, text).unwrap();
     let run = Command::new(coordinator_binary())
         .args(["run", spec_path.to_str().unwrap(), "--local-workers", "2", "--device", "cpu", "--dir"])

@@ -14,10 +14,11 @@ taking turns (the order flips from one pair to the next):
     .venv/bin/python scripts/bench/optuna_load.py --db DB --workers N --trials T --points P
 
 The first is the real coordinator in-process on 127.0.0.1:0 with N async gRPC workers, one
-HTTP/2 connection each (see coordinator/examples/load.rs); the second is N threads
+HTTP/2 connection each (see coordinator/examples/load/main.rs); the second is N threads
 sharing one Optuna study on an RDBStorage (see scripts/bench/optuna_load.py). Both start
-from a fresh database (a temp SQLite file; a new Postgres database on 127.0.0.1:5432,
-dropped afterwards), both check at the end that exactly T trials completed with T*P
+from a fresh database (a temp SQLite file; a new Postgres database on the server that
+ALLSWEEP_TEST_POSTGRES names, default postgres://postgres@127.0.0.1:5432/test, dropped
+afterwards), both check at the end that exactly T trials completed with T*P
 points stored, and both time from the first trial handed out to the last completion.
 Then it prints a markdown table, the per-call latencies that dominate, and a machine
 line, and appends every raw JSON line to --out (bench-out/coordinator.jsonl).
@@ -44,7 +45,11 @@ import platform
 import resource
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
+
+from cli import csv_list
+from machine import cpu_model
 
 REPO = Path(__file__).resolve().parents[2]
 VENV = REPO / ".venv"
@@ -53,23 +58,11 @@ OPTUNA_SCRIPT = REPO / "scripts" / "bench" / "optuna_load.py"
 LOAD_BIN = REPO / "target" / "release" / "examples" / "load"
 DEFAULT_OUT = REPO / "bench-out" / "coordinator.jsonl"
 DBS = ("sqlite", "postgres")
+# The Postgres server both sides use: the one the tests use (see testkit/src/postgres.rs).
+PG_ADMIN = os.environ.get("ALLSWEEP_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/test")
 SYSTEMS = ("allsweep", "optuna")
 REQUIRED_KEYS = ("system", "db", "workers", "trials", "points", "seconds",
                  "trials_per_second", "points_per_second")
-
-
-def csv_list(kind=str, allowed=None):
-    """argparse type: comma-separated list, optionally restricted to `allowed`."""
-    def parse(text):
-        try:
-            items = [kind(t.strip()) for t in text.split(",") if t.strip()]
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from e
-        bad = [t for t in items if allowed is not None and t not in allowed]
-        if not items or bad:
-            raise argparse.ArgumentTypeError(f"expected a comma list of {allowed or kind.__name__}, got {text!r}")
-        return items
-    return parse
 
 
 def parse_args(argv=None):
@@ -218,27 +211,16 @@ def calls_note(db, workers, results):
     return f"- {db}, N={workers}: " + "; ".join(parts)
 
 
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def versions(records):
     optuna = next((r for r in records if r.get("system") == "optuna"), None)
     parts = []
     if optuna:
         parts.append(f"optuna {optuna.get('optuna')}, SQLAlchemy {optuna.get('sqlalchemy')}")
     try:
-        pg = subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-Atc",
-                             "show server_version"], capture_output=True, text=True, timeout=10)
+        pg = subprocess.run(["psql", "-d", PG_ADMIN, "-Atc", "show server_version"],
+                            capture_output=True, text=True, timeout=10)
         if pg.returncode == 0:
-            parts.append(f"PostgreSQL {pg.stdout.strip()} on 127.0.0.1")
+            parts.append(f"PostgreSQL {pg.stdout.strip()} on {urllib.parse.urlparse(PG_ADMIN).hostname}")
     except (OSError, subprocess.TimeoutExpired):
         pass
     return "; ".join(parts)

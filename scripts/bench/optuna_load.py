@@ -1,6 +1,6 @@
 """Optuna's RDB storage under the coordinator load test's workload, for comparison.
 
-The same workload as `coordinator/examples/load.rs`: T trials, each reporting P metric
+The same workload as `coordinator/examples/load/`: T trials, each reporting P metric
 points, worked through by N concurrent workers, timed from the first trial to the last
 completion. Here a worker is a thread sharing one study and one RDBStorage (what
 `study.optimize(n_jobs=N)` does), looping:
@@ -17,7 +17,8 @@ Optuna stores them; allsweep sends its points in batches of 10.
 
 Storage: `--db sqlite` makes a fresh file in a temp dir (`sqlite:///PATH`, Optuna's
 defaults: rollback journal, unless --sqlite-wal); `--db postgres` creates a fresh
-database on --pg-admin's server (`postgresql+psycopg2://...`) and drops it afterwards.
+database on --pg-admin's server (default: ALLSWEEP_TEST_POSTGRES, as the load example
+and the tests, else postgresql://postgres@127.0.0.1:5432/test) and drops it afterwards.
 The SQLAlchemy pool holds --pool connections (default 16, as allsweep's Postgres pool;
 never more than the threads), with a long checkout timeout so that 1000 threads queue
 for them instead of failing. With more workers than --max-threads, only --max-threads
@@ -46,7 +47,7 @@ import time
 import optuna
 import sqlalchemy
 
-DEFAULT_PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+DEFAULT_PG_ADMIN = os.environ.get("ALLSWEEP_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def parse_args(argv=None):

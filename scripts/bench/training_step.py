@@ -20,12 +20,14 @@ then prints a markdown table and a machine line, and appends every raw JSON line
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
 import torch
+
+from cli import csv_list
+from machine import cpu_model
 
 REPO = Path(__file__).resolve().parents[2]
 PYTORCH_SCRIPT = REPO / "scripts" / "bench" / "pytorch_step.py"
@@ -37,20 +39,9 @@ REQUIRED_KEYS = ("impl", "arch", "height", "width", "batch", "steps",
                  "seconds_per_step_median", "seconds_per_step_mean", "params")
 
 
-def csv_list(allowed=None):
-    """argparse type: comma-separated list, optionally restricted to `allowed`."""
-    def parse(text):
-        items = [t.strip() for t in text.split(",") if t.strip()]
-        bad = [t for t in items if allowed is not None and t not in allowed]
-        if not items or bad:
-            raise argparse.ArgumentTypeError(f"expected a comma list of {allowed}, got {text!r}")
-        return items
-    return parse
-
-
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--archs", type=csv_list(ARCHS), default=list(ARCHS))
+    p.add_argument("--archs", type=csv_list(str, ARCHS), default=list(ARCHS))
     p.add_argument("--sizes", type=csv_list(), default=list(SIZES), help="comma list of HxW")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--steps", type=int, default=3)
@@ -124,17 +115,6 @@ def table_row(arch, size, batch, results):
     if ours is not None and theirs is not None:
         ratio = f"{ours['seconds_per_step_median'] / theirs['seconds_per_step_median']:.2f}"
     return f"| {arch} | {size} | {batch} | {fmt_seconds(ours)} | {fmt_seconds(theirs)} | {ratio} |"
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def machine_line():

@@ -1,6 +1,6 @@
 //! Test harness for the end-to-end tests: the real `allsweep serve` and real
 //! `allsweep-worker` processes over TCP, against real SQLite files and a fresh Postgres
-//! database per test.
+//! database per test (made by `allsweep_testkit`, which also writes the specs they submit).
 
 #![allow(dead_code, clippy::unwrap_used)]
 
@@ -22,43 +22,6 @@ pub fn worker_binary() -> PathBuf {
     let path = coordinator_binary().with_file_name("allsweep-worker");
     assert!(path.exists(), "{} must be built (cargo build --workspace)", path.display());
     path
-}
-
-/// A fresh Postgres database, dropped with the value.
-pub struct PgDatabase {
-    pub url: String,
-    name: String,
-}
-
-const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-impl PgDatabase {
-    pub async fn create() -> Self {
-        use sqlx::Connection;
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        let name = format!("allsweep_e2e_{}_{}", std::process::id(), nanos % 1_000_000_000);
-        let mut admin =
-            sqlx::PgConnection::connect(PG_ADMIN).await.expect("Postgres at 127.0.0.1:5432 (user postgres)");
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
-        Self { url: format!("postgres://postgres@127.0.0.1:5432/{name}"), name }
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async {
-                use sqlx::Connection;
-                if let Ok(mut admin) = sqlx::PgConnection::connect(PG_ADMIN).await {
-                    let _ =
-                        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await;
-                }
-            });
-        })
-        .join();
-    }
 }
 
 /// A running `allsweep serve`.
@@ -114,6 +77,59 @@ fn log_file(dir: &Path, name: &str) -> std::fs::File {
     std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("{name}.log"))).unwrap()
 }
 
+/// A coordinator on a store, with the temporary directory that holds its log, its artifacts
+/// and its workers' directories. The coordinator is stopped before the directory goes.
+pub struct Cluster {
+    pub coordinator: Coordinator,
+    pub db: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// A coordinator on the store at `db`.
+    pub fn start(db: &str, extra: &[&str]) -> Self {
+        let dir = temp_dir();
+        let coordinator = Coordinator::start(db, dir.path(), "127.0.0.1:0", extra);
+        Self { coordinator, db: db.to_string(), dir }
+    }
+
+    /// A coordinator on a new SQLite database, `FILE.db` in the cluster's directory.
+    pub fn sqlite(file: &str, extra: &[&str]) -> Self {
+        let dir = temp_dir();
+        let db = format!("sqlite://{}", dir.path().join(format!("{file}.db")).display());
+        let coordinator = Coordinator::start(&db, dir.path(), "127.0.0.1:0", extra);
+        Self { coordinator, db, dir }
+    }
+
+    /// Starts a worker of this coordinator, logging to `NAME.log`.
+    pub fn worker(&self, name: &str, extra: &[&str]) -> Worker {
+        Worker::start(&self.coordinator.address, self.dir.path(), name, extra)
+    }
+
+    pub async fn client(&self) -> UserClient {
+        self.coordinator.client().await
+    }
+
+    /// The coordinator's store, opened beside it.
+    pub async fn store(&self) -> Arc<dyn Store> {
+        open_store(&self.db).await
+    }
+
+    /// What `NAME` (a worker, or `coordinator`) has logged so far.
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap()
+    }
+
+    /// Kills the coordinator and starts a new one (without extra options) on the same database
+    /// and address.
+    pub async fn restart(&mut self) {
+        self.coordinator.kill();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let listen = self.coordinator.listen.clone();
+        self.coordinator = Coordinator::start(&self.db, self.dir.path(), &listen, &[]);
+    }
+}
+
 /// A running `allsweep-worker`.
 pub struct Worker {
     pub child: Child,
@@ -159,34 +175,6 @@ impl Drop for Worker {
     }
 }
 
-/// A small synthetic sweep: `losses` x `widths` x `seeds` trials of `epochs` epochs.
-pub fn spec(name: &str, seeds: &[u64], epochs: u32, images: u32) -> String {
-    format!(
-        r#"name = "{name}"
-seeds = {seeds:?}
-
-[dataset]
-kind = "synthetic"
-shape = "nuclei"
-images = {images}
-foreground = 0.2
-size = [32, 32]
-
-[model]
-arch = "unet"
-width = 8
-
-[train]
-epochs = {epochs}
-batch_size = 4
-lr = 3e-3
-
-[loss]
-kind = "all"
-"#
-    )
-}
-
 pub async fn submit(client: &mut UserClient, text: &str) -> pb::SubmitResponse {
     client.submit(pb::SubmitRequest { spec_toml: text.into() }).await.unwrap().into_inner()
 }
@@ -215,7 +203,7 @@ pub async fn wait_for(
             s.running,
             s.completed,
             s.failed,
-            s.trials.iter().map(|t| (&t.status, &t.error)).collect::<Vec<_>>()
+            s.trials.iter().map(|t| (t.state(), &t.error)).collect::<Vec<_>>()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

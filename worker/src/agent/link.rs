@@ -1,35 +1,26 @@
 //! The agent's connection to the coordinator: a lazily (re)connecting channel, the token on
-//! every call, registration with back-off, and the calls themselves.
+//! every call, registration with back-off, and the calls themselves. The agent hands it the
+//! worker's own types; [`super::convert`] turns them into messages.
 
 use std::path::Path;
 use std::time::Duration;
 
+use allsweep_proto::auth::BearerToken;
+use allsweep_proto::fault::{CallFault, TrialFault};
 use allsweep_proto::v1::{self as pb, worker_service_client::WorkerServiceClient};
-use allsweep_proto::PROTOCOL_VERSION;
+use allsweep_proto::{CHECKPOINT_CHUNK_BYTES, PROTOCOL_VERSION};
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Request, Status};
+use tonic::Status;
 
+use super::convert::{InvalidLease, Registration};
+use super::trial::{Lease, MetricPoint, Progress};
 use super::AgentOptions;
+use crate::train::TrialOutcome;
 
-/// Chunk size of checkpoint uploads.
-const CHUNK: usize = 1 << 20;
-
-#[derive(Clone)]
-struct Token(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
-
-impl tonic::service::Interceptor for Token {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(v) = &self.0 {
-            request.metadata_mut().insert("authorization", v.clone());
-        }
-        Ok(request)
-    }
-}
-
-type Client = WorkerServiceClient<InterceptedService<Channel, Token>>;
+type Client = WorkerServiceClient<InterceptedService<Channel, BearerToken>>;
 
 pub struct Link {
     client: Client,
@@ -43,10 +34,7 @@ impl Link {
             .with_context(|| format!("bad coordinator address {:?}", options.coordinator))?
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(60));
-        let token = match options.token.as_deref().filter(|t| !t.is_empty()) {
-            Some(t) => Token(Some(format!("Bearer {t}").parse().context("the token must be plain ASCII")?)),
-            None => Token(None),
-        };
+        let token = BearerToken::new(options.token.as_deref()).context("--token (or ALLSWEEP_TOKEN)")?;
         let client =
             WorkerServiceClient::with_interceptor(endpoint.connect_lazy(), token).max_decoding_message_size(64 << 20);
         let register = pb::RegisterRequest {
@@ -67,18 +55,18 @@ impl Link {
 
     /// Registers, retrying with back-off while the coordinator is unreachable. A refusal
     /// (another protocol version, a bad token) is final and returned as the error.
-    pub async fn register_with_retry(&mut self) -> anyhow::Result<pb::RegisterResponse> {
+    pub async fn register_with_retry(&mut self) -> anyhow::Result<Registration> {
         let mut delay = Duration::from_millis(200);
         loop {
             let mut request = self.register.clone();
             request.worker_id = self.worker_id.clone();
             match self.client.register(request).await {
                 Ok(r) => {
-                    let r = r.into_inner();
-                    self.worker_id = r.worker_id.clone();
-                    return Ok(r);
+                    let registration = Registration::from(r.into_inner());
+                    self.worker_id = registration.worker_id.clone();
+                    return Ok(registration);
                 }
-                Err(status) if is_transient(&status) => {
+                Err(status) if CallFault::is_transient(&status) => {
                     tracing::warn!(error = %status.message(), retry_in = ?delay, "coordinator unreachable; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(10));
@@ -92,7 +80,8 @@ impl Link {
 
     /// Renews leases; returns the trials to stop. Re-registers when the coordinator has
     /// forgotten this worker.
-    pub async fn heartbeat(&mut self, running: Vec<pb::TrialProgress>) -> Result<Vec<String>, Status> {
+    pub async fn heartbeat(&mut self, running: Vec<Progress>) -> Result<Vec<String>, Status> {
+        let running: Vec<pb::TrialProgress> = running.into_iter().map(Into::into).collect();
         let request = pb::HeartbeatRequest { worker_id: self.worker_id.clone(), running: running.clone() };
         let r = self.client.heartbeat(request).await?.into_inner();
         if !r.known {
@@ -103,12 +92,15 @@ impl Link {
         Ok(r.stop_trial_ids)
     }
 
-    pub async fn lease(&mut self, free_slots: u32) -> Result<Vec<pb::LeasedTrial>, Status> {
+    /// Leases up to `free_slots` trials; each arrives read, or as the reason it cannot be.
+    pub async fn lease(&mut self, free_slots: u32) -> Result<Vec<Result<Lease, InvalidLease>>, Status> {
         let request = pb::LeaseRequest { worker_id: self.worker_id.clone(), free_slots };
-        Ok(self.client.lease(request).await?.into_inner().trials)
+        Ok(self.client.lease(request).await?.into_inner().trials.into_iter().map(Lease::try_from).collect())
     }
 
-    pub async fn metrics(&mut self, batch: pb::MetricBatch) -> Result<(), Status> {
+    pub async fn metrics(&mut self, trial_id: &str, attempt: u32, points: &[MetricPoint]) -> Result<(), Status> {
+        let batch =
+            pb::MetricBatch { trial_id: trial_id.into(), attempt, points: points.iter().map(Into::into).collect() };
         self.client.stream_metrics(futures::stream::iter(vec![batch])).await.map(|_| ())
     }
 
@@ -131,7 +123,7 @@ impl Link {
         let mut chunks = vec![pb::CheckpointChunk { part: Some(pb::checkpoint_chunk::Part::Header(header)) }];
         chunks.extend(
             bytes
-                .chunks(CHUNK)
+                .chunks(CHECKPOINT_CHUNK_BYTES)
                 .map(|c| pb::CheckpointChunk { part: Some(pb::checkpoint_chunk::Part::Data(c.to_vec())) }),
         );
         self.client.upload_checkpoint(futures::stream::iter(chunks)).await.map(|_| ())
@@ -170,26 +162,25 @@ impl Link {
         Ok(())
     }
 
-    pub async fn complete(&mut self, request: pb::CompleteRequest) -> Result<(), Status> {
+    pub async fn complete(&mut self, trial_id: &str, attempt: u32, outcome: &TrialOutcome) -> Result<(), Status> {
+        let request = pb::CompleteRequest { trial_id: trial_id.into(), attempt, ..outcome.into() };
         self.client.complete(request).await.map(|_| ())
     }
 
-    pub async fn fail(&mut self, request: pb::FailRequest) -> Result<(), Status> {
+    pub async fn fail(&mut self, trial_id: &str, attempt: u32, error: &str, fault: TrialFault) -> Result<(), Status> {
+        let request = pb::FailRequest {
+            trial_id: trial_id.into(),
+            attempt,
+            error: error.into(),
+            kind: pb::FailureKind::from(fault) as i32,
+        };
         self.client.fail(request).await.map(|_| ())
     }
 
-    pub async fn release(&mut self, trials: Vec<pb::TrialProgress>) -> Result<(), Status> {
+    pub async fn release(&mut self, trials: Vec<Progress>) -> Result<(), Status> {
+        let trials = trials.into_iter().map(Into::into).collect();
         self.client.release(pb::ReleaseRequest { worker_id: self.worker_id.clone(), trials }).await.map(|_| ())
     }
-}
-
-/// Errors worth retrying: the coordinator is down, restarting or busy.
-pub fn is_transient(status: &Status) -> bool {
-    use tonic::Code::*;
-    matches!(
-        status.code(),
-        Unavailable | DeadlineExceeded | Unknown | Internal | Aborted | ResourceExhausted | Cancelled
-    )
 }
 
 fn hostname() -> String {

@@ -3,9 +3,13 @@
 //! epoch and completes. Everything it must tell the coordinator goes through an ordered
 //! outbox that is retried with back-off, so a coordinator that restarts loses nothing and the
 //! trials keep training meanwhile. On SIGTERM every trial checkpoints where it stands, the
-//! checkpoints are uploaded and the leases given back at once.
+//! checkpoints are uploaded and the leases given back at once. A worker that finds a trial's
+//! data set missing on its machine hands the trial back and leases nothing more
+//! ([`missing_data`]).
 
+mod convert;
 mod link;
+mod missing_data;
 mod outbox;
 mod trial;
 
@@ -13,14 +17,18 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use allsweep_proto::v1 as pb;
+use allsweep_proto::fault::TrialFault;
 use anyhow::Context;
 use tch::Device;
 use tokio::sync::mpsc;
 
 use link::Link;
-use outbox::{Outbox, Send};
-use trial::{RunningTrial, TrialEvent, TrialMessage};
+use missing_data::MissingData;
+use outbox::{Outbox, Report};
+use trial::{Progress, RunningTrial, TrialEvent, TrialMessage};
+
+/// How often a worker that stopped leasing says why again.
+const MISSING_DATA_REMINDER: Duration = Duration::from_secs(60);
 
 /// How the agent runs.
 #[derive(Debug, Clone)]
@@ -39,8 +47,7 @@ pub async fn run(options: AgentOptions, shutdown: impl std::future::Future<Outpu
     std::fs::create_dir_all(&options.work_dir)
         .with_context(|| format!("cannot create {}", options.work_dir.display()))?;
     let mut link = Link::new(&options)?;
-    let registration = link.register_with_retry().await?;
-    let heartbeat_every = Duration::from_millis(registration.heartbeat_interval_ms.max(100) as u64);
+    let heartbeat_every = link.register_with_retry().await?.heartbeat_every;
     tracing::info!(worker = %link.worker_id(), coordinator = %options.coordinator, slots = options.slots, device = ?options.device, "registered");
 
     let (events_tx, mut events) = mpsc::unbounded_channel::<TrialMessage>();
@@ -50,6 +57,9 @@ pub async fn run(options: AgentOptions, shutdown: impl std::future::Future<Outpu
     let mut lease_tick = tokio::time::interval(Duration::from_millis(500));
     let mut retry = tokio::time::interval(Duration::from_millis(250));
     let mut draining = false;
+    // Set once a trial found its data set missing here: lease nothing more.
+    let mut missing: Option<MissingData> = None;
+    let mut reminder = tokio::time::interval(MISSING_DATA_REMINDER);
     tokio::pin!(shutdown);
 
     loop {
@@ -62,11 +72,22 @@ pub async fn run(options: AgentOptions, shutdown: impl std::future::Future<Outpu
                 }
             }
             Some(message) = events.recv() => {
-                handle(message, &mut running, &mut outbox, draining);
+                if let Some(found) = handle(message, &mut running, &mut outbox, draining) {
+                    if missing.is_none() {
+                        found.say(options.data_dir.as_deref());
+                        reminder.reset();
+                        missing = Some(found);
+                    }
+                }
                 outbox.flush(&mut link).await;
             }
+            _ = reminder.tick(), if missing.is_some() => {
+                if let Some(found) = &missing {
+                    found.say(options.data_dir.as_deref());
+                }
+            }
             _ = heartbeat.tick() => {
-                let progress: Vec<pb::TrialProgress> = running.values().filter(|t| !t.abandoned).map(RunningTrial::progress).collect();
+                let progress: Vec<Progress> = running.values().filter(|t| !t.abandoned).map(RunningTrial::progress).collect();
                 match link.heartbeat(progress).await {
                     Ok(stop) => {
                         for id in stop {
@@ -80,17 +101,26 @@ pub async fn run(options: AgentOptions, shutdown: impl std::future::Future<Outpu
                 }
                 outbox.flush(&mut link).await;
             }
-            _ = lease_tick.tick(), if !draining => {
+            _ = lease_tick.tick(), if !draining && missing.is_none() => {
                 let free = options.slots.saturating_sub(running.len() as u32);
                 if free > 0 && outbox.is_empty() {
                     match link.lease(free).await {
                         Ok(leased) => {
                             for lease in leased {
+                                let lease = match lease {
+                                    Ok(lease) => lease,
+                                    Err(invalid) => {
+                                        tracing::error!(trial = %invalid.trial_id, error = %invalid, "could not read the lease");
+                                        let error = invalid.to_string();
+                                        outbox.push(Report::Fail { trial_id: invalid.trial_id, attempt: invalid.attempt, error, fault: TrialFault::Retry });
+                                        continue;
+                                    }
+                                };
                                 match trial::start(lease, &options, &mut link, events_tx.clone()).await {
                                     Ok(t) => { running.insert(t.id.clone(), t); }
                                     Err((lease, error)) => {
                                         tracing::error!(trial = %lease.trial_id, %error, "could not start the trial");
-                                        outbox.push(Send::Fail { trial_id: lease.trial_id, attempt: lease.attempt, error: format!("{error:#}"), permanent: false });
+                                        outbox.push(Report::Fail { trial_id: lease.trial_id, attempt: lease.attempt, error: format!("{error:#}"), fault: TrialFault::Retry });
                                     }
                                 }
                             }
@@ -111,8 +141,14 @@ pub async fn run(options: AgentOptions, shutdown: impl std::future::Future<Outpu
     Ok(())
 }
 
-/// Turns a trial's message into what the coordinator must hear.
-fn handle(message: TrialMessage, running: &mut HashMap<String, RunningTrial>, outbox: &mut Outbox, draining: bool) {
+/// Turns a trial's message into what the coordinator must hear. Returns the data set a
+/// trial found missing on this machine, if it did.
+fn handle(
+    message: TrialMessage,
+    running: &mut HashMap<String, RunningTrial>,
+    outbox: &mut Outbox,
+    draining: bool,
+) -> Option<MissingData> {
     let TrialMessage { trial_id, attempt, event } = message;
     let abandoned = running.get(&trial_id).is_none_or(|t| t.abandoned);
     match event {
@@ -121,28 +157,46 @@ fn handle(message: TrialMessage, running: &mut HashMap<String, RunningTrial>, ou
                 t.set_epoch(epoch);
             }
             if !abandoned {
-                outbox.push(Send::Metrics { trial_id, attempt, points });
+                outbox.push(Report::Metrics { trial_id, attempt, points });
             }
+            None
         }
         TrialEvent::Checkpoint { epoch, step, bytes } => {
             if !abandoned {
-                outbox.push(Send::Checkpoint { trial_id, attempt, epoch, step, bytes });
+                outbox.push(Report::Checkpoint { trial_id, attempt, epoch, step, bytes });
             }
+            None
+        }
+        TrialEvent::Stopped => {
+            running.remove(&trial_id);
+            if draining && !abandoned {
+                outbox.push(Report::Release { trial_id, attempt });
+            }
+            None
         }
         TrialEvent::Finished(result) => {
-            running.remove(&trial_id);
-            if abandoned {
-                return;
-            }
-            match result {
-                Ok(outcome) => outbox.push(Send::Complete { trial_id, attempt, outcome: Box::new(outcome) }),
-                Err(error) if error.is_stop() && draining => outbox.push(Send::Release { trial_id, attempt }),
-                Err(error) if error.is_stop() => {}
-                Err(error) => {
-                    let permanent = error.permanent;
-                    outbox.push(Send::Fail { trial_id, attempt, error: error.message, permanent });
+            let trial = running.remove(&trial_id);
+            let failure = match result {
+                Ok(outcome) => {
+                    if !abandoned {
+                        outbox.push(Report::Complete { trial_id, attempt, outcome: Box::new(outcome) });
+                    }
+                    return None;
                 }
+                Err(failure) => failure,
+            };
+            tracing::warn!(trial = %trial_id, attempt, fault = ?failure.fault, error = %failure.message, "the trial failed");
+            // Even an abandoned trial proves the data missing here.
+            let missing = match (failure.fault, trial) {
+                (TrialFault::Worker, Some(trial)) => {
+                    Some(MissingData { trial_id: trial_id.clone(), data: trial.data, error: failure.message.clone() })
+                }
+                _ => None,
+            };
+            if !abandoned {
+                outbox.push(Report::Fail { trial_id, attempt, error: failure.message, fault: failure.fault });
             }
+            missing
         }
     }
 }

@@ -4,22 +4,47 @@
 
 use std::collections::VecDeque;
 
-use allsweep_proto::v1 as pb;
+use allsweep_proto::fault::{CallFault, TrialFault};
 
-use super::link::{is_transient, Link};
+use super::link::Link;
+use super::trial::{MetricPoint, Progress};
 use crate::train::TrialOutcome;
 
-pub enum Send {
-    Metrics { trial_id: String, attempt: u32, points: Vec<pb::MetricPoint> },
-    Checkpoint { trial_id: String, attempt: u32, epoch: u32, step: u32, bytes: Vec<u8> },
-    Complete { trial_id: String, attempt: u32, outcome: Box<TrialOutcome> },
-    Fail { trial_id: String, attempt: u32, error: String, permanent: bool },
-    Release { trial_id: String, attempt: u32 },
+/// One thing the coordinator must hear about an attempt.
+pub enum Report {
+    Metrics {
+        trial_id: String,
+        attempt: u32,
+        points: Vec<MetricPoint>,
+    },
+    Checkpoint {
+        trial_id: String,
+        attempt: u32,
+        epoch: u32,
+        step: u32,
+        bytes: Vec<u8>,
+    },
+    Complete {
+        trial_id: String,
+        attempt: u32,
+        outcome: Box<TrialOutcome>,
+    },
+    Fail {
+        trial_id: String,
+        attempt: u32,
+        error: String,
+        fault: TrialFault,
+    },
+    /// The attempt is given back unfinished (the worker is leaving); it resumes elsewhere.
+    Release {
+        trial_id: String,
+        attempt: u32,
+    },
 }
 
 #[derive(Default)]
 pub struct Outbox {
-    items: VecDeque<Send>,
+    items: VecDeque<Report>,
 }
 
 impl Outbox {
@@ -28,9 +53,9 @@ impl Outbox {
     }
 
     /// Queues an item; a newer checkpoint of a trial replaces one still waiting.
-    pub fn push(&mut self, item: Send) {
-        if let Send::Checkpoint { trial_id, .. } = &item {
-            self.items.retain(|i| !matches!(i, Send::Checkpoint { trial_id: t, .. } if t == trial_id));
+    pub fn push(&mut self, item: Report) {
+        if let Report::Checkpoint { trial_id, .. } = &item {
+            self.items.retain(|i| !matches!(i, Report::Checkpoint { trial_id: t, .. } if t == trial_id));
         }
         self.items.push_back(item);
     }
@@ -43,7 +68,7 @@ impl Outbox {
                 Ok(()) => {
                     self.items.pop_front();
                 }
-                Err(status) if is_transient(&status) => {
+                Err(status) if CallFault::is_transient(&status) => {
                     tracing::debug!(error = %status.message(), "coordinator unreachable; will retry");
                     return;
                 }
@@ -56,51 +81,16 @@ impl Outbox {
     }
 }
 
-async fn send(link: &mut Link, item: &Send) -> Result<(), tonic::Status> {
+async fn send(link: &mut Link, item: &Report) -> Result<(), tonic::Status> {
     match item {
-        Send::Metrics { trial_id, attempt, points } => {
-            link.metrics(pb::MetricBatch { trial_id: trial_id.clone(), attempt: *attempt, points: points.clone() })
-                .await
-        }
-        Send::Checkpoint { trial_id, attempt, epoch, step, bytes } => {
+        Report::Metrics { trial_id, attempt, points } => link.metrics(trial_id, *attempt, points).await,
+        Report::Checkpoint { trial_id, attempt, epoch, step, bytes } => {
             link.upload(trial_id, *attempt, *epoch, *step, bytes).await
         }
-        Send::Complete { trial_id, attempt, outcome } => {
-            let t = &outcome.test;
-            let request = pb::CompleteRequest {
-                trial_id: trial_id.clone(),
-                attempt: *attempt,
-                test: Some(pb::Metrics {
-                    jaccard: t.jaccard,
-                    dice: t.dice,
-                    precision: t.precision,
-                    recall: t.recall,
-                    tnr: t.tnr,
-                    accuracy: t.accuracy,
-                    auc: t.auc,
-                }),
-                roc: outcome
-                    .roc
-                    .iter()
-                    .map(|p| pb::RocPoint { threshold: p.threshold, fpr: p.fpr, tpr: p.tpr })
-                    .collect(),
-                split: outcome.split.clone(),
-                epochs: outcome.epochs.len() as u32,
-                parameters: outcome.parameters as u64,
-            };
-            link.complete(request).await
-        }
-        Send::Fail { trial_id, attempt, error, permanent } => {
-            link.fail(pb::FailRequest {
-                trial_id: trial_id.clone(),
-                attempt: *attempt,
-                error: error.clone(),
-                permanent: *permanent,
-            })
-            .await
-        }
-        Send::Release { trial_id, attempt } => {
-            link.release(vec![pb::TrialProgress { trial_id: trial_id.clone(), attempt: *attempt, epoch: 0 }]).await
+        Report::Complete { trial_id, attempt, outcome } => link.complete(trial_id, *attempt, outcome).await,
+        Report::Fail { trial_id, attempt, error, fault } => link.fail(trial_id, *attempt, error, *fault).await,
+        Report::Release { trial_id, attempt } => {
+            link.release(vec![Progress { trial_id: trial_id.clone(), attempt: *attempt, epoch: 0 }]).await
         }
     }
 }

@@ -1,23 +1,53 @@
 //! One leased trial: its checkpoint fetched, its thread started, its events forwarded to the
-//! agent's loop as messages.
+//! agent's loop as messages. Everything here is the worker's own vocabulary; [`super::convert`]
+//! translates it for the wire.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
-use allsweep_proto::v1 as pb;
+use allsweep_proto::fault::TrialFault;
+use allsweep_proto::metric;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::link::Link;
 use super::AgentOptions;
 use crate::config::TrialConfig;
-use crate::train::{self, RunOptions, TrainError, TrainEvent, TrialOutcome};
+use crate::data;
+use crate::train::{self, RunOptions, TrainEvent, TrialOutcome};
+
+/// A trial the coordinator leased to this worker.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub trial_id: String,
+    pub attempt: u32,
+    pub config: TrialConfig,
+    /// The epoch of the coordinator's checkpoint to resume from; `None`: from scratch.
+    pub checkpoint_epoch: Option<u32>,
+}
+
+/// One measured value of one epoch, named by an [`allsweep_proto::metric`] constant.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MetricPoint {
+    pub epoch: u32,
+    pub name: &'static str,
+    pub value: f64,
+}
+
+/// How far a running attempt got, for heartbeats and hand-backs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    pub trial_id: String,
+    pub attempt: u32,
+    /// Epochs finished.
+    pub epoch: u32,
+}
 
 /// What a trial thread reports.
 pub enum TrialEvent {
     Epoch {
         epoch: u32,
-        points: Vec<pb::MetricPoint>,
+        points: Vec<MetricPoint>,
     },
     /// The checkpoint's bytes, read when it was written (the file is overwritten each epoch).
     Checkpoint {
@@ -26,6 +56,8 @@ pub enum TrialEvent {
         bytes: Vec<u8>,
     },
     Finished(Result<TrialOutcome, Failure>),
+    /// Ended by a stop request (shutdown, cancellation) after writing its checkpoint: no failure.
+    Stopped,
 }
 
 pub struct TrialMessage {
@@ -34,34 +66,30 @@ pub struct TrialMessage {
     pub event: TrialEvent,
 }
 
-/// Why a trial thread ended without an outcome.
+/// Why a trial thread ended without an outcome, and what that means for the trial.
+#[derive(Debug, Clone)]
 pub struct Failure {
     pub message: String,
-    pub permanent: bool,
-    stopped: bool,
+    pub fault: TrialFault,
 }
 
-impl Failure {
-    /// Ended by a stop request (shutdown, cancellation), not by an error.
-    pub fn is_stop(&self) -> bool {
-        self.stopped
-    }
-}
-
-impl From<TrainError> for Failure {
-    fn from(error: TrainError) -> Self {
-        Self {
-            stopped: matches!(error, TrainError::Stopped { .. }),
-            permanent: error.is_permanent(),
-            message: error.to_string(),
-        }
-    }
+/// Where a trial's data set lives on this machine, for the message that says it is missing.
+#[derive(Debug, Clone)]
+pub struct DataLocation {
+    /// The data set's kind (`drive`, `isic2018`, ...).
+    pub kind: &'static str,
+    /// `dataset.root` as configured.
+    pub configured: Option<String>,
+    /// That root resolved against this worker's data directory.
+    pub resolved: Option<PathBuf>,
 }
 
 /// A trial training on its thread.
 pub struct RunningTrial {
     pub id: String,
     pub attempt: u32,
+    /// The trial's data set, named when this machine cannot serve it.
+    pub data: DataLocation,
     epoch: Arc<AtomicU32>,
     stop: Arc<AtomicBool>,
     /// The coordinator no longer wants this attempt: report nothing more about it.
@@ -69,12 +97,8 @@ pub struct RunningTrial {
 }
 
 impl RunningTrial {
-    pub fn progress(&self) -> pb::TrialProgress {
-        pb::TrialProgress {
-            trial_id: self.id.clone(),
-            attempt: self.attempt,
-            epoch: self.epoch.load(Ordering::Relaxed),
-        }
+    pub fn progress(&self) -> Progress {
+        Progress { trial_id: self.id.clone(), attempt: self.attempt, epoch: self.epoch.load(Ordering::Relaxed) }
     }
 
     pub fn set_epoch(&self, epoch: u32) {
@@ -96,29 +120,32 @@ impl RunningTrial {
 /// Fetches the checkpoint when the lease says to resume, then starts the thread. On error
 /// the lease comes back so that the caller can report it.
 pub async fn start(
-    lease: pb::LeasedTrial,
+    lease: Lease,
     options: &AgentOptions,
     link: &mut Link,
     events: UnboundedSender<TrialMessage>,
-) -> Result<RunningTrial, (pb::LeasedTrial, anyhow::Error)> {
-    let config = match TrialConfig::from_toml_str(&lease.config_toml) {
-        Ok(c) => c,
-        Err(e) => return Err((lease, anyhow::anyhow!("the coordinator sent an invalid config: {e}"))),
-    };
+) -> Result<RunningTrial, (Lease, anyhow::Error)> {
     let checkpoint = local_checkpoint(&options.work_dir, &lease.trial_id);
-    let resume = if lease.has_checkpoint {
+    let resume = if let Some(epoch) = lease.checkpoint_epoch {
         if let Err(e) = link.download_checkpoint(&lease.trial_id, lease.attempt, &checkpoint).await {
             return Err((lease, e));
         }
-        tracing::info!(trial = %lease.trial_id, attempt = lease.attempt, epoch = lease.checkpoint_epoch, "resuming from checkpoint");
+        tracing::info!(trial = %lease.trial_id, attempt = lease.attempt, epoch, "resuming from checkpoint");
         Some(checkpoint.clone())
     } else {
         let _ = std::fs::remove_file(&checkpoint);
         None
     };
     let stop = Arc::new(AtomicBool::new(false));
-    let epoch = Arc::new(AtomicU32::new(lease.checkpoint_epoch));
+    let epoch = Arc::new(AtomicU32::new(lease.checkpoint_epoch.unwrap_or(0)));
+    let dataset = &lease.config.dataset;
+    let data = DataLocation {
+        kind: dataset.kind.name(),
+        configured: dataset.root.clone(),
+        resolved: dataset.root.as_deref().map(|r| data::resolve_root(r, options.data_dir.as_deref())),
+    };
     let (id, attempt) = (lease.trial_id.clone(), lease.attempt);
+    let config = lease.config.clone();
     let thread_stop = stop.clone();
     let device = options.device;
     let data_dir = options.data_dir.clone();
@@ -128,40 +155,28 @@ pub async fn start(
         };
         let sink = |event: TrainEvent| forward(event, &send);
         let run = RunOptions { device, data_dir, checkpoint: Some(checkpoint), resume, stop: Some(&thread_stop) };
-        let result = train::train(&config, &run, &sink).map_err(Failure::from);
-        send(TrialEvent::Finished(result));
+        let ended = match train::train(&config, &run, &sink) {
+            Ok(outcome) => TrialEvent::Finished(Ok(outcome)),
+            Err(error) => match error.fault() {
+                None => TrialEvent::Stopped,
+                Some(fault) => TrialEvent::Finished(Err(Failure { message: error.to_string(), fault })),
+            },
+        };
+        send(ended);
     });
     if let Err(e) = spawned {
         return Err((lease, anyhow::anyhow!("cannot start a training thread: {e}")));
     }
     tracing::info!(trial = %lease.trial_id, attempt = lease.attempt, "training");
-    Ok(RunningTrial { id: lease.trial_id, attempt: lease.attempt, epoch, stop, abandoned: false })
+    Ok(RunningTrial { id: lease.trial_id, attempt: lease.attempt, data, epoch, stop, abandoned: false })
 }
 
 /// Trainer events the coordinator cares about: epoch metrics and checkpoints.
 fn forward(event: TrainEvent, send: &dyn Fn(TrialEvent)) {
     match event {
         TrainEvent::Epoch(r) => {
-            let m = &r.validation;
-            let mut points = vec![
-                ("train_loss", r.train_loss),
-                ("validation_loss", r.validation_loss),
-                ("jaccard", m.jaccard),
-                ("dice", m.dice),
-                ("precision", m.precision),
-                ("recall", m.recall),
-                ("tnr", m.tnr),
-                ("accuracy", m.accuracy),
-                ("seconds", r.seconds),
-                ("train_images_per_second", r.train_images_per_second),
-            ];
-            if let Some(auc) = m.auc {
-                points.push(("auc", auc));
-            }
             let epoch = r.epoch as u32;
-            let points =
-                points.into_iter().map(|(name, value)| pb::MetricPoint { epoch, name: name.into(), value }).collect();
-            send(TrialEvent::Epoch { epoch, points });
+            send(TrialEvent::Epoch { epoch, points: epoch_points(&r) });
         }
         TrainEvent::Checkpoint { epoch, step, path } => match std::fs::read(&path) {
             Ok(bytes) => send(TrialEvent::Checkpoint { epoch: epoch as u32, step: step as u32, bytes }),
@@ -171,7 +186,57 @@ fn forward(event: TrainEvent, send: &dyn Fn(TrialEvent)) {
     }
 }
 
+/// The metric points of one epoch, in the order of [`metric::ALL`]; AUC only when defined.
+fn epoch_points(r: &train::EpochRecord) -> Vec<MetricPoint> {
+    let m = &r.validation;
+    let values = [
+        (metric::TRAIN_LOSS, Some(r.train_loss)),
+        (metric::VALIDATION_LOSS, Some(r.validation_loss)),
+        (metric::JACCARD, Some(m.jaccard)),
+        (metric::DICE, Some(m.dice)),
+        (metric::PRECISION, Some(m.precision)),
+        (metric::RECALL, Some(m.recall)),
+        (metric::TNR, Some(m.tnr)),
+        (metric::ACCURACY, Some(m.accuracy)),
+        (metric::AUC, m.auc),
+        (metric::SECONDS, Some(r.seconds)),
+        (metric::TRAIN_IMAGES_PER_SECOND, Some(r.train_images_per_second)),
+    ];
+    let epoch = r.epoch as u32;
+    values.into_iter().filter_map(|(name, value)| Some(MetricPoint { epoch, name, value: value? })).collect()
+}
+
 /// Where the agent keeps a trial's local checkpoint.
-pub fn local_checkpoint(work_dir: &std::path::Path, trial_id: &str) -> PathBuf {
+pub fn local_checkpoint(work_dir: &Path, trial_id: &str) -> PathBuf {
     work_dir.join(format!("{trial_id}.ckpt"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{Confusion, Metrics};
+
+    fn record(auc: Option<f64>) -> train::EpochRecord {
+        train::EpochRecord {
+            epoch: 3,
+            train_loss: 0.5,
+            validation_loss: 0.6,
+            validation: Metrics::from_counts(Confusion { tp: 6, fp: 2, tn: 10, fn_: 4 }, auc),
+            seconds: 2.0,
+            train_images_per_second: 40.0,
+        }
+    }
+
+    #[test]
+    fn an_epoch_reports_every_known_metric_once_and_auc_only_when_defined() {
+        let points = epoch_points(&record(Some(0.9)));
+        let names: Vec<&str> = points.iter().map(|p| p.name).collect();
+        assert_eq!(names, metric::ALL, "every name the coordinator knows, in its order");
+        assert!(points.iter().all(|p| p.epoch == 3));
+        let jaccard = points.iter().find(|p| p.name == metric::JACCARD).map(|p| p.value);
+        assert_eq!(jaccard, Some(0.5));
+        let without = epoch_points(&record(None));
+        assert_eq!(without.len(), metric::ALL.len() - 1);
+        assert!(without.iter().all(|p| p.name != metric::AUC));
+    }
 }

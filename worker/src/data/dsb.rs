@@ -12,8 +12,7 @@ pub fn load(root: &Path, h: usize, w: usize, limit: Option<usize>) -> Result<Vec
     if !root.is_dir() {
         return Err(DataError::MissingFolder(root.to_path_buf()));
     }
-    let entries = std::fs::read_dir(root)
-        .map_err(|e| DataError::Unreadable { path: root.to_path_buf(), reason: e.to_string() })?;
+    let entries = std::fs::read_dir(root).map_err(|source| DataError::Io { path: root.to_path_buf(), source })?;
     let mut ids: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()).collect();
     ids.sort();
     if ids.is_empty() {

@@ -10,8 +10,8 @@ use super::DataError;
 /// Decodes any supported image (JPEG, PNG, TIFF, GIF), by content rather than extension.
 /// A JPEG cut short is refused: the decoder would quietly fill the missing rows with grey.
 pub fn open(path: &Path) -> Result<DynamicImage, DataError> {
-    let unreadable = |reason: String| DataError::Unreadable { path: path.to_path_buf(), reason };
-    let bytes = std::fs::read(path).map_err(|e| unreadable(e.to_string()))?;
+    let unreadable = |reason: String| DataError::Malformed { path: path.to_path_buf(), reason };
+    let bytes = std::fs::read(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
     if bytes.starts_with(&[0xFF, 0xD8]) && !has_jpeg_end_marker(&bytes) {
         return Err(unreadable("truncated JPEG (no end-of-image marker); download it again".into()));
     }
@@ -74,8 +74,7 @@ pub fn list(folder: &Path, suffixes: &[&str]) -> Result<Vec<std::path::PathBuf>,
     if !folder.is_dir() {
         return Err(DataError::MissingFolder(folder.to_path_buf()));
     }
-    let entries = std::fs::read_dir(folder)
-        .map_err(|e| DataError::Unreadable { path: folder.to_path_buf(), reason: e.to_string() })?;
+    let entries = std::fs::read_dir(folder).map_err(|source| DataError::Io { path: folder.to_path_buf(), source })?;
     let mut files: Vec<_> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())

@@ -16,22 +16,29 @@ mod isic;
 mod split;
 pub mod synthetic;
 
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use allsweep_config::dataset::{DatasetKind, TestSet};
 use allsweep_config::DatasetConfig;
+use allsweep_proto::fault::TrialFault;
 use tch::{Device, Kind, Tensor};
 
 pub use split::rng as split_rng;
 
-/// Why a data set could not be loaded. Each names the file or folder at fault.
+/// Why a data set could not be loaded. Each names the file or folder at fault; [`DataError::fault`]
+/// tells a copy missing on this machine from data that is bad everywhere.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     #[error("data folder {0} does not exist; set dataset.root (relative roots resolve against the data directory, --data-dir or ALLSWEEP_DATA)")]
     MissingFolder(PathBuf),
+    /// The file system refused a read (no such file, no permission, an I/O error).
+    #[error("cannot read {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    /// The file was read but is not a valid image.
     #[error("cannot read {path}: {reason}")]
-    Unreadable { path: PathBuf, reason: String },
+    Malformed { path: PathBuf, reason: String },
     #[error("image {image} has no label: expected {expected}")]
     MissingLabel { image: PathBuf, expected: PathBuf },
     #[error("label {label} is {label_size:?} (width, height) but its image {image} is {image_size:?}")]
@@ -40,6 +47,28 @@ pub enum DataError {
     Empty { folder: PathBuf, what: String },
     #[error("{0}")]
     TooSmall(String),
+}
+
+impl DataError {
+    /// Whose fault the error is. A folder or file missing or refused here is this machine's
+    /// ([`TrialFault::Worker`]: an unmounted or partial copy; an empty folder is what an
+    /// unmounted mount point looks like), another I/O error may clear ([`TrialFault::Retry`]),
+    /// and data that was read but is wrong (a malformed image, mismatched sizes, too few
+    /// images for the configured split) is wrong on every machine ([`TrialFault::Permanent`]).
+    pub fn fault(&self) -> TrialFault {
+        match self {
+            DataError::MissingFolder(_) | DataError::MissingLabel { .. } | DataError::Empty { .. } => {
+                TrialFault::Worker
+            }
+            DataError::Io { source, .. } => match source.kind() {
+                ErrorKind::NotFound | ErrorKind::PermissionDenied => TrialFault::Worker,
+                _ => TrialFault::Retry,
+            },
+            DataError::Malformed { .. } | DataError::SizeMismatch { .. } | DataError::TooSmall(_) => {
+                TrialFault::Permanent
+            }
+        }
+    }
 }
 
 /// One source image with its label, as bytes: pixels channel-major `[C, H, W]` in [0, 255],

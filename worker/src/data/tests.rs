@@ -1,5 +1,6 @@
 //! Loaders on the real data in `shared/data` (DRIVE, one DSB image), on ISIC-layout files the
-//! tests write, and on every kind of bad data a user might point allsweep at.
+//! tests write, and on every kind of bad data a user might point allsweep at, each with whose
+//! fault it is.
 
 use std::path::{Path, PathBuf};
 
@@ -198,6 +199,47 @@ fn bad_data_gets_errors_that_name_the_file() {
     RgbImage::new(16, 16).save(dsb_root.join("abc/images/abc.png")).unwrap();
     let err = dsb::load(&dsb_root, 16, 16, None).expect_err("no masks").to_string();
     assert!(err.contains("abc.png has no label"), "{err}");
+}
+
+fn fault_of(config: &DatasetConfig, data_dir: Option<&Path>) -> TrialFault {
+    load_uncached(config, data_dir).expect_err("bad data must be refused").fault()
+}
+
+#[test]
+fn only_data_missing_on_this_machine_is_the_worker_s_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let isic = |root: &Path| dataset(&format!("kind = \"isic2018\"\nroot = \"{}\"", root.display()));
+    let drive = dataset("kind = \"drive\"\nroot = \"DRIVE\"");
+    assert_eq!(fault_of(&drive, Some(dir.path())), TrialFault::Worker, "no DRIVE under the data dir");
+    assert_eq!(fault_of(&isic(&dir.path().join("nowhere")), None), TrialFault::Worker, "missing root");
+    std::fs::create_dir_all(dir.path().join("unmounted")).unwrap();
+    assert_eq!(fault_of(&isic(&dir.path().join("unmounted")), None), TrialFault::Worker, "empty mount point");
+    let partial = dir.path().join("partial");
+    write_isic(&partial, 3);
+    std::fs::remove_file(partial.join(isic::LABELS).join("ISIC_0000001_segmentation.png")).unwrap();
+    assert_eq!(fault_of(&isic(&partial), None), TrialFault::Worker, "a file missing from this copy");
+
+    let truncated = dir.path().join("truncated");
+    write_isic(&truncated, 3);
+    let path = truncated.join(isic::IMAGES).join("ISIC_0000000.jpg");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
+    assert_eq!(fault_of(&isic(&truncated), None), TrialFault::Permanent, "a malformed image");
+    let other_size = dir.path().join("other_size");
+    write_isic(&other_size, 3);
+    GrayImage::new(64, 64).save(other_size.join(isic::LABELS).join("ISIC_0000002_segmentation.png")).unwrap();
+    assert_eq!(fault_of(&isic(&other_size), None), TrialFault::Permanent, "a label of another size");
+    let lonely = dir.path().join("lonely");
+    write_isic(&lonely, 1);
+    assert_eq!(fault_of(&isic(&lonely), None), TrialFault::Permanent, "too few images for a split");
+}
+
+#[test]
+fn a_file_system_refusal_is_the_machine_s_and_other_io_errors_may_clear() {
+    let io = |kind: std::io::ErrorKind| DataError::Io { path: "x.png".into(), source: kind.into() }.fault();
+    assert_eq!(io(std::io::ErrorKind::NotFound), TrialFault::Worker);
+    assert_eq!(io(std::io::ErrorKind::PermissionDenied), TrialFault::Worker);
+    assert_eq!(io(std::io::ErrorKind::Interrupted), TrialFault::Retry);
 }
 
 #[test]

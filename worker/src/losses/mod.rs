@@ -1,6 +1,6 @@
 //! The paper's losses: the Adaptive Logarithmic Loss (ALL) and its baselines.
 //!
-//! Definitions and defaults are those of `shared/paper/reference-notes.md` sections 1-2. Every
+//! Definitions and defaults are those of `docs/paper-notes.md` sections 1-2. Every
 //! loss takes probabilities in [0, 1] and a {0, 1} target of the same shape `[N, ...]`
 //! (N images) and returns a scalar. Region losses (Dice, Jaccard, Tversky, Focal Tversky)
 //! sum over the whole batch by default (the authors' code) or per image on request.

@@ -1,6 +1,6 @@
 //! Segmentation metrics pooled over a whole split, accumulated batch by batch.
 //!
-//! Definitions are those of `shared/paper/reference-notes.md` section 3: threshold at 0.5
+//! Definitions are those of `docs/paper-notes.md` section 3: threshold at 0.5
 //! (P >= 0.5 is foreground), count TP, FP, TN, FN over every pixel of the split, then
 //! Jaccard = TP/(TP+FP+FN), Dice = F1 = 2TP/(2TP+FP+FN), precision = TP/(TP+FP),
 //! recall = TP/(TP+FN), TNR = TN/(TN+FP), accuracy = (TP+TN)/all, all as fractions
@@ -18,6 +18,7 @@ pub mod roc;
 pub use accumulator::MetricsAccumulator;
 pub use roc::RocPoint;
 
+use allsweep_proto::metric;
 use serde::{Deserialize, Serialize};
 
 /// The pooled confusion counts at threshold 0.5.
@@ -64,13 +65,13 @@ impl Metrics {
     /// `sensitivity`, `tnr`, `specificity`, `accuracy`, `auc`), for reports and sweeps.
     pub fn get(&self, name: &str) -> Option<f64> {
         match name {
-            "jaccard" | "iou" => Some(self.jaccard),
-            "dice" | "f1" => Some(self.dice),
-            "precision" => Some(self.precision),
-            "recall" | "sensitivity" => Some(self.recall),
-            "tnr" | "specificity" => Some(self.tnr),
-            "accuracy" => Some(self.accuracy),
-            "auc" => self.auc,
+            metric::JACCARD | "iou" => Some(self.jaccard),
+            metric::DICE | "f1" => Some(self.dice),
+            metric::PRECISION => Some(self.precision),
+            metric::RECALL | "sensitivity" => Some(self.recall),
+            metric::TNR | "specificity" => Some(self.tnr),
+            metric::ACCURACY => Some(self.accuracy),
+            metric::AUC => self.auc,
             _ => None,
         }
     }

@@ -1,4 +1,4 @@
-//! FocusNet (Kaul, Manandhar, Pears, ISBI 2019) exactly as reference-notes section 4 reads
+//! FocusNet (Kaul, Manandhar, Pears, ISBI 2019) exactly as `docs/paper-notes.md` section 4 reads
 //! the authors' Keras code: a small U-Net (branch 1) whose decoder features gate, through
 //! squeeze-and-excitation, the encoder of the main network (branch 2); four deeply
 //! supervised outputs fused into one probability map.

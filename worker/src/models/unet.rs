@@ -1,5 +1,5 @@
 //! U-Net as the ALL paper used it: "a generic U-Net enhanced with batch normalization,
-//! dropout and strided downsampling" (reference-notes section 4).
+//! dropout and strided downsampling" (`docs/paper-notes.md` section 4).
 //!
 //! Widths w, 2w, 4w, 8w and a 16w bottom (w = 32: 32 ... 512). Each encoder level is two
 //! 3x3 conv+BN+ReLU, then a stride-2 3x3 conv+BN+ReLU in place of the max-pool; dropout 0.5

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use allsweep_config::TrialConfig;
+use allsweep_proto::fault::TrialFault;
 use rand::seq::SliceRandom;
 use serde::Serialize;
 use tch::{nn, Device};
@@ -66,9 +67,20 @@ pub enum TrainError {
 }
 
 impl TrainError {
-    /// Whether retrying the same trial cannot help (bad data or config, divergence).
-    pub fn is_permanent(&self) -> bool {
-        !matches!(self, TrainError::Stopped { .. } | TrainError::Checkpoint(_) | TrainError::Torch(_))
+    /// What the failure means for the trial, the one classification the agent reports and
+    /// the coordinator acts on: data missing on this machine is the worker's fault
+    /// ([`DataError::fault`]); a libtorch or checkpoint error may not recur
+    /// ([`TrialFault::Retry`]); a bad config, bad data or a diverged run fails the same way
+    /// anywhere ([`TrialFault::Permanent`]). `None` for a stop on request, which is no failure.
+    pub fn fault(&self) -> Option<TrialFault> {
+        match self {
+            TrainError::Stopped { .. } => None,
+            TrainError::Data(error) => Some(error.fault()),
+            TrainError::Checkpoint(_) | TrainError::Torch(_) => Some(TrialFault::Retry),
+            TrainError::Model(_) | TrainError::Loss(_) | TrainError::Diverged { .. } | TrainError::TooFewSamples(_) => {
+                Some(TrialFault::Permanent)
+            }
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! The trainer on small synthetic data: it learns, it is deterministic on CPU, a stopped and
-//! resumed run ends exactly like an uninterrupted one, and a diverging run stops with its
-//! epoch and step.
+//! resumed run ends exactly like an uninterrupted one, a diverging run stops with its epoch
+//! and step, and each failure says whose fault it is (this machine's, the config's, or none).
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
@@ -70,6 +70,7 @@ fn assert_resume_matches(when: impl Fn(&TrainEvent) -> bool) {
     };
     let stopped = train(&config, &options(Some(ckpt.clone()), None, Some(&stop)), &sink);
     let Err(TrainError::Stopped { epoch, step }) = stopped else { panic!("expected a stop, got {stopped:?}") };
+    assert_eq!(TrainError::Stopped { epoch, step }.fault(), None, "a stop on request is no failure");
     assert_eq!(checkpoint_position(&ckpt).unwrap(), (epoch, step));
 
     let resumed = train(&config, &options(Some(ckpt.clone()), Some(ckpt.clone()), None), &quiet()).unwrap();
@@ -108,8 +109,44 @@ fn an_infinite_loss_ends_the_run_as_diverged_with_epoch_and_step() {
     // omega this large makes ALL's offset -inf: the first loss is +inf.
     let err = train(&config("kind = \"all\"\nomega = 1e308", 2), &options(None, None, None), &quiet()).unwrap_err();
     assert!(matches!(err, TrainError::Diverged { epoch: 1, step: 1, .. }), "{err:?}");
-    assert!(err.is_permanent());
+    assert_eq!(err.fault(), Some(TrialFault::Permanent), "it diverges again anywhere");
     assert!(err.to_string().starts_with("diverged: the loss was inf at epoch 1, step 1"), "{err}");
+}
+
+/// A DRIVE trial whose relative root resolves against `data_dir`.
+fn drive_config() -> TrialConfig {
+    let text =
+        "name = \"d\"\nseed = 1\n[dataset]\nkind = \"drive\"\nroot = \"DRIVE\"\nlimit = 3\npatches_per_image = 8\n\
+                [model]\narch = \"unet\"\nwidth = 8\n[train]\nepochs = 1\nbatch_size = 4\n[loss]\nkind = \"dice\"\n";
+    TrialConfig::from_toml_str(text).unwrap()
+}
+
+fn fault_with_data_dir(data_dir: &Path) -> (Option<TrialFault>, String) {
+    let run = RunOptions { data_dir: Some(data_dir.to_path_buf()), ..options(None, None, None) };
+    let err = train(&drive_config(), &run, &quiet()).expect_err("no DRIVE data there");
+    (err.fault(), err.to_string())
+}
+
+#[test]
+fn a_data_set_missing_on_this_machine_is_the_worker_s_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fault, message) = fault_with_data_dir(dir.path());
+    assert_eq!(fault, Some(TrialFault::Worker), "{message}");
+    assert!(message.contains(&dir.path().join("DRIVE").display().to_string()), "names the missing root: {message}");
+    // What an unmounted mount point looks like: the folder is there, empty.
+    std::fs::create_dir(dir.path().join("DRIVE")).unwrap();
+    let (fault, message) = fault_with_data_dir(dir.path());
+    assert_eq!(fault, Some(TrialFault::Worker), "{message}");
+    assert!(message.contains("training"), "names the missing subfolder: {message}");
+}
+
+#[test]
+fn a_config_the_data_cannot_serve_fails_the_same_everywhere() {
+    let text = "name = \"t\"\nseed = 1\n[dataset]\nkind = \"synthetic\"\nimages = 2\nsize = [32, 32]\n\
+                [model]\narch = \"unet\"\nwidth = 8\n[train]\nepochs = 1\nbatch_size = 4\n[loss]\nkind = \"dice\"\n";
+    let config = TrialConfig::from_toml_str(text).unwrap();
+    let err = train(&config, &options(None, None, None), &quiet()).expect_err("two images cannot train and validate");
+    assert_eq!(err.fault(), Some(TrialFault::Permanent), "{err}");
 }
 
 #[test]
