@@ -5,6 +5,7 @@
 //! validates and expands specs, the worker trains from the resolved configs.
 
 pub mod dataset;
+pub mod lines;
 pub mod loss;
 pub mod model;
 pub mod params;

@@ -1,6 +1,6 @@
 //! Which loss, with which parameters: parsed from a config table and validated key by key.
 //!
-//! Definitions and defaults are those of `shared/paper/reference-notes.md` sections 1-2; the
+//! Definitions and defaults are those of `docs/paper-notes.md` sections 1-2; the
 //! worker computes them (`allsweep_worker::losses`), the coordinator validates specs with them.
 
 use serde::Serialize;

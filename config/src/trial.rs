@@ -15,8 +15,8 @@ use std::fmt;
 
 use serde::Serialize;
 use toml::{Table, Value};
-use toml_edit::TableLike;
 
+use crate::lines::{line_at, line_of};
 use crate::params::{describe, ParamError, ParamReader};
 use crate::{DatasetConfig, LossConfig, ModelConfig, TrainConfig};
 
@@ -114,26 +114,6 @@ fn section<'a>(r: &mut ParamReader<'a>, key: &str, required: bool) -> Result<&'a
         None if required => Err(r.error(key, format!("missing table [{key}]"))),
         None => Err(r.error(key, "missing")),
     }
-}
-
-/// The line (1-based) where `dotted` (or its deepest existing parent) is written in `source`.
-pub fn line_of(source: &str, dotted: &str) -> Option<usize> {
-    let doc = toml_edit::ImDocument::parse(source).ok()?;
-    let mut table: &dyn TableLike = doc.as_table();
-    let mut span = None;
-    for part in dotted.split('.') {
-        let Some((key, item)) = table.get_key_value(part) else { break };
-        span = key.span().or_else(|| item.span()).or(span);
-        match item.as_table_like() {
-            Some(inner) => table = inner,
-            None => break,
-        }
-    }
-    span.map(|s| line_at(source, s.start))
-}
-
-fn line_at(source: &str, offset: usize) -> usize {
-    source[..offset.min(source.len())].matches('\n').count() + 1
 }
 
 #[cfg(test)]

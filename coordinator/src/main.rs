@@ -1,4 +1,4 @@
-//! `allsweep`: the coordinator and the commands users type (see DESIGN.md).
+//! `allsweep`: the coordinator and the commands users type (see README.md).
 
 use std::process::ExitCode;
 

@@ -2,7 +2,7 @@
 
 Why this exists: the Rust worker implements the same losses on libtorch; this file is a
 second, separately written implementation (straight from the definitions in
-shared/paper/reference-notes.md, sections 1-2) that generates the test vectors the Rust
+docs/paper-notes.md, sections 1-2) that generates the test vectors the Rust
 side is checked against. It favours plainness over speed.
 
 Conventions: T is the {0,1} target and P the probability, both [N, C, H, W]. "batch"

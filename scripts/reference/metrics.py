@@ -1,7 +1,7 @@
 """Independent reference for allsweep's evaluation metrics (fractions, not %).
 
 Why this exists: the Rust worker computes these metrics itself; this separately written
-version (from shared/paper/reference-notes.md, section 3) produces the expected values
+version (from docs/paper-notes.md, section 3) produces the expected values
 stored in the test vectors.
 
 Thresholded metrics pool TP/FP/TN/FN over every pixel of every image, with a pixel

@@ -3,8 +3,8 @@
 Why this exists: the Rust worker builds the same networks on libtorch; this file is a
 separately written PyTorch version, used to cross-check parameter counts and output
 shapes and as the PyTorch side of the training-step benchmark (scripts/bench/). The
-architectures follow shared/paper/reference-notes.md, section 4, as pinned down in the
-project brief:
+architectures follow docs/paper-notes.md, section 4, with these choices where the notes
+leave room:
 
 - every 2x up-sampling is nearest; "conv2x2 same" pads one zero column/row on the
   right/bottom, then convolves with a 2x2 kernel and no padding (Keras "same");

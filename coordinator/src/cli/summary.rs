@@ -1,7 +1,9 @@
-//! The per-config table: mean and spread over seeds of the test metrics, in %.
+//! The per-config table: mean and spread over seeds of the test metrics, in % (AUC as a fraction).
 
 use std::collections::BTreeMap;
 
+use allsweep_coordinator::report::render::mean_sd_text;
+use allsweep_coordinator::report::stats::mean_sd;
 use allsweep_proto::v1 as pb;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 
@@ -38,18 +40,13 @@ pub fn per_config(results: &[pb::TrialResult]) -> Table {
     table
 }
 
-/// `mean ± sd` (sample standard deviation), or just the mean for one value.
+/// `mean ± sd` (sample standard deviation, as in `allsweep report`), or just the mean for one
+/// value, or `-` for none.
 pub fn mean_spread(values: &[f64], digits: usize) -> String {
-    if values.is_empty() {
-        return "-".into();
+    match mean_sd(values) {
+        Some((mean, sd)) => mean_sd_text(mean, sd, digits),
+        None => "-".into(),
     }
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    if values.len() < 2 {
-        return format!("{mean:.digits$}");
-    }
-    let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
-    format!("{mean:.digits$} ± {sd:.digits$}")
 }
 
 fn describe(params_json: &str) -> String {

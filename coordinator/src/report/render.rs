@@ -22,6 +22,14 @@ pub fn render(report: &Report, format: Format) -> String {
     }
 }
 
+/// `82.43 ± 0.51`, or `82.43` without a standard deviation (one seed).
+pub fn mean_sd_text(mean: f64, sd: Option<f64>, digits: usize) -> String {
+    match sd {
+        Some(sd) => format!("{mean:.digits$} ± {sd:.digits$}"),
+        None => format!("{mean:.digits$}"),
+    }
+}
+
 /// `+11.00 [+8.52, +13.48] p=0.0021`.
 pub fn paired_text(p: &Paired, digits: usize) -> String {
     let mut text = format!("{:+.digits$}", p.mean_difference);
@@ -48,10 +56,7 @@ fn cell_text(cell: &Cell, digits: usize, best_mark: (&str, &str)) -> String {
         Cell::Text(t) => t.clone(),
         Cell::Count(n) => n.to_string(),
         Cell::Stat(s) => {
-            let body = match s.sd {
-                Some(sd) => format!("{:.digits$} ± {sd:.digits$}", s.mean),
-                None => format!("{:.digits$}", s.mean),
-            };
+            let body = mean_sd_text(s.mean, s.sd, digits);
             if s.best {
                 format!("{}{body}{}", best_mark.0, best_mark.1)
             } else {

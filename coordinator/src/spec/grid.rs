@@ -1,9 +1,9 @@
 //! The `[grid]` table: dotted paths to lists of values, expanded as their product.
 
+use allsweep_config::lines::{line_of, line_of_entry};
 use allsweep_config::params::describe;
 use allsweep_config::trial::ConfigError;
 use toml::{Table, Value};
-use toml_edit::TableLike;
 
 /// One axis of the grid: a dotted path (`loss.omega`, or `loss` for whole tables) and its values.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,7 +18,7 @@ const SECTIONS: [&str; 4] = ["dataset", "model", "train", "loss"];
 pub fn axes(source: &str, grid: Option<&Value>) -> Result<Vec<GridAxis>, ConfigError> {
     let fail = |key: &str, message: String| ConfigError {
         key: format!("grid.\"{key}\""),
-        line: line_of_axis(source, key),
+        line: line_of(source, &format!("grid.{key}")),
         message,
     };
     let table = match grid {
@@ -27,7 +27,7 @@ pub fn axes(source: &str, grid: Option<&Value>) -> Result<Vec<GridAxis>, ConfigE
         Some(other) => {
             return Err(ConfigError {
                 key: "grid".into(),
-                line: allsweep_config::trial::line_of(source, "grid"),
+                line: line_of(source, "grid"),
                 message: format!("expected a table of dotted keys to lists, found {}", describe(other)),
             })
         }
@@ -66,7 +66,7 @@ fn flatten(table: &Table) -> Vec<(String, Value)> {
     out
 }
 
-/// Every combination of axis values, first axis slowest.
+/// Every combination of axis values, first axis slowest (the last axis counts fastest).
 pub fn points(axes: &[GridAxis]) -> Vec<Vec<(String, Value)>> {
     let mut points = vec![Vec::new()];
     for axis in axes {
@@ -124,19 +124,42 @@ fn short(value: &Value) -> String {
     }
 }
 
-/// The line of grid key `key` in `source`, whether written `"loss.omega" = ...` or nested.
-pub fn line_of_axis(source: &str, key: &str) -> Option<usize> {
-    let doc = toml_edit::ImDocument::parse(source).ok()?;
-    let grid = doc.as_table().get("grid")?.as_table_like()?;
-    let span = find(grid, key)?;
-    Some(source[..span.start.min(source.len())].matches('\n').count() + 1)
+/// The entry of each axis that point number `index` of [`points`] takes.
+fn entries(axes: &[GridAxis], mut index: usize) -> Vec<usize> {
+    let mut entries = vec![0; axes.len()];
+    for (slot, axis) in entries.iter_mut().zip(axes).rev() {
+        *slot = index % axis.values.len();
+        index /= axis.values.len();
+    }
+    entries
 }
 
-fn find(table: &dyn TableLike, key: &str) -> Option<std::ops::Range<usize>> {
-    if let Some((k, item)) = table.get_key_value(key) {
-        return k.span().or_else(|| item.span());
+/// The error for points `earlier` and `later` (indices into [`points`]) that resolve to the
+/// same trial config: each named by the entries where they differ, with their lines.
+pub fn collision(source: &str, axes: &[GridAxis], earlier: usize, later: usize) -> ConfigError {
+    let (a, b) = (entries(axes, earlier), entries(axes, later));
+    let differing: Vec<usize> = (0..axes.len()).filter(|&i| a[i] != b[i]).collect();
+    let line = |axis: &GridAxis, entry: usize| line_of_entry(source, &format!("grid.{}", axis.key), entry);
+    let describe = |point: &[usize]| {
+        differing
+            .iter()
+            .map(|&i| {
+                let (axis, entry) = (&axes[i], point[i]);
+                let at = line(axis, entry).map(|l| format!(" (line {l})")).unwrap_or_default();
+                format!("{} = {}{at}", axis.key, axis.values[entry])
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let first = differing.first().map(|&i| &axes[i]);
+    ConfigError {
+        key: first.map(|axis| format!("grid.\"{}\"", axis.key)).unwrap_or_else(|| "grid".into()),
+        line: first.and_then(|axis| line(axis, b[differing[0]])),
+        message: format!(
+            "{} and {} resolve to the same trial config (a default written out, or one number written two \
+             ways); keep one of them",
+            describe(&a),
+            describe(&b)
+        ),
     }
-    let (head, rest) = key.split_once('.')?;
-    let (k, item) = table.get_key_value(head)?;
-    find(item.as_table_like()?, rest).or_else(|| k.span())
 }

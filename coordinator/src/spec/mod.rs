@@ -12,15 +12,19 @@
 //! ```
 //!
 //! Every grid point is validated as a whole trial config, so a bad value anywhere, or a loss
-//! parameter the loss does not take, rejects the whole spec with the key and line at fault.
+//! parameter the loss does not take, rejects the whole spec with the key and line at fault; so
+//! do two grid points that resolve to the same config (`omega = 10` and `omega = 10.0`).
 //! Each trial gets a stable key from its resolved config and seed, and the sweep an id from
 //! its trials: resubmitting the same spec finds the same sweep and adds nothing.
 
 mod grid;
 mod keys;
 
+use std::collections::HashMap;
+
+use allsweep_config::lines::{line_at, line_of};
 use allsweep_config::params::describe;
-use allsweep_config::trial::{line_of, ConfigError};
+use allsweep_config::trial::ConfigError;
 use allsweep_config::TrialConfig;
 use toml::{Table, Value};
 
@@ -56,7 +60,7 @@ impl Spec {
     pub fn parse(source: &str) -> Result<Self, ConfigError> {
         let table: Table = source.parse().map_err(|e: toml::de::Error| ConfigError {
             key: "(syntax)".into(),
-            line: e.span().map(|s| source[..s.start.min(source.len())].matches('\n').count() + 1),
+            line: e.span().map(|s| line_at(source, s.start)),
             message: e.message().to_string(),
         })?;
         if let Some(unknown) =
@@ -99,11 +103,19 @@ impl Spec {
             table.iter().filter(|(k, _)| SECTIONS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
         let grid = grid::axes(source, table.get("grid"))?;
         let mut trials = Vec::new();
-        for point in grid::points(&grid) {
-            let resolved = grid::apply(&base, &point);
+        // The first point that gave each config: two points giving one would store one trial twice.
+        let mut first_point: HashMap<String, usize> = HashMap::new();
+        for (index, point) in grid::points(&grid).iter().enumerate() {
+            let resolved = grid::apply(&base, point);
+            let first_trial = trials.len();
             for &seed in &seeds {
-                trials.push(trial(source, &name, &resolved, &point, seed, trials.len() as u32)?);
+                trials.push(trial(source, &name, &resolved, point, seed, trials.len() as u32)?);
             }
+            let config_key = trials[first_trial].config_key.clone();
+            if let Some(&earlier) = first_point.get(&config_key) {
+                return Err(grid::collision(source, &grid, earlier, index));
+            }
+            first_point.insert(config_key, index);
         }
         let id = keys::sweep_id(&name, max_attempts, keep_checkpoints, &trials);
         for t in &mut trials {
@@ -164,7 +176,7 @@ fn trial(
         match point.iter().find(|(key, _)| e.key == *key || e.key.starts_with(&format!("{key}."))) {
             Some((key, value)) => ConfigError {
                 key: format!("grid.\"{key}\""),
-                line: grid::line_of_axis(source, key),
+                line: line_of(source, &format!("grid.{key}")),
                 message: format!("with {key} = {value}: {}: {}", e.key, e.message),
             },
             None => ConfigError { line: line_of(source, &e.key), key: e.key, message: e.message },

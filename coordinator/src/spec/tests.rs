@@ -145,3 +145,38 @@ fn presets_expand_to_the_documented_trial_counts() {
         assert!(spec.trials.iter().all(|t| t.epochs == 50), "the paper's protocol");
     }
 }
+
+/// Two grid points that resolve to the same trial config (a default written out, or one
+/// number written two ways) would be one trial twice: the spec is refused, naming both entries.
+#[test]
+fn grid_entries_that_resolve_to_the_same_config_are_refused() {
+    let grid = |lines: &str| TABLE1.replace("\"loss.omega\" = [6, 8, 10]\n\"loss.epsilon\" = [0.5, 1.0]", lines);
+    let cases = [
+        (
+            grid("loss = [{kind = \"all\"}, {kind = \"all\", gamma = 0.1}]"),
+            "grid.\"loss\": loss = { kind = \"all\" } (line 20) and loss = { kind = \"all\", gamma = 0.1 } (line 20) \
+             resolve to the same trial config",
+            Some(20),
+        ),
+        (
+            grid("\"loss.omega\" = [10, 10.0]"),
+            "grid.\"loss.omega\": loss.omega = 10 (line 20) and loss.omega = 10.0 (line 20) resolve to the same \
+             trial config",
+            Some(20),
+        ),
+        (
+            grid("loss = [\n  {kind = \"dice\"},\n  {kind = \"dice\", smooth = 1.0},\n]\n\"model.width\" = [8, 16]"),
+            "grid.\"loss\": loss = { kind = \"dice\" } (line 21) and loss = { kind = \"dice\", smooth = 1.0 } (line 22) \
+             resolve to the same trial config",
+            Some(22),
+        ),
+    ];
+    for (text, expected, line) in cases {
+        let err = Spec::parse(&text).expect_err(expected);
+        let shown = format!("{}: {}", err.key, err.message);
+        assert!(shown.starts_with(expected), "expected {expected:?}, got {shown:?}");
+        assert_eq!(err.line, line, "line of {expected:?}");
+    }
+    // Values that differ in earnest are still a grid.
+    assert_eq!(Spec::parse(&grid("\"loss.omega\" = [10, 10.5]")).unwrap().trials.len(), 2 * 3);
+}
