@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use allsweep_proto::metric;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -30,17 +31,17 @@ pub struct MetricAxis {
 pub fn metric_axis(name: &str) -> MetricAxis {
     let name = name.trim().to_ascii_lowercase();
     let (stored, label) = match name.as_str() {
-        "jaccard" | "iou" => ("jaccard", "Validation Jaccard index (%)"),
-        "dice" | "f1" => ("dice", "Validation Dice index / F1 (%)"),
-        "precision" => ("precision", "Validation precision (%)"),
-        "recall" | "sensitivity" => ("recall", "Validation recall (%)"),
-        "tnr" | "specificity" => ("tnr", "Validation TNR / specificity (%)"),
-        "accuracy" => ("accuracy", "Validation accuracy (%)"),
-        "auc" => ("auc", "Validation AUC-ROC"),
-        "train_loss" => ("train_loss", "Training loss (mean over the epoch)"),
-        "validation_loss" => ("validation_loss", "Validation loss"),
-        "seconds" => ("seconds", "Epoch wall time (s)"),
-        "train_images_per_second" => ("train_images_per_second", "Training throughput (images/s)"),
+        "jaccard" | "iou" => (metric::JACCARD, "Validation Jaccard index (%)"),
+        "dice" | "f1" => (metric::DICE, "Validation Dice index / F1 (%)"),
+        "precision" => (metric::PRECISION, "Validation precision (%)"),
+        "recall" | "sensitivity" => (metric::RECALL, "Validation recall (%)"),
+        "tnr" | "specificity" => (metric::TNR, "Validation TNR / specificity (%)"),
+        "accuracy" => (metric::ACCURACY, "Validation accuracy (%)"),
+        "auc" => (metric::AUC, "Validation AUC-ROC"),
+        "train_loss" => (metric::TRAIN_LOSS, "Training loss (mean over the epoch)"),
+        "validation_loss" => (metric::VALIDATION_LOSS, "Validation loss"),
+        "seconds" => (metric::SECONDS, "Epoch wall time (s)"),
+        "train_images_per_second" => (metric::TRAIN_IMAGES_PER_SECOND, "Training throughput (images/s)"),
         other => return MetricAxis { name: other.into(), label: other.into(), scale: 1.0, bounds: None },
     };
     let percent = label.ends_with("(%)");
@@ -50,7 +51,7 @@ pub fn metric_axis(name: &str) -> MetricAxis {
         scale: if percent { 100.0 } else { 1.0 },
         bounds: match stored {
             _ if percent => Some((0.0, 100.0)),
-            "auc" => Some((0.0, 1.0)),
+            metric::AUC => Some((0.0, 1.0)),
             _ => None,
         },
     }

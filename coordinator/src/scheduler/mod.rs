@@ -4,19 +4,19 @@
 //! # A trial
 //!
 //! ```text
-//!                 lease                      complete
-//!   ┌────────┐ ───────────────► ┌─────────┐ ─────────────► ┌───────────┐
-//!   │ queued │                  │ running │                │ completed │
-//!   └────────┘ ◄─────────────── └─────────┘ ─────────┐     └───────────┘
-//!     │   retried failure, expiry with attempts      │ permanent failure, or
-//!     │   left, release, worker fault                │ out of attempts     ┌────────┐
-//!     │                                              └───────────────────► │ failed │
-//!     │ cancel                 cancel                                      └────────┘
-//!     └───────────────────────────┬──── (from running too)
-//!                                 ▼
-//!                           ┌───────────┐
-//!                           │ cancelled │
-//!                           └───────────┘
+//!                        lease
+//!        ┌────────┐ ─────────────► ┌─────────┐    complete     ┌───────────┐
+//!        │ queued │                │ running │ ──────────────► │ completed │
+//!        └────────┘ ◄───────────── └─────────┘                 └───────────┘
+//!            │      fail (retry), expire,  │ ▲ renew
+//!            │      release, worker fault  │ └──┘
+//!            │                             │ fail (permanent),       ┌────────┐
+//!            │                             │ out of attempts ──────► │ failed │
+//!            │ cancel                      │ cancel                  └────────┘
+//!            │                             ▼
+//!            │                       ┌───────────┐
+//!            └─────────────────────► │ cancelled │
+//!                                    └───────────┘
 //! ```
 //!
 //! | from | to | caused by |

@@ -111,15 +111,8 @@ impl UserService for UserApi {
         if self.shared.store.sweep(&id).await.map_err(status)?.is_none() {
             return Err(Status::not_found(format!("no sweep {id}")));
         }
-        let results = self
-            .shared
-            .store
-            .results(&id)
-            .await
-            .map_err(status)?
-            .into_iter()
-            .map(pb::TrialResult::from)
-            .collect();
+        let results =
+            self.shared.store.results(&id).await.map_err(status)?.into_iter().map(pb::TrialResult::from).collect();
         Ok(Response::new(pb::QueryResultsResponse { results }))
     }
 }

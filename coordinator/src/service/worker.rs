@@ -187,8 +187,7 @@ impl WorkerService for WorkerApi {
         let Completed { attempt, completion } =
             Completed::try_from(request.into_inner()).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let store = &self.shared.store;
-        let remove =
-            store.complete(&attempt.trial_id, attempt.attempt, &completion, now_ms()).await.map_err(status)?;
+        let remove = store.complete(&attempt.trial_id, attempt.attempt, &completion, now_ms()).await.map_err(status)?;
         if let Some(file) = remove {
             self.shared.artifacts.remove(&file).await;
         }

@@ -4,8 +4,8 @@
 //! transaction that settles its last trial, attempts closed exactly once) lives here, once.
 
 use async_trait::async_trait;
-use sqlx::{AnyConnection, AnyPool};
 use sqlx::{Any, Transaction};
+use sqlx::{AnyConnection, AnyPool};
 
 use super::dialect::Dialect;
 use super::rows::{self, Cols, Holder};

@@ -15,8 +15,7 @@ use crate::scheduler::LEASE_ORDER;
 /// The migrations of one dialect, in order: (version, name, SQL).
 pub type Migrations = &'static [(i64, &'static str, &'static str)];
 
-const SQLITE_MIGRATIONS: Migrations =
-    &[(1, "0001_schema", include_str!("../../../migrations/sqlite/0001_schema.sql"))];
+const SQLITE_MIGRATIONS: Migrations = &[(1, "0001_schema", include_str!("../../../migrations/sqlite/0001_schema.sql"))];
 const POSTGRES_MIGRATIONS: Migrations =
     &[(1, "0001_schema", include_str!("../../../migrations/postgres/0001_schema.sql"))];
 

@@ -80,9 +80,10 @@ impl StoreError {
     pub fn fault(&self) -> CallFault {
         match self {
             StoreError::Database(_) | StoreError::Migrate(_) => CallFault::Transient,
-            StoreError::Superseded { .. } | StoreError::NotFound(_) | StoreError::Constraint(_) | StoreError::Url(_) => {
-                CallFault::Refused
-            }
+            StoreError::Superseded { .. }
+            | StoreError::NotFound(_)
+            | StoreError::Constraint(_)
+            | StoreError::Url(_) => CallFault::Refused,
         }
     }
 }

@@ -186,4 +186,3 @@ pub(super) fn holder(trial_id: &str, attempt: u32, row: Option<&impl Cols>) -> R
     };
     Err(StoreError::Superseded { trial_id: trial_id.to_string(), attempt, reason })
 }
-

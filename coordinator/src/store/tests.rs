@@ -892,7 +892,13 @@ async fn a_cancel_racing_leases_leaves_no_attempt_running(ctx: Ctx) {
         for t in ctx.store.trials(&id).await.expect("trials") {
             assert_eq!(t.state, TrialState::Cancelled, "round {round}: {}", t.id);
             for a in ctx.store.attempts(&t.id).await.expect("attempts") {
-                assert_ne!(a.outcome, AttemptOutcome::Running, "round {round}: {} attempt {} left running", t.id, a.attempt);
+                assert_ne!(
+                    a.outcome,
+                    AttemptOutcome::Running,
+                    "round {round}: {} attempt {} left running",
+                    t.id,
+                    a.attempt
+                );
             }
         }
     }

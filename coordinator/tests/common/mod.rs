@@ -34,10 +34,12 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
-    /// Starts a coordinator on `listen` (port 0 for any) with a short lease.
+    /// Starts a coordinator on `listen` (port 0 for any) with a short lease: 3 s, so that a
+    /// killed worker's trial moves on within seconds while a live worker on a loaded 2-core
+    /// machine (heartbeating every second) never loses its lease.
     pub fn start(db: &str, dir: &Path, listen: &str, extra: &[&str]) -> Self {
         let mut child = Command::new(coordinator_binary())
-            .args(["serve", "--db", db, "--listen", listen, "--lease-seconds", "1.5", "--artifacts"])
+            .args(["serve", "--db", db, "--listen", listen, "--lease-seconds", "3", "--artifacts"])
             .arg(dir.join("artifacts"))
             .args(extra)
             .env("RUST_LOG", "info")
