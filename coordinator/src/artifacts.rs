@@ -11,6 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
+/// The largest checkpoint the coordinator accepts: FocusNet at the paper's width with its
+/// Adam moments is about 230 MB; 4 GiB leaves room and still bounds a hostile upload.
+pub const MAX_CHECKPOINT_BYTES: u64 = 4 << 30;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
     #[error("checkpoint upload for {trial_id} is corrupt: expected {expected_bytes} bytes with SHA-256 {expected_sha}, got {bytes} bytes with {sha}")]
@@ -25,12 +29,15 @@ pub struct Artifacts {
     dir: PathBuf,
 }
 
-/// A checkpoint being received.
+/// A checkpoint being received. Dropped before [`Artifacts::finish`] (an upload refused or
+/// cancelled midway), it removes its temporary file.
 pub struct Incoming {
     tmp: PathBuf,
     file: tokio::fs::File,
     hasher: Sha256,
     bytes: u64,
+    /// Set once the file was moved into place or already removed.
+    settled: bool,
 }
 
 impl Artifacts {
@@ -57,7 +64,7 @@ impl Artifacts {
         let tmp = self.dir.join(format!(".{name}.part"));
         let file =
             tokio::fs::File::create(&tmp).await.map_err(|source| ArtifactError::Io { path: tmp.clone(), source })?;
-        Ok(Incoming { tmp, file, hasher: Sha256::new(), bytes: 0 })
+        Ok(Incoming { tmp, file, hasher: Sha256::new(), bytes: 0, settled: false })
     }
 
     /// Checks the received bytes and moves them into place under `name`.
@@ -75,9 +82,8 @@ impl Artifacts {
         };
         incoming.file.flush().await.map_err(io(&incoming.tmp))?;
         incoming.file.sync_all().await.map_err(io(&incoming.tmp))?;
-        let sha = hex::encode(incoming.hasher.finalize());
+        let sha = hex::encode(std::mem::take(&mut incoming.hasher).finalize());
         if incoming.bytes != expected_bytes || sha != expected_sha.to_ascii_lowercase() {
-            let _ = tokio::fs::remove_file(&incoming.tmp).await;
             return Err(ArtifactError::Corrupt {
                 trial_id: trial_id.into(),
                 expected_bytes,
@@ -87,7 +93,9 @@ impl Artifacts {
             });
         }
         let target = self.dir.join(name);
-        tokio::fs::rename(&incoming.tmp, &target).await.map_err(io(&target))
+        tokio::fs::rename(&incoming.tmp, &target).await.map_err(io(&target))?;
+        incoming.settled = true;
+        Ok(())
     }
 
     /// Removes a file; a missing one is fine.
@@ -103,9 +111,16 @@ impl Incoming {
         self.file.write_all(data).await.map_err(|source| ArtifactError::Io { path: self.tmp.clone(), source })
     }
 
-    /// Drops a partial upload.
-    pub async fn abort(self) {
-        drop(self.file);
-        let _ = tokio::fs::remove_file(&self.tmp).await;
+    /// Bytes received so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        if !self.settled {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
     }
 }

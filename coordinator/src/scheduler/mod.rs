@@ -158,9 +158,10 @@ pub fn expiry_error(worker_id: &str) -> String {
     format!("lease of worker {worker_id:?} expired")
 }
 
-/// How many trials a worker asking for `free_slots` may lease at once.
-pub fn lease_batch(free_slots: u32) -> u32 {
-    free_slots.min(MAX_LEASE_BATCH)
+/// How many trials a worker registered with `slots` and asking for `free_slots` may lease at
+/// once: never more than its slots, nor than [`MAX_LEASE_BATCH`].
+pub fn lease_batch(free_slots: u32, slots: u32) -> u32 {
+    free_slots.min(slots).min(MAX_LEASE_BATCH)
 }
 
 /// The lease, heartbeat, expiry and liveness clocks, all derived from the lease time.
@@ -227,5 +228,12 @@ mod tests {
         assert!(clocks.worker_alive(0, 44_999));
         assert!(!clocks.worker_alive(0, 45_000));
         assert_eq!(Clocks::new(Duration::from_millis(300)).expiry_tick(), Duration::from_millis(200));
+    }
+
+    #[test]
+    fn a_lease_never_exceeds_the_registered_slots() {
+        assert_eq!(lease_batch(u32::MAX, 1), 1, "free_slots -1 from a careless client");
+        assert_eq!(lease_batch(2, 4), 2);
+        assert_eq!(lease_batch(500, 1000), MAX_LEASE_BATCH);
     }
 }

@@ -4,7 +4,9 @@
 //! One function ([`status`]) maps domain errors to gRPC statuses.
 
 mod auth;
+mod fields;
 mod user;
+mod validate;
 mod worker;
 
 pub use auth::TokenCheck;
@@ -43,9 +45,14 @@ pub fn status(error: StoreError) -> Status {
     }
 }
 
+/// The gRPC status of an artifact error. An I/O failure is logged with its path and answered
+/// without it: callers learn nothing of the coordinator's file system.
 pub fn artifact_status(error: ArtifactError) -> Status {
     match error {
         ArtifactError::Corrupt { .. } => Status::data_loss(error.to_string()),
-        ArtifactError::Io { .. } => Status::internal(error.to_string()),
+        ArtifactError::Io { .. } => {
+            tracing::error!(%error, "checkpoint storage failed");
+            Status::internal("the coordinator cannot store checkpoints now (its log says why); retry")
+        }
     }
 }

@@ -8,8 +8,9 @@ use futures::Stream;
 use tokio::io::AsyncReadExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::fields;
 use super::{artifact_status, status, Shared};
-use crate::artifacts::Artifacts;
+use crate::artifacts::{Artifacts, MAX_CHECKPOINT_BYTES};
 use crate::scheduler;
 use crate::store::{now_ms, AttemptRef, CheckpointRow, MetricPoint, MetricsStored, Progress, WorkerRow};
 use crate::wire::{Completed, Failure};
@@ -31,8 +32,12 @@ impl WorkerService for WorkerApi {
                 env!("CARGO_PKG_VERSION")
             )));
         }
-        if r.slots == 0 {
-            return Err(Status::invalid_argument("slots must be at least 1"));
+        fields::slots(r.slots)?;
+        fields::text("host", &r.host, fields::MAX_LABEL_BYTES)?;
+        fields::text("device", &r.device, fields::MAX_LABEL_BYTES)?;
+        fields::text("version", &r.version, fields::MAX_LABEL_BYTES)?;
+        if !r.worker_id.is_empty() {
+            fields::id("worker_id", &r.worker_id)?;
         }
         let now = now_ms();
         let id = if r.worker_id.is_empty() { new_worker_id(&r.host) } else { r.worker_id };
@@ -58,14 +63,16 @@ impl WorkerService for WorkerApi {
 
     async fn lease(&self, request: Request<pb::LeaseRequest>) -> Result<Response<pb::LeaseResponse>, Status> {
         let r = request.into_inner();
+        fields::id("worker_id", &r.worker_id)?;
         let now = now_ms();
-        if !self.shared.store.touch_worker(&r.worker_id, now).await.map_err(status)? {
+        let Some(slots) = self.shared.store.touch_worker(&r.worker_id, now).await.map_err(status)? else {
             return Err(Status::not_found(format!("unknown worker {}: register first", r.worker_id)));
-        }
+        };
+        let count = scheduler::lease_batch(r.free_slots, slots);
         let leased = self
             .shared
             .store
-            .lease(&r.worker_id, scheduler::lease_batch(r.free_slots), now, self.shared.clocks.lease_expiry(now))
+            .lease(&r.worker_id, count, now, self.shared.clocks.lease_expiry(now))
             .await
             .map_err(status)?;
         for l in &leased {
@@ -80,8 +87,12 @@ impl WorkerService for WorkerApi {
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let r = request.into_inner();
+        fields::id("worker_id", &r.worker_id)?;
+        for (i, t) in r.running.iter().enumerate() {
+            fields::id(&format!("running[{i}].trial_id"), &t.trial_id)?;
+        }
         let now = now_ms();
-        let known = self.shared.store.touch_worker(&r.worker_id, now).await.map_err(status)?;
+        let known = self.shared.store.touch_worker(&r.worker_id, now).await.map_err(status)?.is_some();
         let running: Vec<Progress> = r.running.into_iter().map(Progress::from).collect();
         let stop = if known {
             let expires_at = self.shared.clocks.lease_expiry(now);
@@ -99,6 +110,7 @@ impl WorkerService for WorkerApi {
         let mut stream = request.into_inner();
         let mut total = MetricsStored::default();
         while let Some(batch) = stream.message().await? {
+            fields::id("trial_id", &batch.trial_id)?;
             let points: Vec<MetricPoint> = batch.points.into_iter().map(MetricPoint::from).collect();
             let stored =
                 self.shared.store.record_metrics(&batch.trial_id, batch.attempt, &points).await.map_err(status)?;
@@ -117,18 +129,33 @@ impl WorkerService for WorkerApi {
             Some(pb::checkpoint_chunk::Part::Header(h)) => h,
             _ => return Err(Status::invalid_argument("a checkpoint upload starts with its header")),
         };
-        // Refuse a superseded attempt before receiving anything; the write re-checks.
+        fields::id("header.trial_id", &header.trial_id)?;
+        if header.size > MAX_CHECKPOINT_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "header.size: a checkpoint may hold at most {MAX_CHECKPOINT_BYTES} bytes, got {}",
+                header.size
+            )));
+        }
+        // Refuse a superseded attempt before receiving anything; the write re-checks. Past
+        // this check the trial id is a database key, and the file name is built from it.
         let attempt = AttemptRef { trial_id: header.trial_id.clone(), attempt: header.attempt };
         self.shared.store.check_lease(&attempt).await.map_err(status)?;
         let name = Artifacts::checkpoint_name(&header.trial_id, header.attempt, header.epoch, header.step);
+        // Dropped on any early return (a cancelled stream included), `incoming` removes its
+        // temporary file.
         let mut incoming = self.shared.artifacts.begin(&name).await.map_err(artifact_status)?;
         while let Some(chunk) = stream.message().await? {
             match chunk.part {
-                Some(pb::checkpoint_chunk::Part::Data(data)) => incoming.write(&data).await.map_err(artifact_status)?,
-                _ => {
-                    incoming.abort().await;
-                    return Err(Status::invalid_argument("only data chunks may follow the header"));
+                Some(pb::checkpoint_chunk::Part::Data(data)) => {
+                    if incoming.bytes() + data.len() as u64 > header.size {
+                        return Err(Status::invalid_argument(format!(
+                            "data: more than the {} bytes the header announced",
+                            header.size
+                        )));
+                    }
+                    incoming.write(&data).await.map_err(artifact_status)?
                 }
+                _ => return Err(Status::invalid_argument("only data chunks may follow the header")),
             }
         }
         self.shared
@@ -168,6 +195,7 @@ impl WorkerService for WorkerApi {
         request: Request<pb::CheckpointRequest>,
     ) -> Result<Response<ChunkStream>, Status> {
         let r = request.into_inner();
+        fields::id("trial_id", &r.trial_id)?;
         let row = self
             .shared
             .store
@@ -176,8 +204,9 @@ impl WorkerService for WorkerApi {
             .map_err(status)?
             .ok_or_else(|| Status::not_found(format!("trial {} has no checkpoint", r.trial_id)))?;
         let path = self.shared.artifacts.path(&row.file);
-        let file = tokio::fs::File::open(&path).await.map_err(|e| {
-            Status::data_loss(format!("checkpoint file {} of trial {}: {e}", path.display(), r.trial_id))
+        let file = tokio::fs::File::open(&path).await.map_err(|error| {
+            tracing::error!(path = %path.display(), trial = %r.trial_id, %error, "cannot open a checkpoint file");
+            Status::data_loss(format!("the checkpoint of trial {} cannot be read on the coordinator", r.trial_id))
         })?;
         let stream = chunks(row.into(), file);
         Ok(Response::new(stream))
@@ -186,6 +215,7 @@ impl WorkerService for WorkerApi {
     async fn complete(&self, request: Request<pb::CompleteRequest>) -> Result<Response<pb::Ack>, Status> {
         let Completed { attempt, completion } =
             Completed::try_from(request.into_inner()).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        fields::id("trial_id", &attempt.trial_id)?;
         let store = &self.shared.store;
         let remove = store.complete(&attempt.trial_id, attempt.attempt, &completion, now_ms()).await.map_err(status)?;
         if let Some(file) = remove {
@@ -198,6 +228,7 @@ impl WorkerService for WorkerApi {
 
     async fn fail(&self, request: Request<pb::FailRequest>) -> Result<Response<pb::Ack>, Status> {
         let Failure { attempt, error, fault } = request.into_inner().into();
+        fields::id("trial_id", &attempt.trial_id)?;
         let store = &self.shared.store;
         let next = store.fail(&attempt.trial_id, attempt.attempt, &error, fault, now_ms()).await.map_err(status)?;
         tracing::warn!(trial = %attempt.trial_id, attempt = attempt.attempt, ?fault, ?next, %error, "trial attempt failed");
@@ -206,6 +237,10 @@ impl WorkerService for WorkerApi {
 
     async fn release(&self, request: Request<pb::ReleaseRequest>) -> Result<Response<pb::Ack>, Status> {
         let r = request.into_inner();
+        fields::id("worker_id", &r.worker_id)?;
+        for (i, t) in r.trials.iter().enumerate() {
+            fields::id(&format!("trials[{i}].trial_id"), &t.trial_id)?;
+        }
         let trials: Vec<AttemptRef> = r.trials.into_iter().map(AttemptRef::from).collect();
         self.shared.store.release(&r.worker_id, &trials, now_ms()).await.map_err(status)?;
         tracing::info!(worker = %r.worker_id, trials = trials.len(), "worker released its trials");
@@ -235,7 +270,13 @@ fn chunks(header: pb::CheckpointHeader, file: tokio::fs::File) -> ChunkStream {
                         let chunk = pb::CheckpointChunk { part: Some(pb::checkpoint_chunk::Part::Data(buffer)) };
                         Some((Ok(chunk), State::Reading(file)))
                     }
-                    Err(e) => Some((Err(Status::data_loss(e.to_string())), State::Done)),
+                    Err(error) => {
+                        tracing::error!(%error, "cannot read a checkpoint file");
+                        Some((
+                            Err(Status::data_loss("a checkpoint file cannot be read on the coordinator")),
+                            State::Done,
+                        ))
+                    }
                 }
             }
             State::Done => None,

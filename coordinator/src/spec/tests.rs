@@ -180,3 +180,36 @@ fn grid_entries_that_resolve_to_the_same_config_are_refused() {
     // Values that differ in earnest are still a grid.
     assert_eq!(Spec::parse(&grid("\"loss.omega\" = [10, 10.5]")).unwrap().trials.len(), 2 * 3);
 }
+
+#[test]
+fn zz_timing_scratch() {
+    for n in [2000usize, 4000, 8000, 16000] {
+        let mut text = TABLE1[..TABLE1.find("[grid]").unwrap()].to_string();
+        text.push_str("[grid]\n");
+        for i in 0..n {
+            text.push_str(&format!("\"dataset.a{i}\" = [1]\n"));
+        }
+        let t = std::time::Instant::now();
+        let table: Table = text.parse().unwrap();
+        let parse = t.elapsed();
+        let axes = grid::axes(&text, table.get("grid")).unwrap();
+        let ax = t.elapsed();
+        let pts = grid::points(&axes);
+        let p = t.elapsed();
+        let r = Spec::parse(&text);
+        eprintln!("n={n} bytes={} toml={parse:?} axes={ax:?} points={p:?} ({}) total={:?} err={:?}", text.len(), pts.len(), t.elapsed(), r.err().map(|e| e.to_string().chars().take(80).collect::<String>()));
+    }
+}
+
+#[test]
+fn zz_deep_scratch() {
+    for depth in [100usize, 1000, 10000, 100000] {
+        let mut text = TABLE1[..TABLE1.find("[grid]").unwrap()].to_string();
+        text.push_str("[grid]\nloss");
+        for _ in 0..depth { text.push_str(".a"); }
+        text.push_str(" = [1]\n");
+        let t = std::time::Instant::now();
+        let r = Spec::parse(&text);
+        eprintln!("depth={depth} bytes={} {:?} {:?}", text.len(), t.elapsed(), r.err().map(|e| e.to_string().chars().take(100).collect::<String>()));
+    }
+}

@@ -273,9 +273,9 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn touch_worker(&self, id: &str, now: Millis) -> Result<bool> {
-        let touched = sqlx::query(sql::TOUCH_WORKER).bind(id).bind(now).execute(&self.pool).await?;
-        Ok(touched.rows_affected() > 0)
+    async fn touch_worker(&self, id: &str, now: Millis) -> Result<Option<u32>> {
+        let touched = sqlx::query(sql::TOUCH_WORKER).bind(id).bind(now).fetch_optional(&self.pool).await?;
+        touched.map(|r| r.int("slots").map(rows::small)).transpose()
     }
 
     async fn workers(&self) -> Result<Vec<WorkerRow>> {

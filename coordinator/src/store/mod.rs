@@ -321,8 +321,8 @@ pub trait Store: Send + Sync {
 
     /// Inserts or updates a worker (re-registration keeps its id).
     async fn upsert_worker(&self, worker: &WorkerRow) -> Result<()>;
-    /// Marks a worker seen; `Ok(false)` for an unknown worker.
-    async fn touch_worker(&self, id: &str, now: Millis) -> Result<bool>;
+    /// Marks a worker seen; returns its registered slots, `None` for an unknown worker.
+    async fn touch_worker(&self, id: &str, now: Millis) -> Result<Option<u32>>;
     async fn workers(&self) -> Result<Vec<WorkerRow>>;
 
     /// Leases up to `count` queued trials of active sweeps (oldest sweep first, then

@@ -120,7 +120,7 @@ pub(super) const SWEEP_STATE: &str = "SELECT state FROM sweeps WHERE id = $1";
 
 pub(super) const MARK_SWEEP_CANCELLED: &str = "UPDATE sweeps SET state = 'cancelled', finished_at = $2 WHERE id = $1";
 
-pub(super) const TOUCH_WORKER: &str = "UPDATE workers SET last_seen_at = $2 WHERE id = $1";
+pub(super) const TOUCH_WORKER: &str = "UPDATE workers SET last_seen_at = $2 WHERE id = $1 RETURNING slots";
 
 pub(super) const CHECKPOINT_FILE: &str = "SELECT file FROM checkpoints WHERE trial_id = $1";
 

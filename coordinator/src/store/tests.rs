@@ -486,8 +486,8 @@ async fn workers_are_registered_and_counted(ctx: Ctx) {
     store.upsert_worker(&w).await.expect("register");
     insert(store, &new_sweep("s", 1, 3, 3, false), T0).await;
     store.lease("w1", 2, T0, T0 + LEASE_MS).await.expect("lease");
-    assert!(store.touch_worker("w1", T0 + 50).await.expect("touch"));
-    assert!(!store.touch_worker("nobody", T0 + 50).await.expect("touch"));
+    assert_eq!(store.touch_worker("w1", T0 + 50).await.expect("touch"), Some(2), "its registered slots");
+    assert_eq!(store.touch_worker("nobody", T0 + 50).await.expect("touch"), None);
     (w.slots, w.registered_at, w.last_seen_at) = (4, T0 + 100, T0 + 100);
     store.upsert_worker(&w).await.expect("re-register");
     let workers = store.workers().await.expect("workers");
