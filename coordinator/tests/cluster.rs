@@ -204,7 +204,11 @@ async fn invalid_specs_are_refused_and_nothing_is_written() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_coordinator_with_a_token_refuses_calls_without_it() {
-    let cluster = Cluster::sqlite("token", &["--token", "s3cret"]);
+    // The coordinator reads its token from a file, so it never shows in the process list.
+    let token_dir = temp_dir();
+    let token_file = token_dir.path().join("token");
+    std::fs::write(&token_file, "s3cret\n").unwrap();
+    let cluster = Cluster::sqlite("token", &["--token-file", token_file.to_str().unwrap()]);
     let address = &cluster.coordinator.address;
     let mut anonymous = cluster.client().await;
     let status = anonymous.list_sweeps(pb::ListSweepsRequest {}).await.expect_err("no token");
@@ -221,4 +225,10 @@ async fn a_coordinator_with_a_token_refuses_calls_without_it() {
     assert!(!exit.success());
     let log = cluster.log("intruder");
     assert!(log.contains("wrong token"), "{log}");
+    let _member = cluster.worker("member", &["--token-file", token_file.to_str().unwrap()]);
+    let start = std::time::Instant::now();
+    while !cluster.log("member").contains("registered") {
+        assert!(start.elapsed() < LONG, "a worker with the token file registers: {}", cluster.log("member"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -1,5 +1,8 @@
 //! The bearer token a client puts on every call (`authorization: Bearer TOKEN`): one
-//! interceptor for the CLI and for workers.
+//! interceptor for the CLI and for workers, and one way to read a token from a file, so that
+//! it need not stand on a command line, where every user of the machine can read it.
+
+use std::path::Path;
 
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::{Request, Status};
@@ -12,6 +15,28 @@ pub struct BearerToken(Option<MetadataValue<Ascii>>);
 #[derive(Debug, thiserror::Error)]
 #[error("the token must be plain printable ASCII")]
 pub struct InvalidToken;
+
+/// A token file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenFileError {
+    #[error("cannot read the token file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("the token file {path} is empty")]
+    Empty { path: String },
+}
+
+/// The token to use: the first line of `file` (trimmed) when one is given, else `flag` (from
+/// `--token` or `ALLSWEEP_TOKEN`).
+pub fn resolve_token(flag: Option<String>, file: Option<&Path>) -> Result<Option<String>, TokenFileError> {
+    let Some(file) = file else { return Ok(flag) };
+    let path = file.display().to_string();
+    let text = std::fs::read_to_string(file).map_err(|source| TokenFileError::Read { path: path.clone(), source })?;
+    let token = text.lines().next().unwrap_or("").trim();
+    if token.is_empty() {
+        return Err(TokenFileError::Empty { path });
+    }
+    Ok(Some(token.to_string()))
+}
 
 impl BearerToken {
     /// `None` or an empty token: calls go without one.
@@ -47,5 +72,20 @@ mod tests {
             assert!(without.call(Request::new(())).expect("passes").metadata().get("authorization").is_none());
         }
         assert!(BearerToken::new(Some("line\nbreak")).is_err());
+    }
+
+    #[test]
+    fn a_token_file_gives_its_first_line_and_an_empty_or_missing_one_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("allsweep-token-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let file = dir.join("token");
+        std::fs::write(&file, "s3cret\n").expect("write the token");
+        assert_eq!(resolve_token(Some("flag".into()), Some(&file)).expect("read").as_deref(), Some("s3cret"));
+        assert_eq!(resolve_token(Some("flag".into()), None).expect("no file").as_deref(), Some("flag"));
+        std::fs::write(&file, "\n").expect("write");
+        assert!(resolve_token(None, Some(&file)).expect_err("empty").to_string().contains("is empty"));
+        let missing = dir.join("missing");
+        assert!(resolve_token(None, Some(&missing)).expect_err("missing").to_string().contains("cannot read"));
+        std::fs::remove_dir_all(&dir).expect("clean up");
     }
 }

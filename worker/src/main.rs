@@ -30,9 +30,12 @@ struct AgentArgs {
     /// The coordinator to work for, e.g. http://coordinator:50051.
     #[arg(long, env = "ALLSWEEP_COORDINATOR")]
     coordinator: Option<String>,
-    /// The coordinator's token, when it has one.
+    /// The coordinator's token, when it has one (a flag shows in the process list: prefer ALLSWEEP_TOKEN or --token-file).
     #[arg(long, env = "ALLSWEEP_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// A file whose first line is the token; wins over --token and ALLSWEEP_TOKEN.
+    #[arg(long, env = "ALLSWEEP_TOKEN_FILE")]
+    token_file: Option<std::path::PathBuf>,
     /// auto (CUDA when present), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto", value_parser = inspect::parse_device)]
     device: tch::Device,
@@ -74,7 +77,7 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         args.work_dir.unwrap_or_else(|| std::env::temp_dir().join(format!("allsweep-worker-{}", std::process::id())));
     let options = agent::AgentOptions {
         coordinator,
-        token: args.token,
+        token: allsweep_proto::auth::resolve_token(args.token, args.token_file.as_deref())?,
         device: args.device,
         slots: args.slots,
         data_dir: allsweep_worker::data::data_dir(args.data_dir),

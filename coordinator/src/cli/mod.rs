@@ -15,9 +15,12 @@ pub struct Connection {
     /// The coordinator's address.
     #[arg(long, env = "ALLSWEEP_COORDINATOR", default_value = "http://127.0.0.1:50051")]
     pub coordinator: String,
-    /// The coordinator's token, when it has one.
+    /// The coordinator's token, when it has one (a flag shows in the process list: prefer ALLSWEEP_TOKEN or --token-file).
     #[arg(long, env = "ALLSWEEP_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// A file whose first line is the token; wins over --token and ALLSWEEP_TOKEN.
+    #[arg(long, env = "ALLSWEEP_TOKEN_FILE")]
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]

@@ -41,7 +41,8 @@ pub struct WorkersArgs {
 }
 
 async fn connect(c: &Connection) -> anyhow::Result<UserClient> {
-    client::user(&c.coordinator, c.token.as_deref()).await
+    let token = allsweep_proto::auth::resolve_token(c.token.clone(), c.token_file.as_deref())?;
+    client::user(&c.coordinator, token.as_deref()).await
 }
 
 pub async fn submit(args: SubmitArgs) -> anyhow::Result<()> {

@@ -24,9 +24,12 @@ pub struct ServeArgs {
     /// Lease duration without a heartbeat, in seconds (workers heartbeat three times per lease).
     #[arg(long, default_value_t = 30.0)]
     pub lease_seconds: f64,
-    /// Require this token from every caller.
+    /// Require this token from every caller (a flag shows in the process list: prefer ALLSWEEP_TOKEN or --token-file).
     #[arg(long, env = "ALLSWEEP_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// A file whose first line is the token; wins over --token and ALLSWEEP_TOKEN.
+    #[arg(long, env = "ALLSWEEP_TOKEN_FILE")]
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -47,7 +50,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let options = ServeOptions {
         artifacts: args.artifacts,
         lease_ttl: Duration::from_secs_f64(args.lease_seconds),
-        token: args.token,
+        token: allsweep_proto::auth::resolve_token(args.token, args.token_file.as_deref())?,
     };
     serve(listener, store, options, shutdown).await
 }
