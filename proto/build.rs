@@ -5,6 +5,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // tonic-prost-build runs the protoc named by PROTOC.
     std::env::set_var("PROTOC", protoc);
     println!("cargo:rerun-if-changed=allsweep/v1/allsweep.proto");
-    tonic_prost_build::configure().compile_protos(&["allsweep/v1/allsweep.proto"], &["."])?;
+    tonic_prost_build::configure()
+        .codec_path("crate::codec::WireCodec")
+        .compile_protos(&["allsweep/v1/allsweep.proto"], &["."])?;
     Ok(())
 }

@@ -136,3 +136,59 @@ fn tokio_stream_from(
 ) -> impl futures::Stream<Item = pb::CheckpointChunk> {
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
 }
+
+/// Regression: a message that is not valid protobuf was answered INTERNAL, which clients read
+/// as the coordinator's fault and send again; it is the sender's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_message_is_the_sender_s_error() {
+    let c = InProcess::start(Duration::from_secs(60), &SyntheticSpec::new("garbage")).await;
+    let channel = tonic::transport::Endpoint::from_shared(c.address.clone()).unwrap().connect().await.unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/allsweep.v1.WorkerService/Register");
+    // A field tag whose varint never ends.
+    let garbage = tonic::Request::new(vec![0xff_u8; 12]);
+    let refused = grpc.unary::<_, Vec<u8>, _>(garbage, path, RawBytes).await.expect_err("garbage");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(c.store.workers().await.unwrap().is_empty());
+}
+
+/// Sends and receives bytes as they are, as a broken or hostile client would.
+#[derive(Clone, Default)]
+struct RawBytes;
+
+impl tonic::codec::Codec for RawBytes {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawBytes;
+    type Decoder = RawBytes;
+
+    fn encoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+
+    fn decoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+}
+
+impl tonic::codec::Encoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        use bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}

@@ -5,6 +5,7 @@
 //! elsewhere; each side converts at its edge.
 
 pub mod auth;
+pub mod codec;
 pub mod fault;
 pub mod metric;
 
