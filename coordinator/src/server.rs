@@ -16,6 +16,7 @@ use tonic::transport::server::TcpIncoming;
 use crate::artifacts::Artifacts;
 use crate::scheduler::{self, Clocks};
 use crate::service::{Shared, TokenCheck, UserApi, WorkerApi};
+use crate::spec::SpecLimits;
 use crate::store::Store;
 
 /// How the coordinator runs.
@@ -24,9 +25,28 @@ pub struct ServeOptions {
     pub artifacts: PathBuf,
     pub lease_ttl: Duration,
     pub token: Option<String>,
+    /// Submitted specs beyond these are refused.
+    pub spec_limits: SpecLimits,
+    /// How long, once shutdown is asked for, calls still in flight (a `Watch` follows its sweep
+    /// until it ends) may take before the coordinator stops anyway.
+    pub shutdown_grace: Duration,
 }
 
-/// Serves until `shutdown` turns true.
+impl ServeOptions {
+    /// No token, the default spec limits, 10 s of shutdown grace.
+    pub fn new(artifacts: PathBuf, lease_ttl: Duration) -> Self {
+        Self {
+            artifacts,
+            lease_ttl,
+            token: None,
+            spec_limits: SpecLimits::default(),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serves until `shutdown` turns true; then stops taking calls and ends once those in flight
+/// are answered, or after the options' shutdown grace, whichever comes first.
 pub async fn serve(
     listener: TcpListener,
     store: Arc<dyn Store>,
@@ -38,16 +58,29 @@ pub async fn serve(
     let shared = Shared { store: store.clone(), artifacts, clocks };
     let check = TokenCheck::new(options.token.clone());
     let expiry = tokio::spawn(scheduler::run_expiry(store, clocks.expiry_tick(), shutdown.clone()));
+    let limits = options.spec_limits;
     let mut stop = shutdown.clone();
-    let result = tonic::transport::Server::builder()
+    let served = tonic::transport::Server::builder()
         .add_service(WorkerServiceServer::with_interceptor(WorkerApi { shared: shared.clone() }, check.clone()))
-        .add_service(UserServiceServer::with_interceptor(UserApi { shared }, check))
+        .add_service(UserServiceServer::with_interceptor(UserApi { shared, limits }, check))
         // TCP_NODELAY: a reply's trailers go out as a second small write, which Nagle's
         // algorithm would hold until the client's ACK (~40 ms per call otherwise).
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async move {
             let _ = stop.wait_for(|s| *s).await;
-        })
-        .await;
+        });
+    let mut asked = shutdown.clone();
+    let grace = options.shutdown_grace;
+    let deadline = async move {
+        let _ = asked.wait_for(|s| *s).await;
+        tokio::time::sleep(grace).await;
+    };
+    let result = tokio::select! {
+        result = served => result.map_err(anyhow::Error::from),
+        () = deadline => {
+            tracing::warn!(?grace, "calls still in flight after the shutdown grace; stopping anyway");
+            Ok(())
+        }
+    };
     expiry.abort();
-    Ok(result?)
+    result
 }

@@ -114,11 +114,7 @@ async fn run_on(args: &Args, db: &Database) -> anyhow::Result<String> {
     let listener = socket.listen(1024)?;
     let address = format!("http://{}", listener.local_addr()?);
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let options = ServeOptions {
-        artifacts: artifacts.path().to_path_buf(),
-        lease_ttl: Duration::from_secs_f64(args.lease_seconds),
-        token: None,
-    };
+    let options = ServeOptions::new(artifacts.path().to_path_buf(), Duration::from_secs_f64(args.lease_seconds));
     let server = tokio::spawn(serve(listener, store.clone(), options, shutdown));
 
     let outcome = driver::drive(args, db, &address, &store).await;

@@ -49,8 +49,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = format!("http://{}", listener.local_addr()?);
     let (stop, shutdown) = watch::channel(false);
-    let options =
-        ServeOptions { artifacts: args.dir.join("artifacts"), lease_ttl: Duration::from_secs(15), token: None };
+    let options = ServeOptions::new(args.dir.join("artifacts"), Duration::from_secs(15));
     let server = tokio::spawn(serve(listener, store, options, shutdown));
 
     let mut c = client::user(&address, None).await?;

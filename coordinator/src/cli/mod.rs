@@ -55,7 +55,11 @@ pub fn resolve_sweeps(args: &[String]) -> anyhow::Result<Vec<String>> {
             let path = std::path::Path::new(arg);
             if arg.ends_with(".toml") && path.is_file() {
                 let text = std::fs::read_to_string(path)?;
-                let spec = allsweep_coordinator::spec::Spec::parse(&text).map_err(|e| anyhow::anyhow!("{arg}: {e}"))?;
+                let spec = allsweep_coordinator::spec::Spec::parse_with(
+                    &text,
+                    &allsweep_coordinator::spec::SpecLimits::UNLIMITED,
+                )
+                .map_err(|e| anyhow::anyhow!("{arg}: {e}"))?;
                 Ok(spec.id)
             } else {
                 Ok(arg.clone())

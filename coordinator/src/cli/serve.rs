@@ -8,6 +8,7 @@ use clap::Args;
 use tokio::sync::watch;
 
 use allsweep_coordinator::server::{serve, ServeOptions};
+use allsweep_coordinator::spec::SpecLimits;
 use allsweep_coordinator::store;
 
 #[derive(Args)]
@@ -30,6 +31,15 @@ pub struct ServeArgs {
     /// A file whose first line is the token; wins over --token and ALLSWEEP_TOKEN.
     #[arg(long, env = "ALLSWEEP_TOKEN_FILE")]
     pub token_file: Option<std::path::PathBuf>,
+    /// Most trials (grid points times seeds) one submitted sweep may have.
+    #[arg(long, default_value_t = SpecLimits::DEFAULT_MAX_TRIALS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_trials: u64,
+    /// Most axes (keys in `[grid]`) one submitted spec may have.
+    #[arg(long, default_value_t = SpecLimits::DEFAULT_MAX_AXES)]
+    pub max_axes: usize,
+    /// Largest submitted spec, in bytes.
+    #[arg(long, default_value_t = SpecLimits::DEFAULT_MAX_SPEC_BYTES)]
+    pub max_spec_bytes: usize,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -48,9 +58,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let _ = stop.send(true);
     });
     let options = ServeOptions {
-        artifacts: args.artifacts,
-        lease_ttl: Duration::from_secs_f64(args.lease_seconds),
         token: allsweep_proto::auth::resolve_token(args.token, args.token_file.as_deref())?,
+        spec_limits: SpecLimits {
+            max_trials: args.max_trials,
+            max_axes: args.max_axes,
+            max_spec_bytes: args.max_spec_bytes,
+        },
+        ..ServeOptions::new(args.artifacts, Duration::from_secs_f64(args.lease_seconds))
     };
     serve(listener, store, options, shutdown).await
 }

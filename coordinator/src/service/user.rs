@@ -8,11 +8,13 @@ use futures::Stream;
 use tonic::{Request, Response, Status};
 
 use super::{status, Shared};
-use crate::spec::Spec;
+use crate::spec::{Spec, SpecLimits};
 use crate::store::{now_ms, SweepRow, TrialRow, TrialState};
 
 pub struct UserApi {
     pub shared: Shared,
+    /// The largest sweep `submit` accepts.
+    pub limits: SpecLimits,
 }
 
 type StatusStream = Pin<Box<dyn Stream<Item = Result<pb::SweepStatus, Status>> + Send>>;
@@ -21,10 +23,17 @@ type StatusStream = Pin<Box<dyn Stream<Item = Result<pb::SweepStatus, Status>> +
 impl UserService for UserApi {
     async fn submit(&self, request: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResponse>, Status> {
         let text = request.into_inner().spec_toml;
-        let spec = Spec::parse(&text).map_err(|e| Status::invalid_argument(format!("invalid spec: {e}")))?;
-        let created = self.shared.store.insert_sweep(&spec.to_new_sweep(&text), now_ms()).await.map_err(status)?;
-        tracing::info!(sweep = %spec.id, trials = spec.trials.len(), created, "sweep submitted");
-        Ok(Response::new(pb::SubmitResponse { sweep_id: spec.id, trials: spec.trials.len() as u32, created }))
+        let limits = self.limits;
+        // Validating and keying every trial is CPU work that grows with the sweep: it runs on
+        // a blocking thread, so that heartbeats and leases keep being answered meanwhile.
+        let sweep =
+            tokio::task::spawn_blocking(move || Spec::parse_with(&text, &limits).map(|s| s.to_new_sweep(&text)))
+                .await
+                .map_err(|e| Status::internal(format!("spec validation stopped: {e}")))?
+                .map_err(|e| Status::invalid_argument(format!("invalid spec: {e}")))?;
+        let created = self.shared.store.insert_sweep(&sweep, now_ms()).await.map_err(status)?;
+        tracing::info!(sweep = %sweep.id, trials = sweep.trials.len(), created, "sweep submitted");
+        Ok(Response::new(pb::SubmitResponse { sweep_id: sweep.id, trials: sweep.trials.len() as u32, created }))
     }
 
     async fn get_sweep(&self, request: Request<pb::SweepRequest>) -> Result<Response<pb::SweepStatus>, Status> {

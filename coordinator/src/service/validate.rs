@@ -185,19 +185,12 @@ pub fn fail_error(error: String) -> Result<String, Status> {
     Ok(format!("{}... [truncated: {} of {} bytes kept]", &error[..cut], cut, error.len()))
 }
 
-/// The number of epochs of trial `trial_id`, for the epoch checks.
-///
-/// A stopgap until the store can look a trial up by id: it reads every sweep's trials, so its
-/// cost grows with the database. Replace it with a `Store` method (or check the epochs in the
-/// write's own transaction) before relying on it under load.
+/// The number of epochs of trial `trial_id`, for the epoch checks (one indexed read).
 pub async fn trial_epochs(store: &dyn Store, trial_id: &str) -> Result<u32, Status> {
-    for sweep in store.sweeps().await.map_err(super::status)? {
-        let trials = store.trials(&sweep.id).await.map_err(super::status)?;
-        if let Some(trial) = trials.into_iter().find(|t| t.id == trial_id) {
-            return Ok(trial.epochs);
-        }
+    match store.trial(trial_id).await.map_err(super::status)? {
+        Some(trial) => Ok(trial.epochs),
+        None => Err(Status::not_found(format!("trial {} not found", shown(trial_id)))),
     }
-    Err(Status::not_found(format!("trial {} not found", shown(trial_id))))
 }
 
 #[cfg(test)]

@@ -66,28 +66,52 @@ fn flatten(table: &Table) -> Vec<(String, Value)> {
     out
 }
 
-/// Every combination of axis values, first axis slowest (the last axis counts fastest).
-pub fn points(axes: &[GridAxis]) -> Vec<Vec<(String, Value)>> {
-    let mut points = vec![Vec::new()];
-    for axis in axes {
-        let mut next = Vec::with_capacity(points.len() * axis.values.len());
-        for point in &points {
-            for value in &axis.values {
-                let mut p: Vec<(String, Value)> = point.clone();
-                p.push((axis.key.clone(), value.clone()));
-                next.push(p);
+/// One grid point: each axis's key and the value it takes there, first axis first.
+pub type Point<'a> = Vec<(&'a str, &'a Value)>;
+
+/// Every combination of axis values, first axis slowest (the last axis counts fastest), one
+/// point at a time. A point borrows its keys and values from the axes, so a grid of P points
+/// over N axes costs P x N, however the axes are shaped.
+pub fn points(axes: &[GridAxis]) -> Points<'_> {
+    Points { axes, entries: Some(vec![0; axes.len()]) }
+}
+
+/// The iterator of [`points`]: an odometer over the axes' entries.
+pub struct Points<'a> {
+    axes: &'a [GridAxis],
+    /// The entry of each axis for the next point; `None` once every point was given.
+    entries: Option<Vec<usize>>,
+}
+
+impl<'a> Iterator for Points<'a> {
+    type Item = Point<'a>;
+
+    fn next(&mut self) -> Option<Point<'a>> {
+        let entries = self.entries.as_mut()?;
+        let point =
+            self.axes.iter().zip(entries.iter()).map(|(axis, &e)| (axis.key.as_str(), &axis.values[e])).collect();
+        // Advance the last axis, carrying into earlier ones; past the first axis's end, stop.
+        let mut carried_out = true;
+        for (slot, axis) in entries.iter_mut().zip(self.axes).rev() {
+            *slot += 1;
+            if *slot < axis.values.len() {
+                carried_out = false;
+                break;
             }
+            *slot = 0;
         }
-        points = next;
+        if carried_out {
+            self.entries = None;
+        }
+        Some(point)
     }
-    points
 }
 
 /// The trial sections with a grid point's values written in (a whole-table value replaces
 /// the table at its path).
-pub fn apply(base: &Table, point: &[(String, Value)]) -> Table {
+pub fn apply(base: &Table, point: &[(&str, &Value)]) -> Table {
     let mut table = base.clone();
-    for (key, value) in point {
+    for &(key, value) in point {
         let mut parts: Vec<&str> = key.split('.').collect();
         let last = parts.pop().unwrap_or_default();
         let mut cursor = &mut table;
@@ -107,7 +131,7 @@ pub fn apply(base: &Table, point: &[(String, Value)]) -> Table {
 }
 
 /// A short human label: `loss.kind=all loss.gamma=0.2 seed=1`.
-pub fn label(point: &[(String, Value)], seed: u64) -> String {
+pub fn label(point: &[(&str, &Value)], seed: u64) -> String {
     let mut parts: Vec<String> = point.iter().map(|(k, v)| format!("{k}={}", short(v))).collect();
     parts.push(format!("seed={seed}"));
     parts.join(" ")

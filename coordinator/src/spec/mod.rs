@@ -14,13 +14,16 @@
 //! Every grid point is validated as a whole trial config, so a bad value anywhere, or a loss
 //! parameter the loss does not take, rejects the whole spec with the key and line at fault; so
 //! do two grid points that resolve to the same config (`omega = 10` and `omega = 10.0`).
+//! A spec is checked against [`SpecLimits`] before it is parsed and before its grid is
+//! expanded, so an oversized sweep is refused at once rather than after minutes of work.
 //! Each trial gets a stable key from its resolved config and seed, and the sweep an id from
 //! its trials: resubmitting the same spec finds the same sweep and adds nothing.
 
 mod grid;
 mod keys;
+mod limits;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use allsweep_config::lines::{line_at, line_of};
 use allsweep_config::params::describe;
@@ -31,6 +34,7 @@ use toml::{Table, Value};
 use crate::store::{NewSweep, NewTrial, TrialColumns};
 
 pub use grid::GridAxis;
+pub use limits::SpecLimits;
 
 /// Keys a spec may hold at its top level besides the trial sections.
 const SPEC_KEYS: [&str; 5] = ["name", "seeds", "grid", "max_attempts", "keep_checkpoints"];
@@ -56,8 +60,16 @@ fn error(source: &str, key: &str, message: impl Into<String>) -> ConfigError {
 }
 
 impl Spec {
-    /// Parses, validates and expands a spec.
+    /// Parses, validates and expands a spec within the default [`SpecLimits`].
     pub fn parse(source: &str) -> Result<Self, ConfigError> {
+        Self::parse_with(source, &SpecLimits::default())
+    }
+
+    /// Parses, validates and expands a spec, refusing one beyond `limits` before the work
+    /// that its size would cost: the text's size before parsing, the grid's axes and trials
+    /// before expansion.
+    pub fn parse_with(source: &str, limits: &SpecLimits) -> Result<Self, ConfigError> {
+        limits.check_size(source)?;
         let table: Table = source.parse().map_err(|e: toml::de::Error| ConfigError {
             key: "(syntax)".into(),
             line: e.span().map(|s| line_at(source, s.start)),
@@ -102,14 +114,15 @@ impl Spec {
         let base: Table =
             table.iter().filter(|(k, _)| SECTIONS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
         let grid = grid::axes(source, table.get("grid"))?;
+        limits.check_grid(source, &grid, seeds.len())?;
         let mut trials = Vec::new();
         // The first point that gave each config: two points giving one would store one trial twice.
         let mut first_point: HashMap<String, usize> = HashMap::new();
-        for (index, point) in grid::points(&grid).iter().enumerate() {
-            let resolved = grid::apply(&base, point);
+        for (index, point) in grid::points(&grid).enumerate() {
+            let resolved = grid::apply(&base, &point);
             let first_trial = trials.len();
             for &seed in &seeds {
-                trials.push(trial(source, &name, &resolved, point, seed, trials.len() as u32)?);
+                trials.push(trial(source, &name, &resolved, &point, seed, trials.len() as u32)?);
             }
             let config_key = trials[first_trial].config_key.clone();
             if let Some(&earlier) = first_point.get(&config_key) {
@@ -148,9 +161,10 @@ fn seeds(source: &str, value: Option<&Value>) -> Result<Vec<u64>, ConfigError> {
         }
     };
     let mut seeds = Vec::with_capacity(items.len());
+    let mut seen = HashSet::with_capacity(items.len());
     for item in items {
         match item.as_integer() {
-            Some(s) if s >= 0 && !seeds.contains(&(s as u64)) => seeds.push(s as u64),
+            Some(s) if s >= 0 && seen.insert(s) => seeds.push(s as u64),
             Some(s) if s >= 0 => return Err(error(source, "seeds", format!("seed {s} is listed twice"))),
             _ => return Err(error(source, "seeds", format!("expected whole numbers >= 0, found {}", describe(item)))),
         }
@@ -163,7 +177,7 @@ fn trial(
     source: &str,
     name: &str,
     resolved: &Table,
-    point: &[(String, Value)],
+    point: &[(&str, &Value)],
     seed: u64,
     ordinal: u32,
 ) -> Result<NewTrial, ConfigError> {
@@ -173,7 +187,9 @@ fn trial(
     table.insert("seed".into(), Value::Integer(seed as i64));
     let config = TrialConfig::from_table(&table).map_err(|e| {
         // Blame the grid entry that produced the bad value when there is one.
-        match point.iter().find(|(key, _)| e.key == *key || e.key.starts_with(&format!("{key}."))) {
+        let blamed =
+            point.iter().find(|(key, _)| e.key.strip_prefix(key).is_some_and(|r| r.is_empty() || r.starts_with('.')));
+        match blamed {
             Some((key, value)) => ConfigError {
                 key: format!("grid.\"{key}\""),
                 line: line_of(source, &format!("grid.{key}")),
@@ -183,7 +199,7 @@ fn trial(
         }
     })?;
     let params: serde_json::Map<String, serde_json::Value> =
-        point.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default())).collect();
+        point.iter().map(|(k, v)| (k.to_string(), serde_json::to_value(v).unwrap_or_default())).collect();
     Ok(NewTrial {
         id: keys::trial_key(&config, true),
         ordinal,

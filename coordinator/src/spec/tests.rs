@@ -181,35 +181,112 @@ fn grid_entries_that_resolve_to_the_same_config_are_refused() {
     assert_eq!(Spec::parse(&grid("\"loss.omega\" = [10, 10.5]")).unwrap().trials.len(), 2 * 3);
 }
 
-#[test]
-fn zz_timing_scratch() {
-    for n in [2000usize, 4000, 8000, 16000] {
-        let mut text = TABLE1[..TABLE1.find("[grid]").unwrap()].to_string();
-        text.push_str("[grid]\n");
-        for i in 0..n {
-            text.push_str(&format!("\"dataset.a{i}\" = [1]\n"));
-        }
-        let t = std::time::Instant::now();
-        let table: Table = text.parse().unwrap();
-        let parse = t.elapsed();
-        let axes = grid::axes(&text, table.get("grid")).unwrap();
-        let ax = t.elapsed();
-        let pts = grid::points(&axes);
-        let p = t.elapsed();
-        let r = Spec::parse(&text);
-        eprintln!("n={n} bytes={} toml={parse:?} axes={ax:?} points={p:?} ({}) total={:?} err={:?}", text.len(), pts.len(), t.elapsed(), r.err().map(|e| e.to_string().chars().take(80).collect::<String>()));
+/// TABLE1's trial sections with `axes` as its grid, one seed: each axis `"dataset.aN"` (a key
+/// no dataset takes, so expanding even one point would fail with "unknown key") of `values`.
+fn unknown_axes(axes: usize, values: usize) -> String {
+    let mut text = TABLE1[..TABLE1.find("[grid]").unwrap()].replace("seeds = [0, 1, 2]", "seeds = [0]");
+    text.push_str("[grid]\n");
+    let list = (0..values).map(|v| v.to_string()).collect::<Vec<_>>().join(", ");
+    for a in 0..axes {
+        text.push_str(&format!("\"dataset.a{a}\" = [{list}]\n"));
     }
+    text
+}
+
+fn shown(err: &ConfigError) -> String {
+    format!("{}: {}", err.key, err.message)
+}
+
+/// A million grid points in under 1 KB: refused before a single point is expanded (the
+/// points would fail as unknown keys; the error is the limit's), naming the count, the limit
+/// and the flag that raises it.
+#[test]
+fn a_grid_beyond_the_trial_limit_is_refused_before_expansion() {
+    let text = unknown_axes(6, 10);
+    assert!(text.len() < 1024, "{} bytes", text.len());
+    let err = Spec::parse(&text).expect_err("a million trials");
+    assert_eq!(
+        shown(&err),
+        "grid: the sweep makes 1000000 trials (10 x 10 x 10 x 10 x 10 x 10 grid points x 1 seed); this \
+         coordinator accepts at most 10000 trials; split the sweep, or raise the limit with `allsweep serve \
+         --max-trials N`"
+    );
+    assert_eq!(err.line, Some(19), "the [grid] header");
+    // 20,000 points, twice the default: refused too (before this limit it was expanded and stored).
+    let err = Spec::parse(&TABLE1.replace("[6, 8, 10]", &format!("{:?}", (1..=10_000).collect::<Vec<_>>())))
+        .expect_err("20,000 trials");
+    assert!(shown(&err).starts_with("grid: the sweep makes 60000 trials (10000 x 2 grid points x 3 seeds)"), "{err}");
+}
+
+/// The product of the axis lengths is counted without overflow: 64 axes of two values are
+/// 2^64 points, one more than a u64 holds.
+#[test]
+fn a_grid_too_large_to_count_is_refused() {
+    let err = Spec::parse(&unknown_axes(64, 2)).expect_err("2^64 trials");
+    assert!(
+        shown(&err).starts_with(&format!("grid: the sweep makes more than {} trials (2 x 2 x 2", u64::MAX)),
+        "{err}"
+    );
 }
 
 #[test]
-fn zz_deep_scratch() {
-    for depth in [100usize, 1000, 10000, 100000] {
-        let mut text = TABLE1[..TABLE1.find("[grid]").unwrap()].to_string();
-        text.push_str("[grid]\nloss");
-        for _ in 0..depth { text.push_str(".a"); }
-        text.push_str(" = [1]\n");
-        let t = std::time::Instant::now();
-        let r = Spec::parse(&text);
-        eprintln!("depth={depth} bytes={} {:?} {:?}", text.len(), t.elapsed(), r.err().map(|e| e.to_string().chars().take(100).collect::<String>()));
+fn a_grid_beyond_the_axis_limit_is_refused_before_expansion() {
+    let err = Spec::parse(&unknown_axes(65, 1)).expect_err("65 axes");
+    assert_eq!(
+        shown(&err),
+        "grid: the grid has 65 axes; this coordinator accepts at most 64 axes; split the sweep, or raise the limit \
+         with `allsweep serve --max-axes N`"
+    );
+    assert_eq!(err.line, Some(19));
+    // At the limit, the spec is expanded (and its first point is what fails).
+    let err = Spec::parse(&unknown_axes(64, 1)).expect_err("unknown keys");
+    assert!(shown(&err).starts_with("grid.\"dataset.a0\": with dataset.a0 = 0: dataset.a0: unknown key"), "{err}");
+}
+
+/// An oversized text is refused before it is parsed: the syntax error at its end is never seen.
+#[test]
+fn a_spec_beyond_the_size_limit_is_refused_before_parsing() {
+    let mut text = TABLE1.to_string();
+    text.push_str(&"# padding\n".repeat(SpecLimits::DEFAULT_MAX_SPEC_BYTES / 10));
+    text.push_str("[broken\n");
+    let err = Spec::parse(&text).expect_err("too big");
+    assert_eq!(
+        shown(&err),
+        format!(
+            "spec: the spec is {} bytes; this coordinator accepts at most 262144 bytes; split the sweep, or raise \
+             the limit with `allsweep serve --max-spec-bytes N`",
+            text.len()
+        )
+    );
+    assert_eq!(err.line, None);
+}
+
+/// Each limit lets a spec exactly at it through and refuses one past it; seeds count as trials.
+#[test]
+fn limits_are_inclusive_and_configurable() {
+    let exact = SpecLimits { max_trials: 18, max_axes: 2, max_spec_bytes: TABLE1.len() };
+    assert_eq!(Spec::parse_with(TABLE1, &exact).unwrap().trials.len(), 18);
+    let size = TABLE1.len();
+    let refusals: [(SpecLimits, String); 3] = [
+        (
+            SpecLimits { max_trials: 17, ..exact },
+            "grid: the sweep makes 18 trials (3 x 2 grid points x 3 seeds)".into(),
+        ),
+        (
+            SpecLimits { max_axes: 1, ..exact },
+            "grid: the grid has 2 axes; this coordinator accepts at most 1 axes".into(),
+        ),
+        (
+            SpecLimits { max_spec_bytes: size - 1, ..exact },
+            format!("spec: the spec is {size} bytes; this coordinator accepts at most {} bytes", size - 1),
+        ),
+    ];
+    for (limits, expected) in refusals {
+        let err = Spec::parse_with(TABLE1, &limits).expect_err(&expected);
+        assert!(shown(&err).starts_with(&expected), "expected {expected:?}, got {err}");
     }
+    let seeds_only = &TABLE1[..TABLE1.find("[grid]").unwrap()];
+    let err = Spec::parse_with(seeds_only, &SpecLimits { max_trials: 2, ..exact }).expect_err("3 seeds");
+    assert!(shown(&err).starts_with("seeds: the sweep makes 3 trials (1 grid points x 3 seeds)"), "{err}");
+    assert_eq!(err.line, Some(2));
 }

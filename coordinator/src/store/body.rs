@@ -238,6 +238,11 @@ impl Store for SqlStore {
         found.iter().map(rows::trial_row).collect()
     }
 
+    async fn trial(&self, trial_id: &str) -> Result<Option<TrialRow>> {
+        let found = sqlx::query(sql::SELECT_TRIAL).bind(trial_id).fetch_optional(&self.pool).await?;
+        found.as_ref().map(rows::trial_row).transpose()
+    }
+
     async fn attempts(&self, trial_id: &str) -> Result<Vec<AttemptRow>> {
         let found = sqlx::query(sql::SELECT_ATTEMPTS).bind(trial_id).fetch_all(&self.pool).await?;
         found.iter().map(rows::attempt_row).collect()

@@ -314,6 +314,8 @@ pub trait Store: Send + Sync {
     async fn sweeps(&self) -> Result<Vec<SweepRow>>;
     /// The trials of a sweep in ordinal order.
     async fn trials(&self, sweep_id: &str) -> Result<Vec<TrialRow>>;
+    /// One trial by id.
+    async fn trial(&self, trial_id: &str) -> Result<Option<TrialRow>>;
     async fn attempts(&self, trial_id: &str) -> Result<Vec<AttemptRow>>;
     /// Cancels a sweep: queued and running trials become cancelled (their attempts'
     /// later writes are refused); `Ok(false)` if there is no such sweep.

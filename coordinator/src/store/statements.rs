@@ -20,6 +20,10 @@ pub(super) const SELECT_TRIALS: &str = "SELECT id, sweep_id, ordinal, label, par
      config_toml, seed, state, attempt, worker_id, lease_expires_at, epoch, epochs, error \
      FROM trials WHERE sweep_id = $1 ORDER BY ordinal";
 
+pub(super) const SELECT_TRIAL: &str = "SELECT id, sweep_id, ordinal, label, params_json, config_key, \
+     config_toml, seed, state, attempt, worker_id, lease_expires_at, epoch, epochs, error \
+     FROM trials WHERE id = $1";
+
 pub(super) const SELECT_ATTEMPTS: &str = "SELECT trial_id, attempt, worker_id, started_at, ended_at, outcome, \
      resumed_from_epoch, error FROM attempts WHERE trial_id = $1 ORDER BY attempt";
 

@@ -227,6 +227,8 @@ async fn inserting_a_sweep_twice_writes_it_once(ctx: Ctx) {
     assert_eq!((row.keep_checkpoints, row.created_at, row.spec_toml.as_str()), (false, T0, "name = \"x\"\n"));
     let trials = store.trials("s1").await.expect("trials");
     assert_eq!(trials.len(), 6);
+    assert_eq!(store.trial("s1-t4").await.expect("trial").as_ref(), Some(&trials[4]), "one trial by id");
+    assert_eq!(store.trial("nope").await.expect("trial"), None);
     for (i, t) in trials.iter().enumerate() {
         assert_eq!((t.ordinal, t.state, t.attempt, t.epoch, t.epochs), (i as u32, TrialState::Queued, 0, 0, 5));
         assert_eq!((t.id.clone(), t.seed, t.worker_id.clone()), (format!("s1-t{i}"), i as u64 % 3, None));

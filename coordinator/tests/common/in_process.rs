@@ -23,7 +23,8 @@ pub struct InProcess {
     pub artifacts: PathBuf,
     pub store: Arc<dyn Store>,
     pub sweep_id: String,
-    _stop: watch::Sender<bool>,
+    stop: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
     pub dir: tempfile::TempDir,
 }
 
@@ -38,10 +39,16 @@ impl InProcess {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = format!("http://{}", listener.local_addr().unwrap());
         let artifacts = dir.path().join("artifacts");
-        let options = ServeOptions { artifacts: artifacts.clone(), lease_ttl: lease, token: None };
+        let options = ServeOptions::new(artifacts.clone(), lease);
         let (stop, shutdown) = watch::channel(false);
-        tokio::spawn(serve(listener, store.clone(), options, shutdown));
-        Self { address, artifacts, store, sweep_id: parsed.id, _stop: stop, dir }
+        let server = tokio::spawn(serve(listener, store.clone(), options, shutdown));
+        Self { address, artifacts, store, sweep_id: parsed.id, stop, server, dir }
+    }
+
+    /// Asks the coordinator to stop, as SIGTERM does, and waits until `serve` returns.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.stop.send(true).unwrap();
+        self.server.await.unwrap()
     }
 
     /// A raw worker client, registered with `slots` slots; returns it and its worker id.

@@ -185,6 +185,11 @@ pub fn train_on(
         }
         position.train_seconds += train_started.elapsed().as_secs_f64();
         let (validation_loss, validation) = evaluate(&model, &loss, &data.validation, batch, options.device)?;
+        if !validation_loss.is_finite() {
+            // Weights that give a non-finite loss on held-out data have diverged, even when
+            // every training batch stayed finite.
+            return Err(TrainError::Diverged { epoch: epoch + 1, step: position.step, value: validation_loss });
+        }
         let record = EpochRecord {
             epoch: epoch + 1,
             train_loss: position.train_loss_sum / position.train_samples.max(1) as f64,
