@@ -8,8 +8,7 @@ use futures::Stream;
 use tokio::io::AsyncReadExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::fields;
-use super::{artifact_status, status, Shared};
+use super::{artifact_status, fields, status, validate, Shared};
 use crate::artifacts::{Artifacts, MAX_CHECKPOINT_BYTES};
 use crate::scheduler;
 use crate::store::{now_ms, AttemptRef, CheckpointRow, MetricPoint, MetricsStored, Progress, WorkerRow};
@@ -112,8 +111,8 @@ impl WorkerService for WorkerApi {
         while let Some(batch) = stream.message().await? {
             fields::id("trial_id", &batch.trial_id)?;
             let points: Vec<MetricPoint> = batch.points.into_iter().map(MetricPoint::from).collect();
-            let epochs = super::validate::trial_epochs(&*self.shared.store, &batch.trial_id).await?;
-            super::validate::metric_points(&points, epochs)?;
+            let epochs = validate::trial_epochs(&*self.shared.store, &batch.trial_id).await?;
+            validate::metric_points(&points, epochs)?;
             let stored =
                 self.shared.store.record_metrics(&batch.trial_id, batch.attempt, &points).await.map_err(status)?;
             total.stored += stored.stored;
@@ -218,8 +217,8 @@ impl WorkerService for WorkerApi {
         let Completed { attempt, completion } =
             Completed::try_from(request.into_inner()).map_err(|e| Status::invalid_argument(e.to_string()))?;
         fields::id("trial_id", &attempt.trial_id)?;
-        let epochs = super::validate::trial_epochs(&*self.shared.store, &attempt.trial_id).await?;
-        super::validate::completion(&completion, epochs)?;
+        let epochs = validate::trial_epochs(&*self.shared.store, &attempt.trial_id).await?;
+        validate::completion(&completion, epochs)?;
         let store = &self.shared.store;
         let remove = store.complete(&attempt.trial_id, attempt.attempt, &completion, now_ms()).await.map_err(status)?;
         if let Some(file) = remove {
@@ -233,7 +232,7 @@ impl WorkerService for WorkerApi {
     async fn fail(&self, request: Request<pb::FailRequest>) -> Result<Response<pb::Ack>, Status> {
         let Failure { attempt, error, fault } = request.into_inner().into();
         fields::id("trial_id", &attempt.trial_id)?;
-        let error = super::validate::fail_error(error)?;
+        let error = validate::fail_error(error)?;
         let store = &self.shared.store;
         let next = store.fail(&attempt.trial_id, attempt.attempt, &error, fault, now_ms()).await.map_err(status)?;
         tracing::warn!(trial = %attempt.trial_id, attempt = attempt.attempt, ?fault, ?next, %error, "trial attempt failed");
