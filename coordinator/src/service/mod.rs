@@ -1,7 +1,8 @@
 //! The gRPC services: the worker API (register, lease, heartbeat, metrics, checkpoints,
 //! complete, fail, release) and the user API (submit, status, cancel, watch, workers,
-//! results). Wire types are converted at this edge; below it only domain types exist.
-//! One function ([`status`]) maps domain errors to gRPC statuses.
+//! results). Wire types are converted at this edge (`crate::wire`), ids and strings are
+//! checked here (`fields`) and reported values too (`validate`); below it only checked domain
+//! types exist. One function ([`status`]) maps store errors to gRPC statuses.
 
 mod auth;
 mod fields;
