@@ -6,6 +6,9 @@ use anyhow::Context;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
+/// The largest message the CLI sends or accepts: above any coordinator's default.
+pub const MAX_REPLY_BYTES: usize = 64 << 20;
+
 pub type UserClient = UserServiceClient<InterceptedService<Channel, BearerToken>>;
 
 /// A user-API client for `address` (`http://host:port`).
@@ -17,7 +20,8 @@ pub async fn user(address: &str, token: Option<&str>) -> anyhow::Result<UserClie
         .with_context(|| {
             format!("cannot reach the coordinator at {address} (is `allsweep serve` running? set ALLSWEEP_COORDINATOR)")
         })?;
-    Ok(UserServiceClient::with_interceptor(channel, BearerToken::new(token)?))
+    let client = UserServiceClient::with_interceptor(channel, BearerToken::new(token)?);
+    Ok(client.max_decoding_message_size(MAX_REPLY_BYTES).max_encoding_message_size(MAX_REPLY_BYTES))
 }
 
 /// A tonic status as a one-line error for people.

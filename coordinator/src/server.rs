@@ -11,6 +11,7 @@ use allsweep_proto::v1::user_service_server::UserServiceServer;
 use allsweep_proto::v1::worker_service_server::WorkerServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 
 use crate::artifacts::Artifacts;
@@ -30,10 +31,17 @@ pub struct ServeOptions {
     /// How long, once shutdown is asked for, calls still in flight (a `Watch` follows its sweep
     /// until it ends) may take before the coordinator stops anyway.
     pub shutdown_grace: Duration,
+    /// The largest message the coordinator receives or sends, in bytes.
+    pub max_message_bytes: usize,
 }
 
+/// The default of [`ServeOptions::max_message_bytes`]: a checkpoint chunk (1 MiB) with room to
+/// spare, and the status of a sweep at the default trial limit (10,000 trials of about 700
+/// bytes each, errors cut at 512).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 << 20;
+
 impl ServeOptions {
-    /// No token, the default spec limits, 10 s of shutdown grace.
+    /// No token, the default spec limits and message size, 10 s of shutdown grace.
     pub fn new(artifacts: PathBuf, lease_ttl: Duration) -> Self {
         Self {
             artifacts,
@@ -41,6 +49,7 @@ impl ServeOptions {
             token: None,
             spec_limits: SpecLimits::default(),
             shutdown_grace: Duration::from_secs(10),
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }
     }
 }
@@ -59,10 +68,17 @@ pub async fn serve(
     let check = TokenCheck::new(options.token.clone());
     let expiry = tokio::spawn(scheduler::run_expiry(store, clocks.expiry_tick(), shutdown.clone()));
     let limits = options.spec_limits;
+    let max = options.max_message_bytes;
+    let workers = WorkerServiceServer::new(WorkerApi { shared: shared.clone() })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let users = UserServiceServer::new(UserApi { shared, limits })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
     let mut stop = shutdown.clone();
     let served = tonic::transport::Server::builder()
-        .add_service(WorkerServiceServer::with_interceptor(WorkerApi { shared: shared.clone() }, check.clone()))
-        .add_service(UserServiceServer::with_interceptor(UserApi { shared, limits }, check))
+        .add_service(InterceptedService::new(workers, check.clone()))
+        .add_service(InterceptedService::new(users, check))
         // TCP_NODELAY: a reply's trailers go out as a second small write, which Nagle's
         // algorithm would hold until the client's ACK (~40 ms per call otherwise).
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async move {

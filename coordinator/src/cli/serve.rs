@@ -22,6 +22,10 @@ pub struct ServeArgs {
     /// Where checkpoint files live.
     #[arg(long, default_value = "allsweep-artifacts")]
     pub artifacts: PathBuf,
+    /// The largest gRPC message received or sent, in bytes (checkpoints travel in 1 MiB chunks;
+    /// a sweep's status grows with its trials).
+    #[arg(long, default_value_t = allsweep_coordinator::server::DEFAULT_MAX_MESSAGE_BYTES, value_parser = clap::value_parser!(usize))]
+    pub max_message_bytes: usize,
     /// Lease duration without a heartbeat, in seconds (workers heartbeat three times per lease).
     #[arg(long, default_value_t = 30.0)]
     pub lease_seconds: f64,
@@ -44,6 +48,10 @@ pub struct ServeArgs {
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.lease_seconds >= 0.3, "--lease-seconds must be at least 0.3");
+    anyhow::ensure!(
+        args.max_message_bytes >= 2 << 20,
+        "--max-message-bytes must be at least 2097152 (a 1 MiB checkpoint chunk and its framing)"
+    );
     let store = store::open(&args.db).await.with_context(|| format!("cannot open the database {}", args.db))?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -64,6 +72,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_axes: args.max_axes,
             max_spec_bytes: args.max_spec_bytes,
         },
+        max_message_bytes: args.max_message_bytes,
         ..ServeOptions::new(args.artifacts, Duration::from_secs_f64(args.lease_seconds))
     };
     serve(listener, store, options, shutdown).await

@@ -154,8 +154,36 @@ fn summarize(row: &SweepRow, trials: &[TrialRow]) -> pb::SweepStatus {
                 epochs: t.epochs,
                 worker_id: t.worker_id.clone().unwrap_or_default(),
                 label: t.label.clone(),
-                error: t.error.clone().unwrap_or_default(),
+                error: t.error.as_deref().map(status_error).unwrap_or_default(),
             })
             .collect(),
+    }
+}
+
+/// The most of a trial's error a status reply carries; the whole error stays in the database
+/// (`trials.error`, `attempts.error`). Keeps a sweep of many failed trials within one reply.
+pub const STATUS_ERROR_BYTES: usize = 512;
+
+/// A trial's error as a status reply carries it: cut at [`STATUS_ERROR_BYTES`] on a character
+/// boundary, with a marker.
+fn status_error(error: &str) -> String {
+    if error.len() <= STATUS_ERROR_BYTES {
+        return error.to_string();
+    }
+    let cut = (0..=STATUS_ERROR_BYTES).rev().find(|&i| error.is_char_boundary(i)).unwrap_or(0);
+    format!("{}... [{} more bytes in the database]", &error[..cut], error.len() - cut)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_errors_are_cut_in_status_replies_and_short_ones_kept() {
+        assert_eq!(status_error("diverged"), "diverged");
+        let long = "é".repeat(1000);
+        let shown = status_error(&long);
+        assert!(shown.len() < STATUS_ERROR_BYTES + 40, "{}", shown.len());
+        assert!(shown.ends_with("... [1488 more bytes in the database]"), "{shown}");
     }
 }
