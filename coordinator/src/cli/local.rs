@@ -12,6 +12,7 @@ use clap::Args;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
+use super::serve::LimitArgs;
 use super::{remote, summary};
 use allsweep_coordinator::client::{self, explain};
 use allsweep_coordinator::server::{serve, ServeOptions};
@@ -38,6 +39,8 @@ pub struct RunArgs {
     /// Where relative data-set roots resolve [default: $ALLSWEEP_DATA, else ../shared/data].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -49,7 +52,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = format!("http://{}", listener.local_addr()?);
     let (stop, shutdown) = watch::channel(false);
-    let options = ServeOptions::new(args.dir.join("artifacts"), Duration::from_secs(15));
+    let options = ServeOptions {
+        spec_limits: args.limits.into(),
+        ..ServeOptions::new(args.dir.join("artifacts"), Duration::from_secs(15))
+    };
     let server = tokio::spawn(serve(listener, store, options, shutdown));
 
     let mut c = client::user(&address, None).await?;

@@ -35,6 +35,13 @@ pub struct ServeArgs {
     /// A file whose first line is the token; wins over --token and ALLSWEEP_TOKEN.
     #[arg(long, env = "ALLSWEEP_TOKEN_FILE")]
     pub token_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// The sweep limits, the same flags on `serve` and `run`.
+#[derive(clap::Args, Clone, Copy)]
+pub struct LimitArgs {
     /// Most trials (grid points times seeds) one submitted sweep may have.
     #[arg(long, default_value_t = SpecLimits::DEFAULT_MAX_TRIALS, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_trials: u64,
@@ -44,6 +51,12 @@ pub struct ServeArgs {
     /// Largest submitted spec, in bytes.
     #[arg(long, default_value_t = SpecLimits::DEFAULT_MAX_SPEC_BYTES)]
     pub max_spec_bytes: usize,
+}
+
+impl From<LimitArgs> for SpecLimits {
+    fn from(a: LimitArgs) -> Self {
+        SpecLimits { max_trials: a.max_trials, max_axes: a.max_axes, max_spec_bytes: a.max_spec_bytes }
+    }
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -67,11 +80,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     });
     let options = ServeOptions {
         token: allsweep_proto::auth::resolve_token(args.token, args.token_file.as_deref())?,
-        spec_limits: SpecLimits {
-            max_trials: args.max_trials,
-            max_axes: args.max_axes,
-            max_spec_bytes: args.max_spec_bytes,
-        },
+        spec_limits: args.limits.into(),
         max_message_bytes: args.max_message_bytes,
         ..ServeOptions::new(args.artifacts, Duration::from_secs_f64(args.lease_seconds))
     };

@@ -13,8 +13,8 @@ use allsweep_config::trial::ConfigError;
 
 use super::GridAxis;
 
-/// The largest sweep a coordinator accepts; set with `allsweep serve --max-trials`,
-/// `--max-axes` and `--max-spec-bytes`.
+/// The largest sweep a coordinator accepts; set with `--max-trials`, `--max-axes` and
+/// `--max-spec-bytes` on `allsweep serve` or `allsweep run`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpecLimits {
     /// Trials per sweep: grid points times seeds.

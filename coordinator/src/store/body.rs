@@ -391,8 +391,7 @@ impl Store for SqlStore {
     }
 
     async fn check_lease(&self, attempt: &AttemptRef) -> Result<()> {
-        let mut conn = self.pool.acquire().await?;
-        let row = sqlx::query(sql::HOLDER).bind(&attempt.trial_id).fetch_optional(&mut *conn).await?;
+        let row = sqlx::query(sql::HOLDER).bind(&attempt.trial_id).fetch_optional(&self.pool).await?;
         rows::holder(&attempt.trial_id, attempt.attempt, row.as_ref()).map(|_| ())
     }
 
