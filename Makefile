@@ -3,6 +3,8 @@
 #   make demo    the main job
 #   make test    every check: format, clippy (warnings denied), all tests
 #   make bench   the training-step benchmark against PyTorch (minutes; not part of test)
+#   make fuzz    the cargo-fuzz targets, FUZZ_SECONDS each (default 300; nightly Rust; not part of test)
+#   make chaos   the fault-injection suite on SQLite and a private Postgres (minutes, root; not part of test)
 
 SHELL := bash
 VENV := $(CURDIR)/.venv
@@ -12,7 +14,7 @@ export LIBTORCH_USE_PYTORCH := 1
 export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: setup build test demo bench vectors
+.PHONY: setup build test demo bench vectors fuzz chaos
 
 setup:
 	@scripts/setup-torch.sh
@@ -34,3 +36,27 @@ bench: build
 # Regenerates worker/tests/vectors from the independent PyTorch reference.
 vectors: setup
 	$(VENV)/bin/python scripts/reference/make_vectors.py
+
+# The fuzz targets in fuzz/ (a workspace of its own), each for FUZZ_SECONDS, from the seeds
+# in fuzz/seeds/ and the corpus grown by earlier runs (fuzz/corpus/, not in git). A crash
+# stops the run and leaves its input in fuzz/artifacts/TARGET/.
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS := spec worker_rpc
+
+fuzz:
+	@rustup run nightly rustc --version >/dev/null 2>&1 || { echo "make fuzz needs a nightly Rust toolchain: rustup toolchain install nightly"; exit 1; }
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	cd fuzz && for target in $(FUZZ_TARGETS); do \
+		mkdir -p corpus/$$target && \
+		cargo +nightly fuzz run $$target corpus/$$target seeds/$$target -- \
+			-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
+	done
+
+# The fault-injection suite at full counts (chaos/): 100 worker SIGKILLs, 20 SIGTERMs, 10
+# coordinator SIGKILLs, Postgres restarts (fast and immediate) and a partition longer than the
+# lease, on SQLite and on a private Postgres that it starts with initdb; then every invariant
+# checked with SQL against a fault-free run. Needs root (network namespace, postgres user).
+# CHAOS_ARGS passes options (--seed N to repeat a plan, --backends sqlite); the short version
+# is coordinator/tests/chaos.rs, in make test.
+chaos: build
+	target/release/allsweep-chaos $(CHAOS_ARGS)

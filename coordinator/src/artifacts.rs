@@ -41,8 +41,21 @@ pub struct Incoming {
 }
 
 impl Artifacts {
+    /// Opens (creating) the directory and removes the `.part` files of uploads a killed
+    /// coordinator left behind: an artifact directory belongs to one coordinator, and at its
+    /// start no upload is in flight.
     pub fn open(dir: &Path) -> Result<Self, ArtifactError> {
         std::fs::create_dir_all(dir).map_err(|source| ArtifactError::Io { path: dir.into(), source })?;
+        let entries = std::fs::read_dir(dir).map_err(|source| ArtifactError::Io { path: dir.into(), source })?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.ends_with(".part") {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => tracing::info!(file = %name, "removed an unfinished upload"),
+                    Err(error) => tracing::warn!(file = %name, %error, "cannot remove an unfinished upload"),
+                }
+            }
+        }
         Ok(Self { dir: dir.to_path_buf() })
     }
 

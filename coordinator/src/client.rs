@@ -1,8 +1,9 @@
-//! Connecting to a coordinator from the CLI: the address, the token, clear errors.
+//! Connecting to a coordinator from the CLI: the address, TLS, the token, clear errors.
 
 use allsweep_proto::auth::BearerToken;
+use allsweep_proto::tls::{self, ClientTls};
+use allsweep_proto::v1::admin_service_client::AdminServiceClient;
 use allsweep_proto::v1::user_service_client::UserServiceClient;
-use anyhow::Context;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -10,21 +11,37 @@ use tonic::transport::Channel;
 pub const MAX_REPLY_BYTES: usize = 64 << 20;
 
 pub type UserClient = UserServiceClient<InterceptedService<Channel, BearerToken>>;
+pub type AdminClient = AdminServiceClient<InterceptedService<Channel, BearerToken>>;
 
-/// A user-API client for `address` (`http://host:port`).
+/// A user-API client for `address` (`http://host:port`, or `https://host:port` checked against
+/// the system's trusted certificates).
 pub async fn user(address: &str, token: Option<&str>) -> anyhow::Result<UserClient> {
-    let channel = tonic::transport::Endpoint::from_shared(address.to_string())
-        .with_context(|| format!("bad coordinator address {address:?}"))?
-        .connect()
-        .await
-        .with_context(|| {
-            format!("cannot reach the coordinator at {address} (is `allsweep serve` running? set ALLSWEEP_COORDINATOR)")
-        })?;
-    let client = UserServiceClient::with_interceptor(channel, BearerToken::new(token)?);
+    user_with_tls(address, token, &ClientTls::default()).await
+}
+
+/// A user-API client for `address`, with the TLS files of `--tls-ca`, `--tls-cert` and
+/// `--tls-key`.
+pub async fn user_with_tls(address: &str, token: Option<&str>, tls: &ClientTls) -> anyhow::Result<UserClient> {
+    let client = UserServiceClient::with_interceptor(channel(address, tls).await?, BearerToken::new(token)?);
     Ok(client.max_decoding_message_size(MAX_REPLY_BYTES).max_encoding_message_size(MAX_REPLY_BYTES))
 }
 
-/// A tonic status as a one-line error for people.
+/// An admin-API client (token management) for `address`.
+pub async fn admin_with_tls(address: &str, token: Option<&str>, tls: &ClientTls) -> anyhow::Result<AdminClient> {
+    Ok(AdminServiceClient::with_interceptor(channel(address, tls).await?, BearerToken::new(token)?))
+}
+
+async fn channel(address: &str, tls: &ClientTls) -> anyhow::Result<Channel> {
+    tls::endpoint(address, tls)?.connect().await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot reach the coordinator at {address}: {} (is `allsweep serve` running? set ALLSWEEP_COORDINATOR)",
+            tls::error_chain(&e)
+        )
+    })
+}
+
+/// A tonic status as a one-line error for people, with its causes (a call that failed on the
+/// connection says why only there).
 pub fn explain(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{} ({:?})", status.message(), status.code())
+    anyhow::anyhow!("{} ({:?})", tls::status_reason(&status), status.code())
 }

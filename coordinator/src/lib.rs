@@ -6,6 +6,7 @@
 //! states (and expires the leases of silent workers), and [`wire`] converts between the gRPC
 //! messages and the domain types.
 
+pub mod access;
 pub mod artifacts;
 pub mod client;
 pub mod plot;
@@ -15,6 +16,7 @@ pub mod server;
 pub mod service;
 pub mod spec;
 pub mod store;
+pub mod tls;
 pub mod wire;
 
 pub use allsweep_proto::PROTOCOL_VERSION;

@@ -1,5 +1,5 @@
-//! Running the coordinator: both services on one TCP listener, the scheduler's expiry tick
-//! beside them.
+//! Running the coordinator: both services on one TCP listener (plain, or TLS from
+//! [`crate::tls`]), the scheduler's expiry tick beside them.
 //! The listener and the shutdown signal are passed in, so tests and `allsweep run` drive it
 //! on port 0.
 
@@ -7,24 +7,30 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use allsweep_proto::v1::admin_service_server::AdminServiceServer;
 use allsweep_proto::v1::user_service_server::UserServiceServer;
 use allsweep_proto::v1::worker_service_server::WorkerServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 
+use crate::access::{tokens, AccessLayer, TokenBook, WorkerKeys};
 use crate::artifacts::Artifacts;
 use crate::scheduler::{self, Clocks};
-use crate::service::{Shared, TokenCheck, UserApi, WorkerApi};
+use crate::service::{AdminApi, Shared, UserApi, WorkerApi};
 use crate::spec::SpecLimits;
 use crate::store::Store;
+use crate::tls::{ReloadingConfig, TlsOptions};
+
+/// How often the coordinator reads its tokens again (revocations made elsewhere).
+const TOKEN_REFRESH: Duration = Duration::from_secs(5);
 
 /// How the coordinator runs.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub artifacts: PathBuf,
     pub lease_ttl: Duration,
+    /// The bootstrap admin token (`--token`); more tokens with roles live in the database.
     pub token: Option<String>,
     /// Submitted specs beyond these are refused.
     pub spec_limits: SpecLimits,
@@ -33,6 +39,8 @@ pub struct ServeOptions {
     pub shutdown_grace: Duration,
     /// The largest message the coordinator receives or sends, in bytes.
     pub max_message_bytes: usize,
+    /// Serve TLS with these certificates (reloaded when their files change); plain TCP without.
+    pub tls: Option<TlsOptions>,
 }
 
 /// The default of [`ServeOptions::max_message_bytes`]: a checkpoint chunk (1 MiB) with room to
@@ -50,6 +58,7 @@ impl ServeOptions {
             spec_limits: SpecLimits::default(),
             shutdown_grace: Duration::from_secs(10),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            tls: None,
         }
     }
 }
@@ -63,27 +72,41 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let artifacts = Artifacts::open(&options.artifacts)?;
+    let tls = options.tls.as_ref().map(ReloadingConfig::load).transpose()?;
     let clocks = Clocks::new(options.lease_ttl);
-    let shared = Shared { store: store.clone(), artifacts, clocks };
-    let check = TokenCheck::new(options.token.clone());
-    let expiry = tokio::spawn(scheduler::run_expiry(store, clocks.expiry_tick(), shutdown.clone()));
+    let book = TokenBook::new(options.token.as_deref());
+    book.reload(&*store).await?;
+    let refresh = tokio::spawn(tokens::refresh(book.clone(), store.clone(), TOKEN_REFRESH, shutdown.clone()));
+    let worker_keys = WorkerKeys::default();
+    let epochs = crate::service::validate::EpochCache::default();
+    let shared = Shared { store: store.clone(), artifacts, clocks, worker_keys, tokens: book.clone(), epochs };
+    let expiry = tokio::spawn(scheduler::run_expiry(store, clocks.expiry_tick(), clocks.lease_ttl, shutdown.clone()));
     let limits = options.spec_limits;
     let max = options.max_message_bytes;
     let workers = WorkerServiceServer::new(WorkerApi { shared: shared.clone() })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
-    let users = UserServiceServer::new(UserApi { shared, limits })
+    let users = UserServiceServer::new(UserApi { shared: shared.clone(), limits })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
+    let admins = AdminServiceServer::new(AdminApi { shared });
     let mut stop = shutdown.clone();
-    let served = tonic::transport::Server::builder()
-        .add_service(InterceptedService::new(workers, check.clone()))
-        .add_service(InterceptedService::new(users, check))
+    let router = tonic::transport::Server::builder()
+        .layer(AccessLayer::new(book))
+        .add_service(workers)
+        .add_service(users)
+        .add_service(admins);
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let served: futures::future::BoxFuture<'static, Result<(), tonic::transport::Error>> = match tls {
         // TCP_NODELAY: a reply's trailers go out as a second small write, which Nagle's
         // algorithm would hold until the client's ACK (~40 ms per call otherwise).
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async move {
-            let _ = stop.wait_for(|s| *s).await;
-        });
+        None => {
+            Box::pin(router.serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), stopped))
+        }
+        Some(tls) => Box::pin(router.serve_with_incoming_shutdown(tls.incoming(listener), stopped)),
+    };
     let mut asked = shutdown.clone();
     let grace = options.shutdown_grace;
     let deadline = async move {
@@ -98,5 +121,6 @@ pub async fn serve(
         }
     };
     expiry.abort();
+    refresh.abort();
     result
 }

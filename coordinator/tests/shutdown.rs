@@ -18,7 +18,8 @@ use common::in_process::InProcess;
 async fn shutdown_ends_while_a_client_watches_an_active_sweep() {
     let c = InProcess::start(Duration::from_secs(60), &SyntheticSpec::new("watched")).await;
     let mut user = client::user(&c.address, None).await.unwrap();
-    let mut watch = user.watch(pb::SweepRequest { sweep_id: c.sweep_id.clone() }).await.unwrap().into_inner();
+    let mut watch =
+        user.watch(pb::SweepRequest { sweep_id: c.sweep_id.clone(), ..Default::default() }).await.unwrap().into_inner();
     let first = watch.message().await.unwrap().expect("the first status");
     assert_eq!(first.state(), pb::SweepState::Active, "no worker: the sweep stays active");
     let stopped = tokio::time::timeout(Duration::from_secs(120), c.shutdown()).await;

@@ -72,7 +72,7 @@ async fn errors_never_show_the_coordinator_s_paths() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_strings_and_impossible_slot_counts_are_refused_at_registration() {
     let c = InProcess::start(Duration::from_secs(60), &SyntheticSpec::new("register")).await;
-    let mut client = RawWorker::connect(c.address.clone()).await.unwrap();
+    let (mut client, _) = c.unregistered().await;
     let huge = registration(&"h".repeat(3 << 20), 1);
     let refused = client.register(huge).await.expect_err("a 3 MB host");
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
@@ -148,47 +148,7 @@ async fn an_undecodable_message_is_the_sender_s_error() {
     let path = tonic::codegen::http::uri::PathAndQuery::from_static("/allsweep.v1.WorkerService/Register");
     // A field tag whose varint never ends.
     let garbage = tonic::Request::new(vec![0xff_u8; 12]);
-    let refused = grpc.unary::<_, Vec<u8>, _>(garbage, path, RawBytes).await.expect_err("garbage");
+    let refused = grpc.unary::<_, Vec<u8>, _>(garbage, path, common::raw::RawBytes).await.expect_err("garbage");
     assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
     assert!(c.store.workers().await.unwrap().is_empty());
-}
-
-/// Sends and receives bytes as they are, as a broken or hostile client would.
-#[derive(Clone, Default)]
-struct RawBytes;
-
-impl tonic::codec::Codec for RawBytes {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawBytes;
-    type Decoder = RawBytes;
-
-    fn encoder(&mut self) -> RawBytes {
-        RawBytes
-    }
-
-    fn decoder(&mut self) -> RawBytes {
-        RawBytes
-    }
-}
-
-impl tonic::codec::Encoder for RawBytes {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-
-    fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
-        use bytes::BufMut;
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawBytes {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-
-    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
-        use bytes::Buf;
-        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
-    }
 }

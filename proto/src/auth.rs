@@ -1,8 +1,11 @@
-//! The bearer token a client puts on every call (`authorization: Bearer TOKEN`): one
-//! interceptor for the CLI and for workers, and one way to read a token from a file, so that
-//! it need not stand on a command line, where every user of the machine can read it.
+//! Who a caller is. The bearer token a client puts on every call (`authorization: Bearer
+//! TOKEN`): one interceptor for the CLI and for workers, and one way to read a token from a
+//! file, so that it need not stand on a command line, where every user of the machine can read
+//! it. And a worker's identity (its id and the key `Register` gave it), which every worker call
+//! carries so that the coordinator can tie each write to the worker holding the lease.
 
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::{Request, Status};
@@ -57,6 +60,57 @@ impl tonic::service::Interceptor for BearerToken {
     }
 }
 
+/// The metadata key of a worker's id on its calls.
+pub const WORKER_ID_HEADER: &str = "x-allsweep-worker-id";
+/// The metadata key of a worker's key on its calls.
+pub const WORKER_KEY_HEADER: &str = "x-allsweep-worker-key";
+
+/// A worker's id and key, as metadata values.
+#[derive(Clone, Debug)]
+struct Identity {
+    id: MetadataValue<Ascii>,
+    key: MetadataValue<Ascii>,
+}
+
+/// What a worker puts on every call: the bearer token, and, once registered, its identity.
+/// Clones share the identity, so the agent sets it once after `Register` and every client
+/// built from this value carries it.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerCredentials {
+    token: BearerToken,
+    identity: Arc<RwLock<Option<Identity>>>,
+}
+
+impl WorkerCredentials {
+    pub fn new(token: BearerToken) -> Self {
+        Self { token, identity: Arc::default() }
+    }
+
+    /// From now on, calls carry this worker id and key.
+    pub fn set_identity(&self, worker_id: &str, key: &str) -> Result<(), InvalidToken> {
+        let identity =
+            Identity { id: worker_id.parse().map_err(|_| InvalidToken)?, key: key.parse().map_err(|_| InvalidToken)? };
+        *self.identity.write().unwrap_or_else(|e| e.into_inner()) = Some(identity);
+        Ok(())
+    }
+
+    /// Whether a key is set (the worker registered at least once).
+    pub fn has_identity(&self) -> bool {
+        self.identity.read().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+}
+
+impl tonic::service::Interceptor for WorkerCredentials {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let mut request = self.token.call(request)?;
+        if let Some(identity) = &*self.identity.read().unwrap_or_else(|e| e.into_inner()) {
+            request.metadata_mut().insert(WORKER_ID_HEADER, identity.id.clone());
+            request.metadata_mut().insert(WORKER_KEY_HEADER, identity.key.clone());
+        }
+        Ok(request)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +126,19 @@ mod tests {
             assert!(without.call(Request::new(())).expect("passes").metadata().get("authorization").is_none());
         }
         assert!(BearerToken::new(Some("line\nbreak")).is_err());
+    }
+
+    #[test]
+    fn worker_credentials_carry_the_identity_once_set_to_every_clone() {
+        let credentials = WorkerCredentials::new(BearerToken::new(Some("t")).expect("token"));
+        let mut clone = credentials.clone();
+        let before = clone.call(Request::new(())).expect("passes");
+        assert!(before.metadata().get(WORKER_ID_HEADER).is_none());
+        credentials.set_identity("w-1", "k3y").expect("ASCII");
+        let after = clone.call(Request::new(())).expect("passes");
+        assert_eq!(after.metadata().get(WORKER_ID_HEADER).and_then(|v| v.to_str().ok()), Some("w-1"));
+        assert_eq!(after.metadata().get(WORKER_KEY_HEADER).and_then(|v| v.to_str().ok()), Some("k3y"));
+        assert_eq!(after.metadata().get("authorization").and_then(|v| v.to_str().ok()), Some("Bearer t"));
     }
 
     #[test]

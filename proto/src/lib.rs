@@ -1,13 +1,14 @@
 //! The `allsweep.v1` wire API shared by the coordinator and the workers: generated from
 //! `proto/allsweep/v1/allsweep.proto`, with the few rules both sides must read alike: which
 //! errors are worth retrying ([`fault`]), the names of metric points ([`metric`]), the bearer
-//! token every call carries ([`auth`]) and the size of checkpoint chunks. Domain types live
-//! elsewhere; each side converts at its edge.
+//! token every call carries ([`auth`]), how clients reach a coordinator over TLS ([`tls`]) and
+//! the size of checkpoint chunks. Domain types live elsewhere; each side converts at its edge.
 
 pub mod auth;
 pub mod codec;
 pub mod fault;
 pub mod metric;
+pub mod tls;
 
 /// Generated messages and services.
 #[allow(missing_docs, clippy::all)]
@@ -16,8 +17,9 @@ pub mod v1 {
 }
 
 /// The protocol version a worker announces when it registers; the coordinator refuses others.
-/// Version 2: failure kinds instead of a `permanent` flag, and enum states.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// Version 2: failure kinds instead of a `permanent` flag, and enum states. Version 3: a
+/// worker's calls carry its identity (`auth::WORKER_ID_HEADER`, `auth::WORKER_KEY_HEADER`).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Checkpoints travel in chunks of this many bytes, both ways.
 pub const CHECKPOINT_CHUNK_BYTES: usize = 1 << 20;

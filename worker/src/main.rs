@@ -36,6 +36,15 @@ struct AgentArgs {
     /// A file whose first line is the token; wins over --token and ALLSWEEP_TOKEN.
     #[arg(long, env = "ALLSWEEP_TOKEN_FILE")]
     token_file: Option<std::path::PathBuf>,
+    /// For an https:// coordinator: the PEM authority that signed its certificate [default: the system's].
+    #[arg(long, env = "ALLSWEEP_TLS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// This worker's PEM certificate, for a coordinator that requires one (mutual TLS).
+    #[arg(long, env = "ALLSWEEP_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "ALLSWEEP_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// auto (CUDA when present), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto", value_parser = inspect::parse_device)]
     device: tch::Device,
@@ -78,6 +87,7 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     let options = agent::AgentOptions {
         coordinator,
         token: allsweep_proto::auth::resolve_token(args.token, args.token_file.as_deref())?,
+        tls: allsweep_proto::tls::ClientTls { ca: args.tls_ca, cert: args.tls_cert, key: args.tls_key },
         device: args.device,
         slots: args.slots,
         data_dir: allsweep_worker::data::data_dir(args.data_dir),

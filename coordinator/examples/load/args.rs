@@ -26,6 +26,10 @@ pub struct Args {
     /// Lease length; long enough that no lease expires during the run.
     #[arg(long, default_value_t = 600.0)]
     pub lease_seconds: f64,
+    /// How long each simulated epoch trains before its metric batch is sent, in ms (0: none):
+    /// with it, workers call as often as real ones do, not as fast as they can.
+    #[arg(long, default_value_t = 0)]
+    pub epoch_ms: u64,
     /// Send a heartbeat every this many ms while a trial runs (0: none).
     #[arg(long, default_value_t = 0)]
     pub heartbeat_ms: u64,

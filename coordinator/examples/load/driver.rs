@@ -55,9 +55,10 @@ pub async fn drive(args: &Args, db: &Database, address: &str, store: &Arc<dyn St
         let start = start.clone();
         let points = args.points;
         let heartbeat = (args.heartbeat_ms > 0).then(|| Duration::from_millis(args.heartbeat_ms));
+        let epoch = (args.epoch_ms > 0).then(|| Duration::from_millis(args.epoch_ms));
         let failures = failures.clone();
         tasks.push(tokio::spawn(async move {
-            let result = worker::simulate(i, channel, start.clone(), points, heartbeat).await;
+            let result = worker::simulate(i, channel, start.clone(), points, heartbeat, epoch).await;
             if result.is_err() {
                 failures.fetch_add(1, Ordering::Relaxed);
             }
@@ -69,6 +70,8 @@ pub async fn drive(args: &Args, db: &Database, address: &str, store: &Arc<dyn St
         bail!("the workers did not all register within 120 s ({} failed)", failures.load(Ordering::Relaxed));
     }
 
+    let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let memory = tokio::spawn(sample_memory(samples.clone(), Duration::from_secs(5)));
     let mut total = WorkerStats::default();
     let mut errors = Vec::new();
     for task in tasks {
@@ -79,6 +82,8 @@ pub async fn drive(args: &Args, db: &Database, address: &str, store: &Arc<dyn St
         }
     }
     let seconds = total.seconds();
+    memory.abort();
+    let rss: Vec<u64> = samples.lock().map(|s| s.clone()).unwrap_or_default();
     if !errors.is_empty() {
         errors.sort();
         errors.dedup();
@@ -137,6 +142,32 @@ pub async fn drive(args: &Args, db: &Database, address: &str, store: &Arc<dyn St
         "sweep_state": sweep,
         "reattempted_trials": reattempted,
         "calls": calls,
+        "epoch_ms": args.epoch_ms,
+        "heartbeat_ms": args.heartbeat_ms,
+        // The whole process (the coordinator and the simulated workers): first sample after
+        // all registered, the peak, the last; every 5 s.
+        "rss_mib": {
+            "first": rss.first().map(|kb| kb / 1024),
+            "peak": rss.iter().max().map(|kb| kb / 1024),
+            "last": rss.last().map(|kb| kb / 1024),
+            "samples": rss.len(),
+        },
     });
     Ok(line.to_string())
+}
+
+/// Appends this process's resident memory (kB, `VmRSS`) to `samples` every `every`.
+async fn sample_memory(samples: Arc<std::sync::Mutex<Vec<u64>>>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let kb = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+        if let (Some(kb), Ok(mut samples)) = (kb, samples.lock()) {
+            samples.push(kb);
+        }
+    }
 }

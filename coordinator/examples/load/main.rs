@@ -114,7 +114,9 @@ async fn run_on(args: &Args, db: &Database) -> anyhow::Result<String> {
     let listener = socket.listen(1024)?;
     let address = format!("http://{}", listener.local_addr()?);
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let options = ServeOptions::new(artifacts.path().to_path_buf(), Duration::from_secs_f64(args.lease_seconds));
+    let mut options = ServeOptions::new(artifacts.path().to_path_buf(), Duration::from_secs_f64(args.lease_seconds));
+    // One sweep of --trials trials, beyond the default limit when asked.
+    options.spec_limits.max_trials = options.spec_limits.max_trials.max(u64::from(args.trials));
     let server = tokio::spawn(serve(listener, store.clone(), options, shutdown));
 
     let outcome = driver::drive(args, db, &address, &store).await;

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use allsweep_proto::auth::{BearerToken, WorkerCredentials};
 use allsweep_proto::v1::worker_service_client::WorkerServiceClient;
 use allsweep_proto::v1::{self as pb};
 use allsweep_proto::PROTOCOL_VERSION;
@@ -17,7 +18,7 @@ use crate::stats::WorkerStats;
 
 /// Metric names of one epoch: a batch of 10 points.
 const NAMES: [&str; 10] =
-    ["loss", "val_loss", "jaccard", "dice", "precision", "recall", "tnr", "accuracy", "auc", "lr"];
+    ["train_loss", "validation_loss", "jaccard", "dice", "precision", "recall", "tnr", "accuracy", "auc", "seconds"];
 
 /// Points per StreamMetrics call: one epoch's worth.
 pub const BATCH: usize = NAMES.len();
@@ -58,8 +59,10 @@ pub async fn simulate(
     start: Arc<Barrier>,
     points: u32,
     heartbeat: Option<Duration>,
+    epoch: Option<Duration>,
 ) -> anyhow::Result<WorkerStats> {
-    let mut client = WorkerServiceClient::new(channel);
+    let credentials = WorkerCredentials::new(BearerToken::default());
+    let mut client = WorkerServiceClient::with_interceptor(channel, credentials.clone());
     let registered = client
         .register(pb::RegisterRequest {
             protocol_version: PROTOCOL_VERSION,
@@ -75,6 +78,7 @@ pub async fn simulate(
         .map_err(|s| anyhow::anyhow!("worker {index}: register: {s}"))?
         .into_inner();
     let worker_id = registered.worker_id;
+    credentials.set_identity(&worker_id, &registered.worker_key)?;
     start.wait().await;
 
     let mut stats = WorkerStats::default();
@@ -85,15 +89,19 @@ pub async fn simulate(
             timed!(stats.lease, client.lease(pb::LeaseRequest { worker_id: worker_id.clone(), free_slots: 1 }))
                 .map_err(|s| anyhow::anyhow!("worker {index}: lease: {s}"))?;
         let Some(trial) = leased.trials.into_iter().next() else { break };
-        let seed = (index as f64 + 1.0) / 1000.0;
+        // Small enough that every value is a valid fraction (< 0.2).
+        let seed = (index % 100) as f64 / 1000.0;
         let all: Vec<pb::MetricPoint> = (0..points as usize)
             .map(|k| pb::MetricPoint {
-                epoch: (k / BATCH) as u32,
+                epoch: (k / BATCH) as u32 + 1,
                 name: NAMES[k % BATCH].into(),
                 value: seed + k as f64 * 1e-3,
             })
             .collect();
         for batch in all.chunks(BATCH) {
+            if let Some(epoch) = epoch {
+                tokio::time::sleep(epoch).await;
+            }
             let message =
                 pb::MetricBatch { trial_id: trial.trial_id.clone(), attempt: trial.attempt, points: batch.to_vec() };
             let ack = timed!(stats.metrics, client.stream_metrics(futures::stream::iter(vec![message.clone()])))

@@ -77,7 +77,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         last = remote::watch_sweep(&mut c, &submitted.sweep_id, true) => last,
         _ = super::serve::shutdown_signal() => Err(anyhow::anyhow!("interrupted; run the same command again to resume")),
     };
-    let results = c.query_results(pb::SweepRequest { sweep_id: submitted.sweep_id.clone() }).await.map_err(explain);
+    let results = c
+        .query_results(pb::SweepRequest { sweep_id: submitted.sweep_id.clone(), ..Default::default() })
+        .await
+        .map_err(explain);
     for worker in &mut workers {
         terminate(worker).await;
     }

@@ -6,6 +6,7 @@ mod remote;
 mod report;
 mod serve;
 pub mod summary;
+mod token;
 
 use clap::Subcommand;
 
@@ -21,6 +22,26 @@ pub struct Connection {
     /// A file whose first line is the token; wins over --token and ALLSWEEP_TOKEN.
     #[arg(long, env = "ALLSWEEP_TOKEN_FILE")]
     pub token_file: Option<std::path::PathBuf>,
+    /// For an https:// coordinator: the PEM authority that signed its certificate [default: the system's].
+    #[arg(long, env = "ALLSWEEP_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// This client's PEM certificate, for a coordinator that requires one (mutual TLS).
+    #[arg(long, env = "ALLSWEEP_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "ALLSWEEP_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+}
+
+impl Connection {
+    /// The TLS files given.
+    pub fn tls(&self) -> allsweep_proto::tls::ClientTls {
+        allsweep_proto::tls::ClientTls {
+            ca: self.tls_ca.clone(),
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -45,6 +66,8 @@ pub enum Command {
     Report(report::ReportArgs),
     /// The paper's figures: ALL's derivative, ROC curves, validation curves (PNG or SVG).
     Plot(plot::PlotArgs),
+    /// Tokens with roles (worker, user, admin): create, list, revoke. Needs an admin token.
+    Token(token::TokenArgs),
 }
 
 /// Sweep arguments: a sweep id, or the path of the spec file that made it (its id is derived
@@ -80,5 +103,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Results(args) => remote::results(args).await,
         Command::Report(args) => report::run(args).await,
         Command::Plot(args) => plot::run(args).await,
+        Command::Token(args) => token::run(args).await,
     }
 }

@@ -42,7 +42,7 @@ pub struct WorkersArgs {
 
 async fn connect(c: &Connection) -> anyhow::Result<UserClient> {
     let token = allsweep_proto::auth::resolve_token(c.token.clone(), c.token_file.as_deref())?;
-    client::user(&c.coordinator, token.as_deref()).await
+    client::user_with_tls(&c.coordinator, token.as_deref(), &c.tls()).await
 }
 
 pub async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
@@ -66,7 +66,17 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
     let mut c = connect(&args.connection).await?;
     match args.sweep {
         None => {
-            let sweeps = c.list_sweeps(pb::ListSweepsRequest {}).await.map_err(explain)?.into_inner().sweeps;
+            let mut sweeps = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let request = pb::ListSweepsRequest { page_size: 0, page_token };
+                let reply = c.list_sweeps(request).await.map_err(explain)?.into_inner();
+                sweeps.extend(reply.sweeps);
+                if reply.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = reply.next_page_token;
+            }
             let mut table = Table::new();
             table.load_preset(UTF8_FULL_CONDENSED);
             table.set_header(["sweep", "name", "state", "queued", "running", "completed", "failed", "cancelled"]);
@@ -85,12 +95,28 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
             println!("{table}");
         }
         Some(id) => {
-            let s = c.get_sweep(pb::SweepRequest { sweep_id: id }).await.map_err(explain)?.into_inner();
+            let s = get_sweep(&mut c, &id).await?;
             print_sweep(&s);
         }
     }
     Ok(())
 }
+
+/// A sweep's status with every trial, read page by page.
+pub async fn get_sweep(c: &mut UserClient, id: &str) -> anyhow::Result<pb::SweepStatus> {
+    let mut request = pb::SweepRequest { sweep_id: id.to_string(), page_size: STATUS_PAGE, page_token: String::new() };
+    let mut status = c.get_sweep(request.clone()).await.map_err(explain)?.into_inner();
+    while !status.next_page_token.is_empty() {
+        request.page_token = std::mem::take(&mut status.next_page_token);
+        let page = c.get_sweep(request.clone()).await.map_err(explain)?.into_inner();
+        status.trials.extend(page.trials);
+        status.next_page_token = page.next_page_token;
+    }
+    Ok(status)
+}
+
+/// Trials per status page.
+const STATUS_PAGE: u32 = 2_000;
 
 pub fn print_sweep(s: &pb::SweepStatus) {
     println!("{} ({}): {}", s.name, s.sweep_id, wire::sweep_state_word(s.state));
@@ -123,7 +149,11 @@ pub async fn watch(args: SweepArg) -> anyhow::Result<()> {
 
 /// Follows a sweep with progress bars until it ends; returns its last status.
 pub async fn watch_sweep(c: &mut UserClient, sweep: &str, bars: bool) -> anyhow::Result<pb::SweepStatus> {
-    let mut stream = c.watch(pb::SweepRequest { sweep_id: sweep.to_string() }).await.map_err(explain)?.into_inner();
+    let mut stream = c
+        .watch(pb::SweepRequest { sweep_id: sweep.to_string(), ..Default::default() })
+        .await
+        .map_err(explain)?
+        .into_inner();
     let multi = MultiProgress::new();
     if !bars {
         multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -168,7 +198,8 @@ pub async fn watch_sweep(c: &mut UserClient, sweep: &str, bars: bool) -> anyhow:
 
 pub async fn cancel(args: SweepArg) -> anyhow::Result<()> {
     let mut c = connect(&args.connection).await?;
-    let s = c.cancel(pb::SweepRequest { sweep_id: args.sweep }).await.map_err(explain)?.into_inner();
+    let s =
+        c.cancel(pb::SweepRequest { sweep_id: args.sweep, ..Default::default() }).await.map_err(explain)?.into_inner();
     println!(
         "cancelled {}: {} trials cancelled, {} completed, {} failed",
         s.sweep_id, s.cancelled, s.completed, s.failed
@@ -178,7 +209,17 @@ pub async fn cancel(args: SweepArg) -> anyhow::Result<()> {
 
 pub async fn workers(args: WorkersArgs) -> anyhow::Result<()> {
     let mut c = connect(&args.connection).await?;
-    let workers = c.list_workers(pb::ListWorkersRequest {}).await.map_err(explain)?.into_inner().workers;
+    let mut workers = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let reply = c.list_workers(pb::ListWorkersRequest { page_size: 0, page_token }).await.map_err(explain)?;
+        let reply = reply.into_inner();
+        workers.extend(reply.workers);
+        if reply.next_page_token.is_empty() {
+            break;
+        }
+        page_token = reply.next_page_token;
+    }
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
     table.set_header(["worker", "host", "device", "slots", "running", "alive", "version"]);
@@ -199,8 +240,12 @@ pub async fn workers(args: WorkersArgs) -> anyhow::Result<()> {
 
 pub async fn results(args: SweepArg) -> anyhow::Result<()> {
     let mut c = connect(&args.connection).await?;
-    let results =
-        c.query_results(pb::SweepRequest { sweep_id: args.sweep }).await.map_err(explain)?.into_inner().results;
+    let results = c
+        .query_results(pb::SweepRequest { sweep_id: args.sweep, ..Default::default() })
+        .await
+        .map_err(explain)?
+        .into_inner()
+        .results;
     println!("{}", summary::per_config(&results));
     Ok(())
 }

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use allsweep_coordinator::server::{serve, ServeOptions};
 use allsweep_coordinator::spec::SpecLimits;
 use allsweep_coordinator::store;
+use allsweep_coordinator::tls::{ReloadingConfig, TlsOptions};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -36,7 +37,30 @@ pub struct ServeArgs {
     #[arg(long, env = "ALLSWEEP_TOKEN_FILE")]
     pub token_file: Option<std::path::PathBuf>,
     #[command(flatten)]
+    pub tls: TlsArgs,
+    #[command(flatten)]
     pub limits: LimitArgs,
+}
+
+/// Serving TLS; the files are checked every 2 s and reloaded when they change.
+#[derive(clap::Args, Clone)]
+pub struct TlsArgs {
+    /// Serve TLS with this PEM certificate chain (clients then use https://).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require every client to present a certificate signed by this PEM authority (mutual TLS).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    pub fn options(&self) -> Option<TlsOptions> {
+        let (cert, key) = (self.tls_cert.clone()?, self.tls_key.clone()?);
+        Some(TlsOptions { client_ca: self.tls_client_ca.clone(), ..TlsOptions::new(cert, key) })
+    }
 }
 
 /// The sweep limits, the same flags on `serve` and `run`.
@@ -65,6 +89,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.max_message_bytes >= 2 << 20,
         "--max-message-bytes must be at least 2097152 (a 1 MiB checkpoint chunk and its framing)"
     );
+    let tls = args.tls.options();
+    if let Some(tls) = &tls {
+        ReloadingConfig::load(tls).context("cannot serve TLS")?;
+    }
     let store = store::open(&args.db).await.with_context(|| format!("cannot open the database {}", args.db))?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -82,6 +110,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         token: allsweep_proto::auth::resolve_token(args.token, args.token_file.as_deref())?,
         spec_limits: args.limits.into(),
         max_message_bytes: args.max_message_bytes,
+        tls,
         ..ServeOptions::new(args.artifacts, Duration::from_secs_f64(args.lease_seconds))
     };
     serve(listener, store, options, shutdown).await

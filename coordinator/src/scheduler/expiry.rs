@@ -2,9 +2,17 @@
 //! go back to the queue (next attempt, resuming from their latest checkpoint) or fail after
 //! their sweep's maximum of attempts. All of it is one store call, so a coordinator that
 //! restarts simply resumes the sweep where the database left it.
+//!
+//! The tick holds back for one lease time after the coordinator starts and after the database
+//! was unreachable: workers whose heartbeats could not get through meanwhile (the coordinator
+//! was down, Postgres restarted) must have a lease time to renew before their leases are
+//! judged. Without it, a database restart cost healthy workers their leases and an attempt
+//! (found by the fault-injection suite, `chaos/`).
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio::sync::watch;
 
@@ -12,12 +20,16 @@ use super::Requeue;
 use crate::store::{now_ms, Store};
 
 /// Runs until `shutdown` turns true.
-pub async fn run_expiry(store: Arc<dyn Store>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+pub async fn run_expiry(store: Arc<dyn Store>, every: Duration, grace: Duration, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(every);
+    let mut quiet_until = Instant::now() + grace;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
+        }
+        if Instant::now() < quiet_until {
+            continue;
         }
         match store.expire_leases(now_ms()).await {
             Ok(expired) => {
@@ -31,7 +43,10 @@ pub async fn run_expiry(store: Arc<dyn Store>, every: Duration, mut shutdown: wa
                     }
                 }
             }
-            Err(error) => tracing::error!(%error, "lease expiry sweep failed; retrying"),
+            Err(error) => {
+                tracing::error!(%error, "lease expiry sweep failed; retrying after a lease time");
+                quiet_until = Instant::now() + grace;
+            }
         }
     }
 }

@@ -1,16 +1,19 @@
 //! The gRPC services: the worker API (register, lease, heartbeat, metrics, checkpoints,
-//! complete, fail, release) and the user API (submit, status, cancel, watch, workers,
-//! results). Wire types are converted at this edge (`crate::wire`), ids and strings are
+//! complete, fail, release), the user API (submit, status, cancel, watch, workers,
+//! results) and the admin API (tokens). Who may call which is decided before them
+//! ([`crate::access`]). Wire types are converted at this edge (`crate::wire`), ids and strings are
 //! checked here (`fields`) and reported values too (`validate`); below it only checked domain
 //! types exist. One function ([`status`]) maps store errors to gRPC statuses.
 
-mod auth;
-mod fields;
+mod admin;
+pub mod edge;
+pub(crate) mod fields;
+pub mod page;
 mod user;
-mod validate;
+pub mod validate;
 mod worker;
 
-pub use auth::TokenCheck;
+pub use admin::AdminApi;
 pub use user::UserApi;
 pub use worker::WorkerApi;
 
@@ -19,6 +22,7 @@ use std::sync::Arc;
 use allsweep_proto::fault::CallFault;
 use tonic::Status;
 
+use crate::access::{TokenBook, WorkerKeys};
 use crate::artifacts::{ArtifactError, Artifacts};
 use crate::scheduler::Clocks;
 use crate::store::{Store, StoreError};
@@ -30,6 +34,12 @@ pub struct Shared {
     pub artifacts: Artifacts,
     /// The lease, heartbeat and liveness clocks.
     pub clocks: Clocks,
+    /// The key hashes of registered workers, which prove who makes a worker call.
+    pub worker_keys: WorkerKeys,
+    /// The tokens the gate accepts; token management updates it.
+    pub tokens: TokenBook,
+    /// Trials' epochs, which every metric batch is checked against.
+    pub epochs: validate::EpochCache,
 }
 
 /// The gRPC status of a store error, on the side of [`CallFault`] its class is: a transient
@@ -41,6 +51,7 @@ pub fn status(error: StoreError) -> Status {
             Status::unavailable(format!("{error}; retry"))
         }
         (CallFault::Refused, StoreError::Superseded { .. }) => Status::failed_precondition(error.to_string()),
+        (CallFault::Refused, StoreError::NotHolder { .. }) => Status::permission_denied(error.to_string()),
         (CallFault::Refused, StoreError::NotFound(_)) => Status::not_found(error.to_string()),
         (CallFault::Refused, _) => Status::invalid_argument(error.to_string()),
     }

@@ -7,6 +7,7 @@ use allsweep_proto::v1::{self as pb, user_service_server::UserService};
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
+use super::page::{Page, DEFAULT_PAGE_SIZE};
 use super::{status, Shared};
 use crate::spec::{Spec, SpecLimits};
 use crate::store::{now_ms, SweepRow, TrialRow, TrialState};
@@ -37,18 +38,28 @@ impl UserService for UserApi {
     }
 
     async fn get_sweep(&self, request: Request<pb::SweepRequest>) -> Result<Response<pb::SweepStatus>, Status> {
-        Ok(Response::new(sweep_status(&self.shared, &request.into_inner().sweep_id).await?))
+        let r = request.into_inner();
+        let page = Page::parse(r.page_size, &r.page_token, None)?;
+        let mut reply = sweep_status(&self.shared, &r.sweep_id).await?;
+        (reply.trials, reply.next_page_token) = page.take(std::mem::take(&mut reply.trials));
+        Ok(Response::new(reply))
     }
 
-    async fn list_sweeps(&self, _: Request<pb::ListSweepsRequest>) -> Result<Response<pb::ListSweepsResponse>, Status> {
+    async fn list_sweeps(
+        &self,
+        request: Request<pb::ListSweepsRequest>,
+    ) -> Result<Response<pb::ListSweepsResponse>, Status> {
+        let r = request.into_inner();
+        let page = Page::parse(r.page_size, &r.page_token, Some(DEFAULT_PAGE_SIZE))?;
+        let (rows, next_page_token) = page.take(self.shared.store.sweeps().await.map_err(status)?);
         let mut sweeps = Vec::new();
-        for row in self.shared.store.sweeps().await.map_err(status)? {
+        for row in rows {
             let trials = self.shared.store.trials(&row.id).await.map_err(status)?;
             let mut s = summarize(&row, &trials);
             s.trials.clear();
             sweeps.push(s);
         }
-        Ok(Response::new(pb::ListSweepsResponse { sweeps }))
+        Ok(Response::new(pb::ListSweepsResponse { sweeps, next_page_token }))
     }
 
     async fn cancel(&self, request: Request<pb::SweepRequest>) -> Result<Response<pb::SweepStatus>, Status> {
@@ -87,16 +98,14 @@ impl UserService for UserApi {
 
     async fn list_workers(
         &self,
-        _: Request<pb::ListWorkersRequest>,
+        request: Request<pb::ListWorkersRequest>,
     ) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        let r = request.into_inner();
+        let page = Page::parse(r.page_size, &r.page_token, Some(DEFAULT_PAGE_SIZE))?;
         let now = now_ms();
         let clocks = self.shared.clocks;
-        let workers = self
-            .shared
-            .store
-            .workers()
-            .await
-            .map_err(status)?
+        let (rows, next_page_token) = page.take(self.shared.store.workers().await.map_err(status)?);
+        let workers = rows
             .into_iter()
             .map(|w| pb::WorkerInfo {
                 alive: clocks.worker_alive(w.last_seen_at, now),
@@ -109,7 +118,7 @@ impl UserService for UserApi {
                 version: w.version,
             })
             .collect();
-        Ok(Response::new(pb::ListWorkersResponse { workers }))
+        Ok(Response::new(pb::ListWorkersResponse { workers, next_page_token }))
     }
 
     async fn query_results(
@@ -157,6 +166,7 @@ fn summarize(row: &SweepRow, trials: &[TrialRow]) -> pb::SweepStatus {
                 error: t.error.as_deref().map(status_error).unwrap_or_default(),
             })
             .collect(),
+        next_page_token: String::new(),
     }
 }
 

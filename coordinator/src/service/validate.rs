@@ -193,6 +193,32 @@ pub async fn trial_epochs(store: &dyn Store, trial_id: &str) -> Result<u32, Stat
     }
 }
 
+/// The epochs of trials seen lately: a trial's epochs never change, and every metric batch
+/// and completion needs them, so they are read from the database once per trial rather than
+/// once per call. Bounded: emptied when it holds [`EpochCache::CAPACITY`] trials.
+#[derive(Clone, Debug, Default)]
+pub struct EpochCache {
+    known: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>,
+}
+
+impl EpochCache {
+    pub const CAPACITY: usize = 100_000;
+
+    /// The epochs of `trial_id`, from memory or the store.
+    pub async fn epochs(&self, store: &dyn Store, trial_id: &str) -> Result<u32, Status> {
+        if let Some(&epochs) = self.known.lock().unwrap_or_else(|e| e.into_inner()).get(trial_id) {
+            return Ok(epochs);
+        }
+        let epochs = trial_epochs(store, trial_id).await?;
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if known.len() >= Self::CAPACITY {
+            known.clear();
+        }
+        known.insert(trial_id.to_string(), epochs);
+        Ok(epochs)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

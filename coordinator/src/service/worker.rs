@@ -1,7 +1,10 @@
-//! The worker API.
+//! The worker API. Every call after `Register` is made by one registered worker, proven by
+//! the key `Register` gave it ([`crate::access::WorkerKeys`]); each write then names that
+//! worker to the store, which refuses it unless the worker holds the lease.
 
 use std::pin::Pin;
 
+use allsweep_proto::auth::WORKER_KEY_HEADER;
 use allsweep_proto::v1::{self as pb, worker_service_server::WorkerService};
 use allsweep_proto::{CHECKPOINT_CHUNK_BYTES, PROTOCOL_VERSION};
 use futures::Stream;
@@ -9,6 +12,7 @@ use tokio::io::AsyncReadExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{artifact_status, fields, status, validate, Shared};
+use crate::access::tokens::{hash, new_secret};
 use crate::artifacts::{Artifacts, MAX_CHECKPOINT_BYTES};
 use crate::scheduler;
 use crate::store::{now_ms, AttemptRef, CheckpointRow, MetricPoint, MetricsStored, Progress, WorkerRow};
@@ -18,11 +22,34 @@ pub struct WorkerApi {
     pub shared: Shared,
 }
 
+impl WorkerApi {
+    /// The worker a call comes from, as its metadata proves; NOT_FOUND for an unknown worker
+    /// (it must register again).
+    async fn caller(&self, request: &Request<impl Sized>) -> Result<String, Status> {
+        let known =
+            self.shared.worker_keys.identify(&*self.shared.store, request.metadata(), |id| fields::id("worker_id", id));
+        known.await?.ok_or_else(|| Status::not_found("unknown worker: register again"))
+    }
+}
+
+/// Refuses a `worker_id` field that names another worker than the caller; an empty one means
+/// the caller.
+fn same_worker(field: &str, caller: &str) -> Result<(), Status> {
+    if field.is_empty() || field == caller {
+        return Ok(());
+    }
+    fields::id("worker_id", field)?;
+    Err(Status::permission_denied(format!(
+        "worker_id: {field} is not the worker these credentials name ({caller}); a worker acts only for itself"
+    )))
+}
+
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::CheckpointChunk, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl WorkerService for WorkerApi {
     async fn register(&self, request: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
+        let presented = request.metadata().get(WORKER_KEY_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
         let r = request.into_inner();
         if r.protocol_version != PROTOCOL_VERSION {
             return Err(Status::failed_precondition(format!(
@@ -39,6 +66,12 @@ impl WorkerService for WorkerApi {
             fields::id("worker_id", &r.worker_id)?;
         }
         let now = now_ms();
+        // A worker registering again (after a reconnect) keeps its key; a new one gets one.
+        let (key, is_new_key) = match presented.filter(|k| !k.is_empty() && !r.worker_id.is_empty()) {
+            Some(key) => (key, false),
+            None => (new_secret(), true),
+        };
+        let key_hash = hash(&key);
         let id = if r.worker_id.is_empty() { new_worker_id(&r.host) } else { r.worker_id };
         let row = WorkerRow {
             id: id.clone(),
@@ -51,18 +84,26 @@ impl WorkerService for WorkerApi {
             last_seen_at: now,
             running: 0,
         };
-        self.shared.store.upsert_worker(&row).await.map_err(status)?;
+        if !self.shared.store.register_worker(&row, &key_hash).await.map_err(status)? {
+            return Err(Status::permission_denied(format!(
+                "worker_id: {id} belongs to another worker (its key differs): register without a worker_id for a new one"
+            )));
+        }
+        self.shared.worker_keys.remember(&id, &key_hash);
         tracing::info!(worker = %id, host = %row.host, device = %row.device, slots = row.slots, "worker registered");
         Ok(Response::new(pb::RegisterResponse {
             worker_id: id,
             heartbeat_interval_ms: self.shared.clocks.heartbeat_interval().as_millis() as u32,
             lease_ttl_ms: self.shared.clocks.lease_ttl.as_millis() as u32,
+            worker_key: if is_new_key { key } else { String::new() },
         }))
     }
 
     async fn lease(&self, request: Request<pb::LeaseRequest>) -> Result<Response<pb::LeaseResponse>, Status> {
-        let r = request.into_inner();
-        fields::id("worker_id", &r.worker_id)?;
+        let worker = self.caller(&request).await?;
+        let mut r = request.into_inner();
+        same_worker(&r.worker_id, &worker)?;
+        r.worker_id = worker;
         let now = now_ms();
         let Some(slots) = self.shared.store.touch_worker(&r.worker_id, now).await.map_err(status)? else {
             return Err(Status::not_found(format!("unknown worker {}: register first", r.worker_id)));
@@ -85,8 +126,15 @@ impl WorkerService for WorkerApi {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        let r = request.into_inner();
-        fields::id("worker_id", &r.worker_id)?;
+        let identified =
+            self.shared.worker_keys.identify(&*self.shared.store, request.metadata(), |id| fields::id("worker_id", id));
+        let Some(worker) = identified.await? else {
+            // A coordinator that lost this worker (a new database): the worker registers again.
+            return Ok(Response::new(pb::HeartbeatResponse { stop_trial_ids: Vec::new(), known: false }));
+        };
+        let mut r = request.into_inner();
+        same_worker(&r.worker_id, &worker)?;
+        r.worker_id = worker;
         for (i, t) in r.running.iter().enumerate() {
             fields::id(&format!("running[{i}].trial_id"), &t.trial_id)?;
         }
@@ -94,7 +142,9 @@ impl WorkerService for WorkerApi {
         let known = self.shared.store.touch_worker(&r.worker_id, now).await.map_err(status)?.is_some();
         let running: Vec<Progress> = r.running.into_iter().map(Progress::from).collect();
         let stop = if known {
-            let expires_at = self.shared.clocks.lease_expiry(now);
+            // The expiry counts from the renewal's write, not from when the call came in: a
+            // call that waited for the database must not write a lease that is already over.
+            let expires_at = self.shared.clocks.lease_expiry(now_ms());
             self.shared.store.renew(&r.worker_id, &running, expires_at).await.map_err(status)?
         } else {
             Vec::new()
@@ -106,15 +156,17 @@ impl WorkerService for WorkerApi {
         &self,
         request: Request<Streaming<pb::MetricBatch>>,
     ) -> Result<Response<pb::MetricAck>, Status> {
+        let worker = self.caller(&request).await?;
         let mut stream = request.into_inner();
         let mut total = MetricsStored::default();
         while let Some(batch) = stream.message().await? {
             fields::id("trial_id", &batch.trial_id)?;
             let points: Vec<MetricPoint> = batch.points.into_iter().map(MetricPoint::from).collect();
-            let epochs = validate::trial_epochs(&*self.shared.store, &batch.trial_id).await?;
+            let epochs = self.shared.epochs.epochs(&*self.shared.store, &batch.trial_id).await?;
             validate::metric_points(&points, epochs)?;
+            let store = &self.shared.store;
             let stored =
-                self.shared.store.record_metrics(&batch.trial_id, batch.attempt, &points).await.map_err(status)?;
+                store.record_metrics(&worker, &batch.trial_id, batch.attempt, &points).await.map_err(status)?;
             total.stored += stored.stored;
             total.duplicates += stored.duplicates;
         }
@@ -125,6 +177,7 @@ impl WorkerService for WorkerApi {
         &self,
         request: Request<Streaming<pb::CheckpointChunk>>,
     ) -> Result<Response<pb::CheckpointAck>, Status> {
+        let worker = self.caller(&request).await?;
         let mut stream = request.into_inner();
         let header = match stream.message().await?.and_then(|c| c.part) {
             Some(pb::checkpoint_chunk::Part::Header(h)) => h,
@@ -140,7 +193,7 @@ impl WorkerService for WorkerApi {
         // Refuse a superseded attempt before receiving anything; the write re-checks. Past
         // this check the trial id is a database key, and the file name is built from it.
         let attempt = AttemptRef { trial_id: header.trial_id.clone(), attempt: header.attempt };
-        self.shared.store.check_lease(&attempt).await.map_err(status)?;
+        self.shared.store.check_lease(&worker, &attempt).await.map_err(status)?;
         let name = Artifacts::checkpoint_name(&header.trial_id, header.attempt, header.epoch, header.step);
         // Dropped on any early return (a cancelled stream included), `incoming` removes its
         // temporary file.
@@ -173,7 +226,7 @@ impl WorkerService for WorkerApi {
             sha256: header.sha256.to_ascii_lowercase(),
             bytes: header.size,
         };
-        match self.shared.store.record_checkpoint(&row, now_ms()).await {
+        match self.shared.store.record_checkpoint(&worker, &row, now_ms()).await {
             Ok(replaced) => {
                 if let Some(old) = replaced {
                     self.shared.artifacts.remove(&old).await;
@@ -195,8 +248,12 @@ impl WorkerService for WorkerApi {
         &self,
         request: Request<pb::CheckpointRequest>,
     ) -> Result<Response<ChunkStream>, Status> {
+        let worker = self.caller(&request).await?;
         let r = request.into_inner();
         fields::id("trial_id", &r.trial_id)?;
+        // Only the holder of the lease reads the trial's checkpoint.
+        let attempt = AttemptRef { trial_id: r.trial_id.clone(), attempt: r.attempt };
+        self.shared.store.check_lease(&worker, &attempt).await.map_err(status)?;
         let row = self
             .shared
             .store
@@ -214,13 +271,15 @@ impl WorkerService for WorkerApi {
     }
 
     async fn complete(&self, request: Request<pb::CompleteRequest>) -> Result<Response<pb::Ack>, Status> {
+        let worker = self.caller(&request).await?;
         let Completed { attempt, completion } =
             Completed::try_from(request.into_inner()).map_err(|e| Status::invalid_argument(e.to_string()))?;
         fields::id("trial_id", &attempt.trial_id)?;
-        let epochs = validate::trial_epochs(&*self.shared.store, &attempt.trial_id).await?;
+        let epochs = self.shared.epochs.epochs(&*self.shared.store, &attempt.trial_id).await?;
         validate::completion(&completion, epochs)?;
         let store = &self.shared.store;
-        let remove = store.complete(&attempt.trial_id, attempt.attempt, &completion, now_ms()).await.map_err(status)?;
+        let remove =
+            store.complete(&worker, &attempt.trial_id, attempt.attempt, &completion, now_ms()).await.map_err(status)?;
         if let Some(file) = remove {
             self.shared.artifacts.remove(&file).await;
         }
@@ -230,18 +289,22 @@ impl WorkerService for WorkerApi {
     }
 
     async fn fail(&self, request: Request<pb::FailRequest>) -> Result<Response<pb::Ack>, Status> {
+        let worker = self.caller(&request).await?;
         let Failure { attempt, error, fault } = request.into_inner().into();
         fields::id("trial_id", &attempt.trial_id)?;
         let error = validate::fail_error(error)?;
         let store = &self.shared.store;
-        let next = store.fail(&attempt.trial_id, attempt.attempt, &error, fault, now_ms()).await.map_err(status)?;
+        let next =
+            store.fail(&worker, &attempt.trial_id, attempt.attempt, &error, fault, now_ms()).await.map_err(status)?;
         tracing::warn!(trial = %attempt.trial_id, attempt = attempt.attempt, ?fault, ?next, %error, "trial attempt failed");
         Ok(Response::new(pb::Ack {}))
     }
 
     async fn release(&self, request: Request<pb::ReleaseRequest>) -> Result<Response<pb::Ack>, Status> {
-        let r = request.into_inner();
-        fields::id("worker_id", &r.worker_id)?;
+        let worker = self.caller(&request).await?;
+        let mut r = request.into_inner();
+        same_worker(&r.worker_id, &worker)?;
+        r.worker_id = worker;
         for (i, t) in r.trials.iter().enumerate() {
             fields::id(&format!("trials[{i}].trial_id"), &t.trial_id)?;
         }

@@ -25,9 +25,18 @@ pub fn trial_key(config: &TrialConfig, with_seed: bool) -> String {
     digest(&value.to_string(), 16)
 }
 
-/// The sweep id: its name, policy and trial keys.
+/// The most bytes of a sweep's name in its id. A trial id is `{sweep id}-{16 hex}` and a
+/// sweep id `{slug}-{10 hex}`, so this keeps every id within the 128 bytes the worker API
+/// accepts back (`service::edge::MAX_ID_BYTES`); a longer name made trials whose workers could
+/// report nothing (found by the `spec` fuzz target).
+const MAX_SLUG_BYTES: usize = 48;
+
+/// The sweep id: its name, policy and the set of its trial keys. A set, sorted: the order
+/// of the grid's axes (and of the seeds) decides the order trials are leased in, not which
+/// trials a sweep has, so a spec with its axes written in another order is the same sweep.
 pub fn sweep_id(name: &str, max_attempts: u32, keep_checkpoints: bool, trials: &[NewTrial]) -> String {
-    let keys: Vec<&str> = trials.iter().map(|t| t.id.as_str()).collect();
+    let mut keys: Vec<&str> = trials.iter().map(|t| t.id.as_str()).collect();
+    keys.sort_unstable();
     let slug: String = name
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
@@ -37,6 +46,7 @@ pub fn sweep_id(name: &str, max_attempts: u32, keep_checkpoints: bool, trials: &
         .take(4)
         .collect::<Vec<_>>()
         .join("-");
+    let slug = slug[..slug.len().min(MAX_SLUG_BYTES)].trim_end_matches('-');
     let hash = digest(&format!("{name}\n{max_attempts}\n{keep_checkpoints}\n{}", keys.join(",")), 10);
     if slug.is_empty() {
         hash

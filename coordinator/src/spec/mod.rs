@@ -70,11 +70,7 @@ impl Spec {
     /// before expansion.
     pub fn parse_with(source: &str, limits: &SpecLimits) -> Result<Self, ConfigError> {
         limits.check_size(source)?;
-        let table: Table = source.parse().map_err(|e: toml::de::Error| ConfigError {
-            key: "(syntax)".into(),
-            line: e.span().map(|s| line_at(source, s.start)),
-            message: e.message().to_string(),
-        })?;
+        let table: Table = source.parse().map_err(|e: toml::de::Error| syntax(source, &e))?;
         if let Some(unknown) =
             table.keys().find(|k| !SPEC_KEYS.contains(&k.as_str()) && !SECTIONS.contains(&k.as_str()))
         {
@@ -151,6 +147,20 @@ impl Spec {
     }
 }
 
+/// A TOML syntax error, at its line. The parser leaves some messages empty (a control
+/// character in a comment, found by the `spec` fuzz target): those name what it stopped at.
+fn syntax(source: &str, e: &toml::de::Error) -> ConfigError {
+    let at = e.span().map(|span| span.start);
+    let message = match e.message().trim() {
+        "" => match at.and_then(|i| source.get(i..)).and_then(|rest| rest.chars().next()) {
+            Some(c) => format!("invalid TOML: unexpected character {c:?}"),
+            None => "invalid TOML: the text ends before what it starts is finished".to_string(),
+        },
+        message => message.to_string(),
+    };
+    ConfigError { key: "(syntax)".into(), line: at.map(|i| line_at(source, i)), message }
+}
+
 fn seeds(source: &str, value: Option<&Value>) -> Result<Vec<u64>, ConfigError> {
     let items = match value {
         None => return Ok(vec![0]),
@@ -198,6 +208,12 @@ fn trial(
             None => ConfigError { line: line_of(source, &e.key), key: e.key, message: e.message },
         }
     })?;
+    // The coordinator counts a trial's epochs in a u32 (its reports are checked against them).
+    let epochs = u32::try_from(config.train.epochs).map_err(|_| ConfigError {
+        key: "train.epochs".into(),
+        line: line_of(source, "train.epochs"),
+        message: format!("at most {}, got {}", u32::MAX, config.train.epochs),
+    })?;
     let params: serde_json::Map<String, serde_json::Value> =
         point.iter().map(|(k, v)| (k.to_string(), serde_json::to_value(v).unwrap_or_default())).collect();
     Ok(NewTrial {
@@ -208,7 +224,7 @@ fn trial(
         config_key: keys::trial_key(&config, false),
         config_toml: toml::to_string(&table).unwrap_or_default(),
         seed,
-        epochs: config.train.epochs as u32,
+        epochs,
         columns: columns(&config),
     })
 }

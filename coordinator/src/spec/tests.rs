@@ -55,6 +55,57 @@ fn keys_are_stable_under_formatting_and_change_with_content() {
     assert_eq!(a.trials[0].id, c.trials[0].id.replacen(&c.id, &a.id, 1), "unchanged trials keep their key");
 }
 
+/// Found by `coordinator/tests/spec_props.rs`: the sweep id hashed its trial keys in grid
+/// order, so the same grid with its axes (or seeds) written in another order was another sweep,
+/// and resubmitting it queued every trial again.
+#[test]
+fn the_order_of_axes_and_seeds_does_not_change_the_sweep() {
+    let a = Spec::parse(TABLE1).unwrap();
+    let swapped = TABLE1
+        .replace(
+            "\"loss.omega\" = [6, 8, 10]\n\"loss.epsilon\" = [0.5, 1.0]",
+            "\"loss.epsilon\" = [0.5, 1.0]\n\"loss.omega\" = [6, 8, 10]",
+        )
+        .replace("seeds = [0, 1, 2]", "seeds = [2, 0, 1]");
+    let b = Spec::parse(&swapped).unwrap();
+    assert_eq!(b.grid[0].key, "loss.epsilon", "the axes were swapped");
+    assert_eq!(a.id, b.id);
+    let ids = |s: &Spec| s.trials.iter().map(|t| t.id.clone()).collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(ids(&a), ids(&b));
+    assert_ne!(a.trials[1].id, b.trials[1].id, "the lease order follows the text");
+}
+
+/// Found by the `spec` fuzz target (`fuzz/regressions/spec-syntax-error-without-message`):
+/// for a control character in a comment the TOML parser gives an empty message, and the user
+/// saw `line 1: (syntax): ` and nothing else.
+#[test]
+fn every_syntax_error_says_what_is_wrong() {
+    for (text, line) in [("#\u{1}", 1), ("name = \"x\"\n# tab\u{7f}\n", 2), ("a = \"\u{0}\"", 1)] {
+        let err = Spec::parse(text).unwrap_err();
+        assert_eq!((err.key.as_str(), err.line), ("(syntax)", Some(line)), "{text:?}: {err}");
+        assert!(!err.message.trim().is_empty(), "{text:?}: {err}");
+    }
+    let err = Spec::parse("#\u{1}").unwrap_err();
+    assert_eq!(err.to_string(), "line 1: (syntax): invalid TOML: unexpected character '\\u{1}'");
+}
+
+/// Found by the `spec` fuzz target (`fuzz/regressions/spec-long-name-id`): a name with long
+/// words made a sweep id, and trial ids, past the 128 bytes the worker API accepts, so the
+/// workers of such a sweep could report nothing for its trials.
+#[test]
+fn every_id_of_a_sweep_with_a_long_name_is_one_the_worker_api_accepts() {
+    let name = format!("{} {}", "w".repeat(300), "x".repeat(300));
+    let spec = Spec::parse(&TABLE1.replace("Table 1: omega x epsilon", &name)).unwrap();
+    let refused = |id: &str| crate::service::edge::id("id", id).err().map(|e| e.message().to_string());
+    assert_eq!(refused(&spec.id), None);
+    assert!(spec.id.starts_with(&"w".repeat(48)) && !spec.id.contains('x'), "{}", spec.id);
+    for trial in &spec.trials {
+        assert_eq!((refused(&trial.id), refused(&trial.config_key)), (None, None));
+    }
+    let other = Spec::parse(&TABLE1.replace("Table 1: omega x epsilon", &format!("{name}!"))).unwrap();
+    assert_ne!(spec.id, other.id, "names cut alike are still told apart by the hash");
+}
+
 #[test]
 fn lists_of_whole_tables_compare_losses_with_different_parameters() {
     let spec = Spec::parse(&TABLE1.replace(
@@ -289,4 +340,35 @@ fn limits_are_inclusive_and_configurable() {
     let err = Spec::parse_with(seeds_only, &SpecLimits { max_trials: 2, ..exact }).expect_err("3 seeds");
     assert!(shown(&err).starts_with("seeds: the sweep makes 3 trials (1 grid points x 3 seeds)"), "{err}");
     assert_eq!(err.line, Some(2));
+}
+
+/// A submitted spec is parsed on one of the coordinator's blocking threads (2 MiB of stack):
+/// tables nested as deep as the size limit allows must be refused (the TOML parser limits
+/// nesting), not overflow that stack and take the coordinator down.
+#[test]
+fn a_spec_nested_as_deep_as_its_size_allows_is_refused_within_a_small_stack() {
+    let depth = SpecLimits::DEFAULT_MAX_SPEC_BYTES / 2 - 64;
+    for text in [
+        format!("name = \"deep\"\n[grid.{}]\n", vec!["a"; depth].join(".")),
+        format!("name = \"deep\"\n[grid]\n{} = [1]\n", vec!["a"; depth].join(".")),
+    ] {
+        let parsed = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || Spec::parse(&text).map(|_| ()))
+            .expect("a thread")
+            .join()
+            .expect("no panic");
+        let err = parsed.expect_err("refused");
+        assert_eq!((err.key.as_str(), err.line.is_some()), ("(syntax)", true), "{err}");
+    }
+}
+
+/// The coordinator keeps a trial's epochs as a u32 (the epoch checks of its reports); a
+/// count past that must be refused, not cut to another number.
+#[test]
+fn epochs_past_what_the_coordinator_counts_are_refused() {
+    let err = Spec::parse(&TABLE1.replace("epochs = 2", "epochs = 4294967297")).unwrap_err();
+    assert_eq!(err.to_string(), "line 13: train.epochs: at most 4294967295, got 4294967297");
+    let spec = Spec::parse(&TABLE1.replace("epochs = 2", "epochs = 4294967295")).unwrap();
+    assert_eq!(spec.trials[0].epochs, u32::MAX);
 }

@@ -12,8 +12,8 @@ use super::rows::{self, Cols, Holder};
 use super::statements::{self as sql, NullableReal};
 use super::{
     AttemptOutcome, AttemptRef, AttemptRow, CheckpointRow, Completion, Expired, Leased, MetricPoint, MetricsStored,
-    Millis, NewSweep, Progress, Requeue, Result, ResultRow, RocPoint, Store, SweepRow, SweepState, TrialFault,
-    TrialRow, WorkerRow,
+    Millis, NewSweep, Progress, Requeue, Result, ResultRow, RocPoint, Store, SweepRow, SweepState, TokenRow,
+    TrialFault, TrialRow, WorkerRow,
 };
 use crate::scheduler::{self, Cause};
 
@@ -60,12 +60,12 @@ impl SqlStore {
         Ok(self.pool.begin_with(self.dialect.begin_write()).await?)
     }
 
-    /// Locks `trial_id` (where the dialect locks rows) and refuses the write unless `attempt`
-    /// holds it.
-    async fn holder(&self, conn: &mut AnyConnection, trial_id: &str, attempt: u32) -> Result<Holder> {
+    /// Locks `trial_id` (where the dialect locks rows) and refuses the write unless
+    /// `worker_id` holds it under `attempt`.
+    async fn holder(&self, conn: &mut AnyConnection, worker_id: &str, trial_id: &str, attempt: u32) -> Result<Holder> {
         let q = format!("{}{}", sql::HOLDER, self.dialect.lock_rows("t"));
         let row = sqlx::query(&q).bind(trial_id).fetch_optional(&mut *conn).await?;
-        rows::holder(trial_id, attempt, row.as_ref())
+        rows::holder(worker_id, trial_id, attempt, row.as_ref())
     }
 
     /// Locks the sweep of `trial_id`, where the dialect does: the first lock of a transaction
@@ -263,8 +263,8 @@ impl Store for SqlStore {
         Ok(true)
     }
 
-    async fn upsert_worker(&self, w: &WorkerRow) -> Result<()> {
-        sqlx::query(sql::UPSERT_WORKER)
+    async fn register_worker(&self, w: &WorkerRow, key_hash: &str) -> Result<bool> {
+        let registered = sqlx::query(sql::REGISTER_WORKER)
             .bind(&w.id)
             .bind(&w.host)
             .bind(&w.device)
@@ -273,9 +273,16 @@ impl Store for SqlStore {
             .bind(&w.version)
             .bind(w.registered_at)
             .bind(w.last_seen_at)
+            .bind(key_hash)
             .execute(&self.pool)
-            .await?;
-        Ok(())
+            .await?
+            .rows_affected();
+        Ok(registered > 0)
+    }
+
+    async fn worker_key_hash(&self, id: &str) -> Result<Option<String>> {
+        let row = sqlx::query(sql::WORKER_KEY_HASH).bind(id).fetch_optional(&self.pool).await?;
+        Ok(row.map(|r| r.text_opt("key_hash")).transpose()?.flatten())
     }
 
     async fn touch_worker(&self, id: &str, now: Millis) -> Result<Option<u32>> {
@@ -390,14 +397,20 @@ impl Store for SqlStore {
         batch.commit().await
     }
 
-    async fn check_lease(&self, attempt: &AttemptRef) -> Result<()> {
+    async fn check_lease(&self, worker_id: &str, attempt: &AttemptRef) -> Result<()> {
         let row = sqlx::query(sql::HOLDER).bind(&attempt.trial_id).fetch_optional(&self.pool).await?;
-        rows::holder(&attempt.trial_id, attempt.attempt, row.as_ref()).map(|_| ())
+        rows::holder(worker_id, &attempt.trial_id, attempt.attempt, row.as_ref()).map(|_| ())
     }
 
-    async fn record_metrics(&self, trial_id: &str, attempt: u32, points: &[MetricPoint]) -> Result<MetricsStored> {
+    async fn record_metrics(
+        &self,
+        worker_id: &str,
+        trial_id: &str,
+        attempt: u32,
+        points: &[MetricPoint],
+    ) -> Result<MetricsStored> {
         let mut tx = self.write().await?;
-        self.holder(&mut tx, trial_id, attempt).await?;
+        self.holder(&mut tx, worker_id, trial_id, attempt).await?;
         let mut stored = 0;
         for p in points {
             stored += sqlx::query(sql::INSERT_METRIC)
@@ -414,9 +427,9 @@ impl Store for SqlStore {
         Ok(MetricsStored { stored, duplicates: points.len() as u64 - stored })
     }
 
-    async fn record_checkpoint(&self, c: &CheckpointRow, now: Millis) -> Result<Option<String>> {
+    async fn record_checkpoint(&self, worker_id: &str, c: &CheckpointRow, now: Millis) -> Result<Option<String>> {
         let mut tx = self.write().await?;
-        self.holder(&mut tx, &c.trial_id, c.attempt).await?;
+        self.holder(&mut tx, worker_id, &c.trial_id, c.attempt).await?;
         let old = sqlx::query(sql::CHECKPOINT_FILE).bind(&c.trial_id).fetch_optional(&mut *tx).await?;
         let old = old.map(|r| r.text("file")).transpose()?;
         sqlx::query(sql::UPSERT_CHECKPOINT)
@@ -439,10 +452,17 @@ impl Store for SqlStore {
         row.as_ref().map(rows::checkpoint_row).transpose()
     }
 
-    async fn complete(&self, trial_id: &str, attempt: u32, done: &Completion, now: Millis) -> Result<Option<String>> {
+    async fn complete(
+        &self,
+        worker_id: &str,
+        trial_id: &str,
+        attempt: u32,
+        done: &Completion,
+        now: Millis,
+    ) -> Result<Option<String>> {
         let mut tx = self.write().await?;
         self.lock_sweep_of(&mut tx, trial_id).await?;
-        let holder = self.holder(&mut tx, trial_id, attempt).await?;
+        let holder = self.holder(&mut tx, worker_id, trial_id, attempt).await?;
         let m = &done.metrics;
         sqlx::query(sql::INSERT_RESULT)
             .bind(trial_id)
@@ -483,10 +503,18 @@ impl Store for SqlStore {
         Ok(delete)
     }
 
-    async fn fail(&self, trial_id: &str, attempt: u32, error: &str, fault: TrialFault, now: Millis) -> Result<Requeue> {
+    async fn fail(
+        &self,
+        worker_id: &str,
+        trial_id: &str,
+        attempt: u32,
+        error: &str,
+        fault: TrialFault,
+        now: Millis,
+    ) -> Result<Requeue> {
         let mut tx = self.write().await?;
         self.lock_sweep_of(&mut tx, trial_id).await?;
-        let holder = self.holder(&mut tx, trial_id, attempt).await?;
+        let holder = self.holder(&mut tx, worker_id, trial_id, attempt).await?;
         let this = AttemptRef { trial_id: trial_id.to_string(), attempt };
         let next = self.end_attempt(&mut tx, &this, &holder, Cause::Failed(fault), error, now).await?;
         tx.commit().await?;
@@ -505,5 +533,27 @@ impl Store for SqlStore {
 
     async fn roc(&self, trial_id: &str) -> Result<Vec<RocPoint>> {
         sqlx::query(sql::SELECT_ROC).bind(trial_id).fetch_all(&self.pool).await?.iter().map(rows::roc_point).collect()
+    }
+
+    /// A new token is never revoked: `revoked_at` is not written.
+    async fn insert_token(&self, t: &TokenRow) -> Result<()> {
+        sqlx::query(sql::INSERT_TOKEN)
+            .bind(&t.id)
+            .bind(&t.name)
+            .bind(t.role.as_str())
+            .bind(&t.hash)
+            .bind(t.created_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRow>> {
+        sqlx::query(sql::SELECT_TOKENS).fetch_all(&self.pool).await?.iter().map(rows::token_row).collect()
+    }
+
+    async fn revoke_token(&self, id: &str, now: Millis) -> Result<Option<TokenRow>> {
+        let row = sqlx::query(sql::REVOKE_TOKEN).bind(id).bind(now).fetch_optional(&self.pool).await?;
+        row.as_ref().map(rows::token_row).transpose()
     }
 }

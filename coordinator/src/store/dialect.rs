@@ -15,9 +15,14 @@ use crate::scheduler::LEASE_ORDER;
 /// The migrations of one dialect, in order: (version, name, SQL).
 pub type Migrations = &'static [(i64, &'static str, &'static str)];
 
-const SQLITE_MIGRATIONS: Migrations = &[(1, "0001_schema", include_str!("../../../migrations/sqlite/0001_schema.sql"))];
-const POSTGRES_MIGRATIONS: Migrations =
-    &[(1, "0001_schema", include_str!("../../../migrations/postgres/0001_schema.sql"))];
+const SQLITE_MIGRATIONS: Migrations = &[
+    (1, "0001_schema", include_str!("../../../migrations/sqlite/0001_schema.sql")),
+    (2, "0002_access", include_str!("../../../migrations/sqlite/0002_access.sql")),
+];
+const POSTGRES_MIGRATIONS: Migrations = &[
+    (1, "0001_schema", include_str!("../../../migrations/postgres/0001_schema.sql")),
+    (2, "0002_access", include_str!("../../../migrations/postgres/0002_access.sql")),
+];
 
 /// The advisory lock that serialises the migrations of Postgres coordinators starting together.
 const MIGRATION_LOCK: i64 = 0x616c_6c73_7765_6570; // "allsweep"

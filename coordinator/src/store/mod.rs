@@ -4,9 +4,9 @@
 //! Migrations in `migrations/sqlite` and `migrations/postgres` are applied when a store opens.
 //!
 //! The store executes the transitions of [`crate::scheduler`], which decides them. Every
-//! write that a worker makes names (trial, attempt); the store checks, in the same
-//! transaction as the write, that this attempt still holds the trial's lease and refuses it
-//! otherwise ([`StoreError::Superseded`]). Times are milliseconds since the Unix epoch.
+//! write that a worker makes names (worker, trial, attempt); the store checks, in the same
+//! transaction as the write, that this worker still holds the trial's lease under this
+//! attempt and refuses it otherwise ([`StoreError::Superseded`], [`StoreError::NotHolder`]). Times are milliseconds since the Unix epoch.
 
 mod body;
 mod dialect;
@@ -16,6 +16,7 @@ mod statements;
 pub use body::SqlStore;
 pub use dialect::Dialect;
 
+pub use crate::access::Role;
 pub use crate::scheduler::{AttemptOutcome, Requeue, SweepState, TrialFault, TrialState};
 
 use std::sync::Arc;
@@ -39,6 +40,9 @@ pub enum StoreError {
     /// the trial went to another attempt, or the trial was cancelled or finished).
     #[error("trial {trial_id} attempt {attempt} is superseded: {reason}")]
     Superseded { trial_id: String, attempt: u32, reason: String },
+    /// A worker wrote for an attempt that another worker holds.
+    #[error("trial {trial_id} attempt {attempt} is leased to another worker")]
+    NotHolder { trial_id: String, attempt: u32 },
     #[error("{0} not found")]
     NotFound(String),
     /// The write broke a constraint of the schema: the caller's data is wrong, and sending
@@ -81,6 +85,7 @@ impl StoreError {
         match self {
             StoreError::Database(_) | StoreError::Migrate(_) => CallFault::Transient,
             StoreError::Superseded { .. }
+            | StoreError::NotHolder { .. }
             | StoreError::NotFound(_)
             | StoreError::Constraint(_)
             | StoreError::Url(_) => CallFault::Refused,
@@ -194,6 +199,18 @@ pub struct WorkerRow {
     pub last_seen_at: Millis,
     /// Trials running on it now.
     pub running: u32,
+}
+
+/// A token as stored: its secret never, only the secret's SHA-256 (hex).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub id: String,
+    /// Who or what holds it ("alice", "gpu-nodes").
+    pub name: String,
+    pub role: Role,
+    pub hash: String,
+    pub created_at: Millis,
+    pub revoked_at: Option<Millis>,
 }
 
 /// One metric value of one epoch.
@@ -321,8 +338,12 @@ pub trait Store: Send + Sync {
     /// later writes are refused); `Ok(false)` if there is no such sweep.
     async fn cancel_sweep(&self, id: &str, now: Millis) -> Result<bool>;
 
-    /// Inserts or updates a worker (re-registration keeps its id).
-    async fn upsert_worker(&self, worker: &WorkerRow) -> Result<()>;
+    /// Inserts a worker with the SHA-256 of its key, or updates a known one registering again
+    /// with the same key (or one registered before keys existed). `Ok(false)`, and nothing
+    /// written, when the id belongs to a worker with another key.
+    async fn register_worker(&self, worker: &WorkerRow, key_hash: &str) -> Result<bool>;
+    /// The SHA-256 of a worker's key; `None` for an unknown worker (or one without a key).
+    async fn worker_key_hash(&self, id: &str) -> Result<Option<String>>;
     /// Marks a worker seen; returns its registered slots, `None` for an unknown worker.
     async fn touch_worker(&self, id: &str, now: Millis) -> Result<Option<u32>>;
     async fn workers(&self) -> Result<Vec<WorkerRow>>;
@@ -341,21 +362,38 @@ pub trait Store: Send + Sync {
     /// A leaving worker gives trials back: requeued at once (attempts closed as `released`).
     async fn release(&self, worker_id: &str, trials: &[AttemptRef], now: Millis) -> Result<()>;
 
-    /// `Ok` while `attempt` holds `trial_id`'s lease; [`StoreError::Superseded`] or
-    /// [`StoreError::NotFound`] otherwise. A check before work whose write re-checks.
-    async fn check_lease(&self, attempt: &AttemptRef) -> Result<()>;
+    // Every write of a worker names the worker, and is refused unless that worker holds the
+    // trial's lease under that attempt, checked in the write's own transaction:
+    // [`StoreError::Superseded`] for an attempt that no longer holds it, [`StoreError::NotHolder`]
+    // for another worker's attempt, [`StoreError::NotFound`] for an unknown trial.
+
+    /// `Ok` while `worker_id` holds `trial_id`'s lease under `attempt`. A check before work
+    /// whose write re-checks.
+    async fn check_lease(&self, worker_id: &str, attempt: &AttemptRef) -> Result<()>;
     /// Stores metric points once: a point already stored for (trial, epoch, name) is a
     /// duplicate and changes nothing.
-    async fn record_metrics(&self, trial_id: &str, attempt: u32, points: &[MetricPoint]) -> Result<MetricsStored>;
+    async fn record_metrics(
+        &self,
+        worker_id: &str,
+        trial_id: &str,
+        attempt: u32,
+        points: &[MetricPoint],
+    ) -> Result<MetricsStored>;
     /// Records a new latest checkpoint; returns the file of the one it replaces, if any
     /// and if different, for deletion.
-    async fn record_checkpoint(&self, checkpoint: &CheckpointRow, now: Millis) -> Result<Option<String>>;
+    async fn record_checkpoint(
+        &self,
+        worker_id: &str,
+        checkpoint: &CheckpointRow,
+        now: Millis,
+    ) -> Result<Option<String>>;
     async fn checkpoint(&self, trial_id: &str) -> Result<Option<CheckpointRow>>;
     /// Completes a trial: state, final metrics and ROC curve in one transaction; the
     /// checkpoint row is removed unless the sweep keeps checkpoints. Returns the checkpoint
     /// file to delete, if any.
     async fn complete(
         &self,
+        worker_id: &str,
         trial_id: &str,
         attempt: u32,
         completion: &Completion,
@@ -363,13 +401,29 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<String>>;
     /// A failed attempt: the scheduler decides from `fault` and the attempts so far whether
     /// the trial is queued again or fails for good ([`crate::scheduler::after_failure`]).
-    async fn fail(&self, trial_id: &str, attempt: u32, error: &str, fault: TrialFault, now: Millis) -> Result<Requeue>;
+    async fn fail(
+        &self,
+        worker_id: &str,
+        trial_id: &str,
+        attempt: u32,
+        error: &str,
+        fault: TrialFault,
+        now: Millis,
+    ) -> Result<Requeue>;
 
     /// Completed trials' results of a sweep, in ordinal order.
     async fn results(&self, sweep_id: &str) -> Result<Vec<ResultRow>>;
     /// A trial's metric points, by epoch then name.
     async fn metric_points(&self, trial_id: &str) -> Result<Vec<MetricPoint>>;
     async fn roc(&self, trial_id: &str) -> Result<Vec<RocPoint>>;
+
+    /// Stores a new token (its hash only).
+    async fn insert_token(&self, token: &TokenRow) -> Result<()>;
+    /// Every token, revoked ones included, oldest first.
+    async fn tokens(&self) -> Result<Vec<TokenRow>>;
+    /// Revokes a token at `now` (a revoked one keeps its first revocation time); `None` when
+    /// there is no such token.
+    async fn revoke_token(&self, id: &str, now: Millis) -> Result<Option<TokenRow>>;
 }
 
 /// Opens the store named by a URL (`sqlite://PATH`, `sqlite::memory:`, `postgres://...`),

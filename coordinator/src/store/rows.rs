@@ -1,14 +1,15 @@
 //! Decoding rows into domain types, alike on both databases (every integer column is a
 //! BIGINT, every real a DOUBLE PRECISION), and the check that a worker's write comes from
-//! the attempt that holds the trial.
+//! the worker and attempt that hold the trial.
 
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{
     AttemptOutcome, AttemptRow, CheckpointRow, FinalMetrics, MetricPoint, Result, ResultRow, RocPoint, StoreError,
-    SweepRow, SweepState, TrialRow, TrialState, WorkerRow,
+    SweepRow, SweepState, TokenRow, TrialRow, TrialState, WorkerRow,
 };
+use crate::access::Role;
 
 /// Typed column access that reads the same on both backends: every integer column is a
 /// BIGINT, every real a DOUBLE PRECISION.
@@ -148,6 +149,17 @@ pub(super) fn metric_point(r: &impl Cols) -> Result<MetricPoint> {
     Ok(MetricPoint { epoch: small(r.int("epoch")?), name: r.text("name")?, value: r.real("value")? })
 }
 
+pub(super) fn token_row(r: &impl Cols) -> Result<TokenRow> {
+    Ok(TokenRow {
+        id: r.text("id")?,
+        name: r.text("name")?,
+        role: parse_word(Role::parse, "role", &r.text("role")?)?,
+        hash: r.text("hash")?,
+        created_at: r.int("created_at")?,
+        revoked_at: r.int_opt("revoked_at")?,
+    })
+}
+
 pub(super) fn roc_point(r: &impl Cols) -> Result<RocPoint> {
     Ok(RocPoint { threshold: r.real("threshold")?, fpr: r.real("fpr")?, tpr: r.real("tpr")? })
 }
@@ -165,9 +177,10 @@ pub(super) struct Holder {
     pub max_attempts: u32,
 }
 
-/// Refuses a write by `attempt` unless it holds `trial_id`, given the trial's row as read
-/// (and locked) by `HOLDER`; `None` when there is no such trial.
-pub(super) fn holder(trial_id: &str, attempt: u32, row: Option<&impl Cols>) -> Result<Holder> {
+/// Refuses a write by `worker_id` for `attempt` unless that worker holds `trial_id` under
+/// that attempt, given the trial's row as read (and locked) by `HOLDER`; `None` when there is
+/// no such trial.
+pub(super) fn holder(worker_id: &str, trial_id: &str, attempt: u32, row: Option<&impl Cols>) -> Result<Holder> {
     let Some(r) = row else {
         return Err(StoreError::NotFound(format!("trial {trial_id}")));
     };
@@ -176,10 +189,12 @@ pub(super) fn holder(trial_id: &str, attempt: u32, row: Option<&impl Cols>) -> R
         format!("the trial is at attempt {current} now")
     } else if state != TrialState::Running.as_str() {
         format!("the trial is {state}")
+    } else if r.text_opt("worker_id")?.as_deref() != Some(worker_id) {
+        return Err(StoreError::NotHolder { trial_id: trial_id.to_string(), attempt });
     } else {
         return Ok(Holder {
             sweep_id: r.text("sweep_id")?,
-            worker_id: r.text_opt("worker_id")?.unwrap_or_default(),
+            worker_id: worker_id.to_string(),
             keep_checkpoints: r.flag("keep_checkpoints")?,
             max_attempts: small(r.int("max_attempts")?),
         });

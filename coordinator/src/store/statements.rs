@@ -27,10 +27,24 @@ pub(super) const SELECT_TRIAL: &str = "SELECT id, sweep_id, ordinal, label, para
 pub(super) const SELECT_ATTEMPTS: &str = "SELECT trial_id, attempt, worker_id, started_at, ended_at, outcome, \
      resumed_from_epoch, error FROM attempts WHERE trial_id = $1 ORDER BY attempt";
 
-pub(super) const UPSERT_WORKER: &str = "INSERT INTO workers (id, host, device, memory_bytes, slots, version, \
-     registered_at, last_seen_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET \
+/// Registers a worker; a known id is updated only with its own key hash (`$9`), or when it
+/// has none (registered before keys existed): no row changes otherwise.
+pub(super) const REGISTER_WORKER: &str = "INSERT INTO workers (id, host, device, memory_bytes, slots, version, \
+     registered_at, last_seen_at, key_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO UPDATE SET \
      host = excluded.host, device = excluded.device, memory_bytes = excluded.memory_bytes, \
-     slots = excluded.slots, version = excluded.version, last_seen_at = excluded.last_seen_at";
+     slots = excluded.slots, version = excluded.version, last_seen_at = excluded.last_seen_at, \
+     key_hash = excluded.key_hash WHERE workers.key_hash IS NULL OR workers.key_hash = excluded.key_hash";
+
+pub(super) const WORKER_KEY_HASH: &str = "SELECT key_hash FROM workers WHERE id = $1";
+
+pub(super) const INSERT_TOKEN: &str =
+    "INSERT INTO tokens (id, name, role, hash, created_at) VALUES ($1, $2, $3, $4, $5)";
+
+pub(super) const SELECT_TOKENS: &str =
+    "SELECT id, name, role, hash, created_at, revoked_at FROM tokens ORDER BY created_at, id";
+
+pub(super) const REVOKE_TOKEN: &str = "UPDATE tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 \
+     RETURNING id, name, role, hash, created_at, revoked_at";
 
 pub(super) const SELECT_WORKERS: &str = "SELECT w.id, w.host, w.device, w.memory_bytes, w.slots, w.version, \
      w.registered_at, w.last_seen_at, (SELECT count(*) FROM trials t WHERE t.worker_id = w.id \

@@ -101,6 +101,8 @@ on_both!(
     a_cancel_racing_leases_leaves_no_attempt_running,
     a_constraint_violation_is_the_caller_s_error_not_a_retry,
     check_lease_refuses_superseded_and_unknown_attempts,
+    writes_for_another_worker_s_lease_are_refused,
+    tokens_are_stored_as_hashes_and_revoked_once,
 );
 
 const T0: Millis = 1_000_000;
@@ -291,7 +293,7 @@ async fn leases_go_oldest_sweep_first_and_resume_from_checkpoints(ctx: Ctx) {
     assert_eq!(leased[0].config_toml, "seed = 0\n[loss]\nomega = 6\n");
     assert_eq!((leased[0].sweep_id.as_str(), leased[0].checkpoint_epoch), ("old", None));
 
-    store.record_checkpoint(&checkpoint("old-t0", 1, 3, "old-t0-e3.ckpt"), T0 + 1).await.expect("checkpoint");
+    store.record_checkpoint("w", &checkpoint("old-t0", 1, 3, "old-t0-e3.ckpt"), T0 + 1).await.expect("checkpoint");
     store.expire_leases(T0 + LEASE_MS + 1).await.expect("expire");
     let again = lease_one(store, "w2", T0 + LEASE_MS + 2).await;
     assert_eq!((again.trial_id.as_str(), again.attempt, again.checkpoint_epoch), ("old-t0", 2, Some(3)));
@@ -312,19 +314,19 @@ async fn writes_of_a_superseded_attempt_are_refused(ctx: Ctx) {
     assert_eq!((first.attempt, second.attempt), (1, 2));
 
     let point = [MetricPoint { epoch: 1, name: "train_loss".into(), value: 0.5 }];
-    assert_superseded(store.record_metrics("s-t0", 1, &point).await, "metrics");
-    assert_superseded(store.record_checkpoint(&checkpoint("s-t0", 1, 1, "a"), T0).await, "checkpoint");
-    assert_superseded(store.complete("s-t0", 1, &completion(0.5, 0.5, None), T0).await, "complete");
-    assert_superseded(store.fail("s-t0", 1, "boom", TrialFault::Permanent, T0).await, "fail");
+    assert_superseded(store.record_metrics("w1", "s-t0", 1, &point).await, "metrics");
+    assert_superseded(store.record_checkpoint("w1", &checkpoint("s-t0", 1, 1, "a"), T0).await, "checkpoint");
+    assert_superseded(store.complete("w1", "s-t0", 1, &completion(0.5, 0.5, None), T0).await, "complete");
+    assert_superseded(store.fail("w1", "s-t0", 1, "boom", TrialFault::Permanent, T0).await, "fail");
     assert_eq!(store.renew("w1", &[progress("s-t0", 1, 1)], T0 + LEASE_MS).await.expect("renew"), ["s-t0"]);
     assert!(store.metric_points("s-t0").await.expect("points").is_empty(), "nothing written");
     assert_eq!(store.checkpoint("s-t0").await.expect("checkpoint"), None);
 
-    assert_eq!(store.record_metrics("s-t0", 2, &point).await.expect("metrics of attempt 2"), stored(1, 0));
-    store.complete("s-t0", 2, &completion(0.5, 0.5, None), T0).await.expect("complete attempt 2");
-    assert_superseded(store.record_metrics("s-t0", 2, &point).await, "metrics after completion");
-    assert_superseded(store.fail("s-t0", 2, "late", TrialFault::Retry, T0).await, "fail after completion");
-    assert!(matches!(store.record_metrics("missing", 1, &point).await, Err(StoreError::NotFound(_))));
+    assert_eq!(store.record_metrics("w2", "s-t0", 2, &point).await.expect("metrics of attempt 2"), stored(1, 0));
+    store.complete("w2", "s-t0", 2, &completion(0.5, 0.5, None), T0).await.expect("complete attempt 2");
+    assert_superseded(store.record_metrics("w2", "s-t0", 2, &point).await, "metrics after completion");
+    assert_superseded(store.fail("w2", "s-t0", 2, "late", TrialFault::Retry, T0).await, "fail after completion");
+    assert!(matches!(store.record_metrics("w2", "missing", 1, &point).await, Err(StoreError::NotFound(_))));
 }
 
 async fn retransmitted_metrics_are_stored_once(ctx: Ctx) {
@@ -333,10 +335,10 @@ async fn retransmitted_metrics_are_stored_once(ctx: Ctx) {
     let l = lease_one(store, "w", T0).await;
     let p = |epoch, name: &str, value| MetricPoint { epoch, name: name.into(), value };
     let batch = [p(1, "train_loss", 0.9), p(1, "val_dice", 0.4), p(0, "train_loss", 1.2)];
-    assert_eq!(store.record_metrics("s-t0", l.attempt, &batch).await.expect("first"), stored(3, 0));
-    assert_eq!(store.record_metrics("s-t0", l.attempt, &batch).await.expect("again"), stored(0, 3));
+    assert_eq!(store.record_metrics("w", "s-t0", l.attempt, &batch).await.expect("first"), stored(3, 0));
+    assert_eq!(store.record_metrics("w", "s-t0", l.attempt, &batch).await.expect("again"), stored(0, 3));
     let mixed = [p(1, "train_loss", 123.0), p(2, "train_loss", 0.7)];
-    assert_eq!(store.record_metrics("s-t0", l.attempt, &mixed).await.expect("mixed"), stored(1, 1));
+    assert_eq!(store.record_metrics("w", "s-t0", l.attempt, &mixed).await.expect("mixed"), stored(1, 1));
     let points = store.metric_points("s-t0").await.expect("points");
     let expected = [p(0, "train_loss", 1.2), p(1, "train_loss", 0.9), p(1, "val_dice", 0.4), p(2, "train_loss", 0.7)];
     assert_eq!(points, expected, "by epoch then name, first value kept");
@@ -384,7 +386,10 @@ async fn released_trials_are_requeued_at_once(ctx: Ctx) {
     let again = lease_one(store, "w2", T0 + 6).await;
     assert_eq!((again.trial_id.as_str(), again.attempt), ("s-t0", 2));
     // A release is not a failure: with max_attempts 2, one failure still requeues.
-    assert_eq!(store.fail("s-t0", 2, "out of memory", TrialFault::Retry, T0 + 7).await.expect("fail"), Requeue::Queued);
+    assert_eq!(
+        store.fail("w2", "s-t0", 2, "out of memory", TrialFault::Retry, T0 + 7).await.expect("fail"),
+        Requeue::Queued
+    );
 }
 
 async fn completion_stores_results_roc_and_drops_the_checkpoint(ctx: Ctx) {
@@ -392,14 +397,14 @@ async fn completion_stores_results_roc_and_drops_the_checkpoint(ctx: Ctx) {
     insert(store, &new_sweep("s", 1, 1, 3, false), T0).await;
     insert(store, &new_sweep("keep", 1, 1, 3, true), T0 + 1).await;
     let l = lease_one(store, "w", T0).await;
-    assert_eq!(store.record_checkpoint(&checkpoint("s-t0", 1, 1, "a.ckpt"), T0).await.expect("ckpt"), None);
-    let replaced = store.record_checkpoint(&checkpoint("s-t0", 1, 2, "b.ckpt"), T0).await.expect("ckpt");
+    assert_eq!(store.record_checkpoint("w", &checkpoint("s-t0", 1, 1, "a.ckpt"), T0).await.expect("ckpt"), None);
+    let replaced = store.record_checkpoint("w", &checkpoint("s-t0", 1, 2, "b.ckpt"), T0).await.expect("ckpt");
     assert_eq!(replaced.as_deref(), Some("a.ckpt"));
-    assert_eq!(store.record_checkpoint(&checkpoint("s-t0", 1, 2, "b.ckpt"), T0).await.expect("same file"), None);
+    assert_eq!(store.record_checkpoint("w", &checkpoint("s-t0", 1, 2, "b.ckpt"), T0).await.expect("same file"), None);
     assert_eq!(store.checkpoint("s-t0").await.expect("ckpt"), Some(checkpoint("s-t0", 1, 2, "b.ckpt")));
 
     let done = completion(0.61, 0.7, Some(0.93));
-    let delete = store.complete("s-t0", l.attempt, &done, T0 + 9).await.expect("complete");
+    let delete = store.complete("w", "s-t0", l.attempt, &done, T0 + 9).await.expect("complete");
     assert_eq!(delete.as_deref(), Some("b.ckpt"));
     assert_eq!(store.checkpoint("s-t0").await.expect("ckpt"), None);
     let results = store.results("s").await.expect("results");
@@ -413,8 +418,8 @@ async fn completion_stores_results_roc_and_drops_the_checkpoint(ctx: Ctx) {
     assert_eq!(store.attempts("s-t0").await.expect("attempts")[0].outcome, AttemptOutcome::Completed);
 
     let k = lease_one(store, "w", T0 + 10).await;
-    store.record_checkpoint(&checkpoint("keep-t0", k.attempt, 5, "k.ckpt"), T0).await.expect("ckpt");
-    assert_eq!(store.complete("keep-t0", k.attempt, &done, T0 + 11).await.expect("complete"), None);
+    store.record_checkpoint("w", &checkpoint("keep-t0", k.attempt, 5, "k.ckpt"), T0).await.expect("ckpt");
+    assert_eq!(store.complete("w", "keep-t0", k.attempt, &done, T0 + 11).await.expect("complete"), None);
     assert_eq!(store.checkpoint("keep-t0").await.expect("ckpt").map(|c| c.file), Some("k.ckpt".into()));
 }
 
@@ -423,12 +428,13 @@ async fn failures_fail_for_good_or_requeue(ctx: Ctx) {
     insert(store, &new_sweep("s", 1, 2, 3, false), T0).await;
     let leased = store.lease("w", 2, T0, T0 + LEASE_MS).await.expect("lease");
     assert_eq!(leased.len(), 2);
-    let r = store.fail("s-t0", 1, "loss diverged: NaN at epoch 3", TrialFault::Permanent, T0 + 1).await.expect("fail");
+    let r =
+        store.fail("w", "s-t0", 1, "loss diverged: NaN at epoch 3", TrialFault::Permanent, T0 + 1).await.expect("fail");
     assert_eq!(r, Requeue::Failed);
     let t = trial(store, "s", "s-t0").await;
     assert_eq!((t.state, t.error.as_deref()), (TrialState::Failed, Some("loss diverged: NaN at epoch 3")));
 
-    let r = store.fail("s-t1", 1, "CUDA out of memory", TrialFault::Retry, T0 + 2).await.expect("fail");
+    let r = store.fail("w", "s-t1", 1, "CUDA out of memory", TrialFault::Retry, T0 + 2).await.expect("fail");
     assert_eq!(r, Requeue::Queued);
     let t = trial(store, "s", "s-t1").await;
     assert_eq!((t.state, t.worker_id), (TrialState::Queued, None));
@@ -454,7 +460,7 @@ async fn cancelling_stops_running_and_queued_trials(ctx: Ctx) {
     assert_eq!(stop, ["s-t0", "s-t1"], "the worker is told to stop both");
     assert_eq!(store.attempts("s-t0").await.expect("attempts")[0].outcome, AttemptOutcome::Cancelled);
     let point = [MetricPoint { epoch: 1, name: "train_loss".into(), value: 0.5 }];
-    assert_superseded(store.record_metrics("s-t0", 1, &point).await, "metrics after cancel");
+    assert_superseded(store.record_metrics("w", "s-t0", 1, &point).await, "metrics after cancel");
 
     let next = store.lease("w", 10, T0 + 7, T0 + LEASE_MS).await.expect("lease");
     let ids: Vec<&str> = next.iter().map(|l| l.trial_id.as_str()).collect();
@@ -465,9 +471,9 @@ async fn a_sweep_finishes_when_every_trial_settles(ctx: Ctx) {
     let store = &*ctx.store;
     insert(store, &new_sweep("s", 1, 2, 3, false), T0).await;
     store.lease("w", 2, T0, T0 + LEASE_MS).await.expect("lease");
-    store.complete("s-t0", 1, &completion(0.5, 0.5, None), T0 + 1).await.expect("complete");
+    store.complete("w", "s-t0", 1, &completion(0.5, 0.5, None), T0 + 1).await.expect("complete");
     assert_eq!(sweep_state(store, "s").await, SweepState::Active);
-    store.fail("s-t1", 1, "bad config", TrialFault::Permanent, T0 + 2).await.expect("fail");
+    store.fail("w", "s-t1", 1, "bad config", TrialFault::Permanent, T0 + 2).await.expect("fail");
     assert_eq!(sweep_state(store, "s").await, SweepState::Finished);
     assert_eq!(store.sweeps().await.expect("sweeps")[0].state, SweepState::Finished);
 }
@@ -485,13 +491,19 @@ async fn workers_are_registered_and_counted(ctx: Ctx) {
         last_seen_at: T0,
         running: 0,
     };
-    store.upsert_worker(&w).await.expect("register");
+    assert!(store.register_worker(&w, "hash-1").await.expect("register"));
     insert(store, &new_sweep("s", 1, 3, 3, false), T0).await;
     store.lease("w1", 2, T0, T0 + LEASE_MS).await.expect("lease");
     assert_eq!(store.touch_worker("w1", T0 + 50).await.expect("touch"), Some(2), "its registered slots");
     assert_eq!(store.touch_worker("nobody", T0 + 50).await.expect("touch"), None);
     (w.slots, w.registered_at, w.last_seen_at) = (4, T0 + 100, T0 + 100);
-    store.upsert_worker(&w).await.expect("re-register");
+    assert!(store.register_worker(&w, "hash-1").await.expect("re-register with its key"));
+    assert!(!store
+        .register_worker(&WorkerRow { host: "thief".into(), ..w.clone() }, "hash-2")
+        .await
+        .expect("another key"));
+    assert_eq!(store.worker_key_hash("w1").await.expect("key"), Some("hash-1".into()));
+    assert_eq!(store.worker_key_hash("nobody").await.expect("key"), None);
     let workers = store.workers().await.expect("workers");
     assert_eq!(workers.len(), 1);
     let expected = WorkerRow { registered_at: T0, running: 2, ..w };
@@ -568,10 +580,10 @@ async fn dashboard_views_flatten_trials_and_summarise_configs(ctx: Ctx) {
     let done = [(0.5, 0.1, None), (0.6, 0.2, Some(0.9)), (0.7, 0.4, Some(0.8))];
     for (i, (jaccard, recall, auc)) in done.into_iter().enumerate() {
         let c = completion(jaccard, recall, auc);
-        store.complete(&format!("s-t{i}"), 1, &c, T0 + 1).await.expect("complete");
+        store.complete("w", &format!("s-t{i}"), 1, &c, T0 + 1).await.expect("complete");
     }
-    store.complete("s-t3", 1, &completion(0.3, 0.5, Some(0.7)), T0 + 1).await.expect("complete");
-    store.fail("s-t4", 1, "diverged", TrialFault::Permanent, T0 + 1).await.expect("fail");
+    store.complete("w", "s-t3", 1, &completion(0.3, 0.5, Some(0.7)), T0 + 1).await.expect("complete");
+    store.fail("w", "s-t4", 1, "diverged", TrialFault::Permanent, T0 + 1).await.expect("fail");
 
     let (trials, summaries) = read_views(&ctx.url).await;
     let states: Vec<(&str, &str)> = trials.iter().map(|t| (t.0.as_str(), t.1.as_str())).collect();
@@ -618,7 +630,7 @@ async fn sqlite_migrations_apply_once() {
     assert_eq!(store.trials("s").await.expect("trials").len(), 1);
     let mut c = sqlx::AnyConnection::connect(&url).await.expect("connect");
     let n = sqlx::query("SELECT count(*) AS n FROM schema_version").fetch_one(&mut c).await.expect("count");
-    assert_eq!(n.int("n").expect("n"), 1);
+    assert_eq!(n.int("n").expect("n"), Dialect::Sqlite.migrations().len() as i64, "each migration once");
 }
 
 #[tokio::test]
@@ -639,7 +651,7 @@ async fn postgres_concurrent_opens_migrate_once() {
     b.expect("second open");
     let mut c = sqlx::AnyConnection::connect(&url).await.expect("connect");
     let n = sqlx::query("SELECT count(*) AS n FROM schema_version").fetch_one(&mut c).await.expect("count");
-    assert_eq!(n.int("n").expect("n"), 1);
+    assert_eq!(n.int("n").expect("n"), Dialect::Postgres.migrations().len() as i64, "each migration once");
     c.close().await.expect("disconnect");
     db.drop_now().await.expect("drop the test database");
 }
@@ -673,7 +685,7 @@ async fn dashboard_example_queries_answer_the_common_questions(ctx: Ctx) {
         last_seen_at: T0,
         running: 0,
     };
-    store.upsert_worker(&worker).await.expect("worker");
+    assert!(store.register_worker(&worker, "hash").await.expect("worker"));
     assert_eq!(store.lease("w", 5, T0, T0 + LEASE_MS).await.expect("lease").len(), 5);
     for epoch in 1..=2 {
         let points: Vec<MetricPoint> = [
@@ -685,15 +697,15 @@ async fn dashboard_example_queries_answer_the_common_questions(ctx: Ctx) {
         .into_iter()
         .map(|(name, value)| MetricPoint { epoch, name: name.into(), value })
         .collect();
-        store.record_metrics("s-t0", 1, &points).await.expect("metrics");
+        store.record_metrics("w", "s-t0", 1, &points).await.expect("metrics");
     }
     for (i, jaccard) in [0.5, 0.6, 0.7, 0.3].into_iter().enumerate() {
         store
-            .complete(&format!("s-t{i}"), 1, &completion(jaccard, 0.5, Some(0.9)), T0 + 2_000)
+            .complete("w", &format!("s-t{i}"), 1, &completion(jaccard, 0.5, Some(0.9)), T0 + 2_000)
             .await
             .expect("complete");
     }
-    store.fail("s-t4", 1, "diverged", TrialFault::Permanent, T0 + 3_000).await.expect("fail");
+    store.fail("w", "s-t4", 1, "diverged", TrialFault::Permanent, T0 + 3_000).await.expect("fail");
     let url = &ctx.url;
 
     let best = example_query(url, include_str!("../../../migrations/queries/best_config_per_sweep.sql"), None, |r| {
@@ -788,7 +800,7 @@ async fn transition_complete_running_to_completed(ctx: Ctx) {
     let store = &*ctx.store;
     insert(store, &new_sweep("s", 1, 1, 3, false), T0).await;
     lease_one(store, "w", T0).await;
-    store.complete("s-t0", 1, &completion(0.5, 0.5, None), T0 + 1).await.expect("complete");
+    store.complete("w", "s-t0", 1, &completion(0.5, 0.5, None), T0 + 1).await.expect("complete");
     assert_after(store, "s-t0", Transition::Complete, TrialState::Completed, AttemptOutcome::Completed).await;
     assert_eq!(sweep_state(store, "s").await, SweepState::Finished);
 }
@@ -797,7 +809,7 @@ async fn transition_fail_retry_running_to_queued(ctx: Ctx) {
     let store = &*ctx.store;
     insert(store, &new_sweep("s", 1, 1, 3, false), T0).await;
     lease_one(store, "w", T0).await;
-    let next = store.fail("s-t0", 1, "libtorch: out of memory", TrialFault::Retry, T0 + 1).await.expect("fail");
+    let next = store.fail("w", "s-t0", 1, "libtorch: out of memory", TrialFault::Retry, T0 + 1).await.expect("fail");
     assert_eq!(next, Requeue::Queued);
     assert_after(store, "s-t0", Transition::FailRetry, TrialState::Queued, AttemptOutcome::Failed).await;
 }
@@ -806,7 +818,7 @@ async fn transition_fail_permanent_running_to_failed(ctx: Ctx) {
     let store = &*ctx.store;
     insert(store, &new_sweep("s", 1, 1, 3, false), T0).await;
     lease_one(store, "w", T0).await;
-    let next = store.fail("s-t0", 1, "diverged", TrialFault::Permanent, T0 + 1).await.expect("fail");
+    let next = store.fail("w", "s-t0", 1, "diverged", TrialFault::Permanent, T0 + 1).await.expect("fail");
     assert_eq!(next, Requeue::Failed);
     assert_after(store, "s-t0", Transition::FailPermanent, TrialState::Failed, AttemptOutcome::Failed).await;
     assert_eq!(trial(store, "s", "s-t0").await.error.as_deref(), Some("diverged"));
@@ -816,9 +828,9 @@ async fn transition_fail_out_of_attempts_running_to_failed(ctx: Ctx) {
     let store = &*ctx.store;
     insert(store, &new_sweep("s", 1, 1, 2, false), T0).await;
     lease_one(store, "w", T0).await;
-    store.fail("s-t0", 1, "first", TrialFault::Retry, T0 + 1).await.expect("fail");
+    store.fail("w", "s-t0", 1, "first", TrialFault::Retry, T0 + 1).await.expect("fail");
     lease_one(store, "w", T0 + 2).await;
-    let next = store.fail("s-t0", 2, "second", TrialFault::Retry, T0 + 3).await.expect("fail");
+    let next = store.fail("w", "s-t0", 2, "second", TrialFault::Retry, T0 + 3).await.expect("fail");
     assert_eq!(next, Requeue::Failed);
     assert_after(store, "s-t0", Transition::FailOutOfAttempts, TrialState::Failed, AttemptOutcome::Failed).await;
     let error = trial(store, "s", "s-t0").await.error;
@@ -850,13 +862,16 @@ async fn transition_worker_fault_running_to_queued_without_counting(ctx: Ctx) {
     insert(store, &new_sweep("s", 1, 1, 1, false), T0).await;
     lease_one(store, "w-without-data", T0).await;
     let error = "data set DRIVE: /data/DRIVE/training/images does not exist on this machine";
-    let next = store.fail("s-t0", 1, error, TrialFault::Worker, T0 + 1).await.expect("fail");
+    let next = store.fail("w-without-data", "s-t0", 1, error, TrialFault::Worker, T0 + 1).await.expect("fail");
     assert_eq!(next, Requeue::Queued);
     assert_after(store, "s-t0", Transition::WorkerFault, TrialState::Queued, AttemptOutcome::Released).await;
     assert_eq!(store.attempts("s-t0").await.expect("attempts")[0].error.as_deref(), Some(error));
     let again = lease_one(store, "w-with-data", T0 + 2).await;
     assert_eq!(again.attempt, 2);
-    store.complete("s-t0", 2, &completion(0.5, 0.5, None), T0 + 3).await.expect("another worker completes it");
+    store
+        .complete("w-with-data", "s-t0", 2, &completion(0.5, 0.5, None), T0 + 3)
+        .await
+        .expect("another worker completes it");
     assert_eq!(trial(store, "s", "s-t0").await.state, TrialState::Completed);
 }
 
@@ -923,7 +938,54 @@ async fn check_lease_refuses_superseded_and_unknown_attempts(ctx: Ctx) {
     let store = &*ctx.store;
     insert(store, &new_sweep("s", 1, 1, 3, false), T0).await;
     lease_one(store, "w", T0).await;
-    store.check_lease(&attempt_ref("s-t0", 1)).await.expect("the holder");
-    assert_superseded(store.check_lease(&attempt_ref("s-t0", 2)).await, "a later attempt");
-    assert!(matches!(store.check_lease(&attempt_ref("../../etc/passwd", 1)).await, Err(StoreError::NotFound(_))));
+    store.check_lease("w", &attempt_ref("s-t0", 1)).await.expect("the holder");
+    assert_superseded(store.check_lease("w", &attempt_ref("s-t0", 2)).await, "a later attempt");
+    assert!(matches!(store.check_lease("w", &attempt_ref("../../etc/passwd", 1)).await, Err(StoreError::NotFound(_))));
+}
+
+/// Worker A may not write for the attempt worker B holds, even naming B's current attempt
+/// (issue 9, defect 3): every write is refused, and nothing is written.
+async fn writes_for_another_worker_s_lease_are_refused(ctx: Ctx) {
+    let store = &*ctx.store;
+    insert(store, &new_sweep("s", 1, 1, 3, false), T0).await;
+    let held = lease_one(store, "b", T0).await;
+    let not_holder = |r: Result<()>, what: &str| {
+        assert!(matches!(r, Err(StoreError::NotHolder { .. })), "{what}: expected NotHolder, got {r:?}");
+    };
+    let point = [MetricPoint { epoch: 1, name: "train_loss".into(), value: 0.5 }];
+    not_holder(store.record_metrics("a", "s-t0", held.attempt, &point).await.map(|_| ()), "metrics");
+    not_holder(store.record_checkpoint("a", &checkpoint("s-t0", 1, 1, "x"), T0).await.map(|_| ()), "checkpoint");
+    not_holder(store.complete("a", "s-t0", 1, &completion(0.5, 0.5, None), T0).await.map(|_| ()), "complete");
+    not_holder(store.fail("a", "s-t0", 1, "boom", TrialFault::Permanent, T0).await.map(|_| ()), "fail");
+    not_holder(store.check_lease("a", &attempt_ref("s-t0", 1)).await, "check");
+    assert!(store.metric_points("s-t0").await.expect("points").is_empty(), "no metric written");
+    assert_eq!(store.checkpoint("s-t0").await.expect("checkpoint"), None);
+    let t = trial(store, "s", "s-t0").await;
+    assert_eq!((t.state, t.worker_id.as_deref()), (TrialState::Running, Some("b")), "b still holds it");
+    store.complete("b", "s-t0", 1, &completion(0.5, 0.5, None), T0 + 1).await.expect("the holder completes");
+}
+
+async fn tokens_are_stored_as_hashes_and_revoked_once(ctx: Ctx) {
+    let store = &*ctx.store;
+    let token = |id: &str, role| crate::store::TokenRow {
+        id: id.into(),
+        name: format!("{id}-holder"),
+        role,
+        hash: format!("{id}-hash"),
+        created_at: T0,
+        revoked_at: None,
+    };
+    store.insert_token(&token("t1", crate::access::Role::User)).await.expect("insert");
+    store.insert_token(&token("t2", crate::access::Role::Admin)).await.expect("insert");
+    let duplicate = crate::store::TokenRow { id: "t3".into(), ..token("t1", crate::access::Role::User) };
+    assert!(matches!(store.insert_token(&duplicate).await, Err(StoreError::Constraint(_))), "one hash, one token");
+    assert_eq!(
+        store.tokens().await.expect("tokens"),
+        [token("t1", crate::access::Role::User), token("t2", crate::access::Role::Admin)]
+    );
+    let revoked = store.revoke_token("t1", T0 + 5).await.expect("revoke").expect("exists");
+    assert_eq!(revoked.revoked_at, Some(T0 + 5));
+    let again = store.revoke_token("t1", T0 + 9).await.expect("revoke").expect("exists");
+    assert_eq!(again.revoked_at, Some(T0 + 5), "the first revocation time stays");
+    assert_eq!(store.revoke_token("nope", T0).await.expect("revoke"), None);
 }

@@ -9,13 +9,16 @@ use std::time::Duration;
 use allsweep_coordinator::server::{serve, ServeOptions};
 use allsweep_coordinator::spec::Spec;
 use allsweep_coordinator::store::{self, Store};
+use allsweep_proto::auth::{BearerToken, WorkerCredentials};
 use allsweep_proto::v1::{self as pb, worker_service_client::WorkerServiceClient};
 use allsweep_proto::PROTOCOL_VERSION;
 use allsweep_testkit::SyntheticSpec;
 use tokio::sync::watch;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-pub type RawWorker = WorkerServiceClient<Channel>;
+/// A worker client carrying its identity (once set) on every call.
+pub type RawWorker = WorkerServiceClient<InterceptedService<Channel, WorkerCredentials>>;
 
 /// A running in-process coordinator; stops when dropped.
 pub struct InProcess {
@@ -31,6 +34,11 @@ pub struct InProcess {
 impl InProcess {
     /// A coordinator with leases of `lease` and `spec` submitted (its trials queued).
     pub async fn start(lease: Duration, spec: &SyntheticSpec) -> Self {
+        Self::start_with(lease, spec, |_| ()).await
+    }
+
+    /// As [`InProcess::start`], with `adjust` changing the serve options first.
+    pub async fn start_with(lease: Duration, spec: &SyntheticSpec, adjust: impl FnOnce(&mut ServeOptions)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = store::open(&format!("sqlite://{}", dir.path().join("allsweep.db").display())).await.unwrap();
         let text = spec.to_toml();
@@ -39,7 +47,8 @@ impl InProcess {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = format!("http://{}", listener.local_addr().unwrap());
         let artifacts = dir.path().join("artifacts");
-        let options = ServeOptions::new(artifacts.clone(), lease);
+        let mut options = ServeOptions::new(artifacts.clone(), lease);
+        adjust(&mut options);
         let (stop, shutdown) = watch::channel(false);
         let server = tokio::spawn(serve(listener, store.clone(), options, shutdown));
         Self { address, artifacts, store, sweep_id: parsed.id, stop, server, dir }
@@ -51,11 +60,20 @@ impl InProcess {
         self.server.await.unwrap()
     }
 
-    /// A raw worker client, registered with `slots` slots; returns it and its worker id.
+    /// A raw worker client, registered with `slots` slots, carrying the key it was given;
+    /// returns it and its worker id.
     pub async fn worker(&self, host: &str, slots: u32) -> (RawWorker, String) {
-        let mut client = WorkerServiceClient::connect(self.address.clone()).await.unwrap();
-        let id = client.register(registration(host, slots)).await.unwrap().into_inner().worker_id;
-        (client, id)
+        let (mut client, credentials) = self.unregistered().await;
+        let reply = client.register(registration(host, slots)).await.unwrap().into_inner();
+        credentials.set_identity(&reply.worker_id, &reply.worker_key).unwrap();
+        (client, reply.worker_id)
+    }
+
+    /// A raw worker client that has not registered, and the credentials it carries (no token).
+    pub async fn unregistered(&self) -> (RawWorker, WorkerCredentials) {
+        let channel = tonic::transport::Endpoint::from_shared(self.address.clone()).unwrap().connect().await.unwrap();
+        let credentials = WorkerCredentials::new(BearerToken::default());
+        (WorkerServiceClient::with_interceptor(channel, credentials.clone()), credentials)
     }
 
     /// The files in the artifact directory, temporary ones included.

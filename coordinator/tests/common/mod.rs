@@ -5,6 +5,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod in_process;
+pub mod raw;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -184,7 +185,7 @@ pub async fn submit(client: &mut UserClient, text: &str) -> pb::SubmitResponse {
 }
 
 pub async fn sweep(client: &mut UserClient, id: &str) -> pb::SweepStatus {
-    client.get_sweep(pb::SweepRequest { sweep_id: id.into() }).await.unwrap().into_inner()
+    client.get_sweep(pb::SweepRequest { sweep_id: id.into(), ..Default::default() }).await.unwrap().into_inner()
 }
 
 /// Polls until `done` holds (or panics after `timeout`, naming the last status).

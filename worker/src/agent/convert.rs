@@ -41,6 +41,8 @@ impl TryFrom<pb::LeasedTrial> for Lease {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registration {
     pub worker_id: String,
+    /// The key to carry on every call from now on; empty: keep the one this worker has.
+    pub worker_key: String,
     /// How often to renew the leases.
     pub heartbeat_every: Duration,
 }
@@ -50,6 +52,7 @@ impl From<pb::RegisterResponse> for Registration {
     fn from(r: pb::RegisterResponse) -> Self {
         Registration {
             worker_id: r.worker_id,
+            worker_key: r.worker_key,
             heartbeat_every: Duration::from_millis(u64::from(r.heartbeat_interval_ms.max(100))),
         }
     }
@@ -159,7 +162,12 @@ mod tests {
 
     #[test]
     fn a_silent_heartbeat_interval_is_read_as_100_ms() {
-        let r = pb::RegisterResponse { worker_id: "w".into(), heartbeat_interval_ms: 0, lease_ttl_ms: 0 };
+        let r = pb::RegisterResponse {
+            worker_id: "w".into(),
+            heartbeat_interval_ms: 0,
+            lease_ttl_ms: 0,
+            worker_key: "k".into(),
+        };
         assert_eq!(Registration::from(r).heartbeat_every, Duration::from_millis(100));
     }
 }

@@ -5,14 +5,14 @@
 use std::path::Path;
 use std::time::Duration;
 
-use allsweep_proto::auth::BearerToken;
+use allsweep_proto::auth::{BearerToken, WorkerCredentials};
 use allsweep_proto::fault::{CallFault, TrialFault};
 use allsweep_proto::v1::{self as pb, worker_service_client::WorkerServiceClient};
 use allsweep_proto::{CHECKPOINT_CHUNK_BYTES, PROTOCOL_VERSION};
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::Status;
 
 use super::convert::{InvalidLease, Registration};
@@ -20,23 +20,25 @@ use super::trial::{Lease, MetricPoint, Progress};
 use super::AgentOptions;
 use crate::train::TrialOutcome;
 
-type Client = WorkerServiceClient<InterceptedService<Channel, BearerToken>>;
+type Client = WorkerServiceClient<InterceptedService<Channel, WorkerCredentials>>;
 
 pub struct Link {
     client: Client,
+    /// The token, and once registered this worker's id and key, on every call.
+    credentials: WorkerCredentials,
     register: pb::RegisterRequest,
     worker_id: String,
 }
 
 impl Link {
     pub fn new(options: &AgentOptions) -> anyhow::Result<Self> {
-        let endpoint = Endpoint::from_shared(options.coordinator.clone())
-            .with_context(|| format!("bad coordinator address {:?}", options.coordinator))?
+        let endpoint = allsweep_proto::tls::endpoint(&options.coordinator, &options.tls)?
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(60));
         let token = BearerToken::new(options.token.as_deref()).context("--token (or ALLSWEEP_TOKEN)")?;
-        let client =
-            WorkerServiceClient::with_interceptor(endpoint.connect_lazy(), token).max_decoding_message_size(64 << 20);
+        let credentials = WorkerCredentials::new(token);
+        let client = WorkerServiceClient::with_interceptor(endpoint.connect_lazy(), credentials.clone())
+            .max_decoding_message_size(64 << 20);
         let register = pb::RegisterRequest {
             protocol_version: PROTOCOL_VERSION,
             host: hostname(),
@@ -46,7 +48,7 @@ impl Link {
             version: env!("CARGO_PKG_VERSION").into(),
             worker_id: String::new(),
         };
-        Ok(Self { client, register, worker_id: String::new() })
+        Ok(Self { client, credentials, register, worker_id: String::new() })
     }
 
     pub fn worker_id(&self) -> &str {
@@ -54,7 +56,8 @@ impl Link {
     }
 
     /// Registers, retrying with back-off while the coordinator is unreachable. A refusal
-    /// (another protocol version, a bad token) is final and returned as the error.
+    /// (another protocol version, a bad token) is final and returned as the error; only a
+    /// worker id the coordinator gives to another key makes this worker register anew.
     pub async fn register_with_retry(&mut self) -> anyhow::Result<Registration> {
         let mut delay = Duration::from_millis(200);
         loop {
@@ -64,10 +67,20 @@ impl Link {
                 Ok(r) => {
                     let registration = Registration::from(r.into_inner());
                     self.worker_id = registration.worker_id.clone();
+                    if !registration.worker_key.is_empty() {
+                        self.credentials
+                            .set_identity(&registration.worker_id, &registration.worker_key)
+                            .context("the coordinator sent a worker id or key that cannot travel in metadata")?;
+                    }
+                    anyhow::ensure!(self.credentials.has_identity(), "the coordinator sent no worker key");
                     return Ok(registration);
                 }
+                Err(status) if status.code() == tonic::Code::PermissionDenied && !self.worker_id.is_empty() => {
+                    tracing::warn!(worker = %self.worker_id, error = %status.message(), "registering as a new worker");
+                    self.worker_id.clear();
+                }
                 Err(status) if CallFault::is_transient(&status) => {
-                    tracing::warn!(error = %status.message(), retry_in = ?delay, "coordinator unreachable; retrying");
+                    tracing::warn!(error = %allsweep_proto::tls::status_reason(&status), retry_in = ?delay, "coordinator unreachable; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(10));
                 }
@@ -129,15 +142,33 @@ impl Link {
         self.client.upload_checkpoint(futures::stream::iter(chunks)).await.map(|_| ())
     }
 
+    /// [`Link::download_checkpoint`], sent again with back-off (5 tries over about 6 s) while
+    /// the coordinator cannot answer: a coordinator restarting mid-download must not cost the
+    /// trial an attempt (found by the fault-injection suite, `chaos/`).
+    pub async fn download_checkpoint_with_retry(
+        &mut self,
+        trial_id: &str,
+        attempt: u32,
+        path: &Path,
+    ) -> anyhow::Result<()> {
+        let mut delay = Duration::from_millis(200);
+        for _ in 0..4 {
+            match self.download_checkpoint(trial_id, attempt, path).await {
+                Err(e) if e.downcast_ref::<Status>().is_some_and(CallFault::is_transient) => {
+                    tracing::warn!(trial = %trial_id, error = %e, retry_in = ?delay, "checkpoint download cut; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                done => return done,
+            }
+        }
+        self.download_checkpoint(trial_id, attempt, path).await
+    }
+
     /// Downloads a trial's checkpoint to `path`, checking its size and SHA-256.
     pub async fn download_checkpoint(&mut self, trial_id: &str, attempt: u32, path: &Path) -> anyhow::Result<()> {
         let request = pb::CheckpointRequest { trial_id: trial_id.into(), attempt };
-        let mut stream = self
-            .client
-            .download_checkpoint(request)
-            .await
-            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-            .into_inner();
+        let mut stream = self.client.download_checkpoint(request).await.map_err(anyhow::Error::from)?.into_inner();
         let header = match stream.message().await?.and_then(|c| c.part) {
             Some(pb::checkpoint_chunk::Part::Header(h)) => h,
             _ => anyhow::bail!("the checkpoint download of {trial_id} did not start with its header"),

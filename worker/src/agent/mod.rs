@@ -35,6 +35,8 @@ const MISSING_DATA_REMINDER: Duration = Duration::from_secs(60);
 pub struct AgentOptions {
     pub coordinator: String,
     pub token: Option<String>,
+    /// The TLS files for an `https://` coordinator.
+    pub tls: allsweep_proto::tls::ClientTls,
     pub device: Device,
     pub slots: u32,
     pub data_dir: Option<PathBuf>,

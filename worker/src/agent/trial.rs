@@ -127,7 +127,7 @@ pub async fn start(
 ) -> Result<RunningTrial, (Lease, anyhow::Error)> {
     let checkpoint = local_checkpoint(&options.work_dir, &lease.trial_id);
     let resume = if let Some(epoch) = lease.checkpoint_epoch {
-        if let Err(e) = link.download_checkpoint(&lease.trial_id, lease.attempt, &checkpoint).await {
+        if let Err(e) = link.download_checkpoint_with_retry(&lease.trial_id, lease.attempt, &checkpoint).await {
             return Err((lease, e));
         }
         tracing::info!(trial = %lease.trial_id, attempt = lease.attempt, epoch, "resuming from checkpoint");
