@@ -4,7 +4,7 @@
 //! restarts simply resumes the sweep where the database left it.
 //!
 //! The tick holds back for one lease time after the coordinator starts and after the database
-//! was unreachable: workers whose heartbeats could not get through meanwhile (the coordinator
+//! was unreachable or slow to answer: workers whose heartbeats could not get through meanwhile (the coordinator
 //! was down, Postgres restarted) must have a lease time to renew before their leases are
 //! judged. Without it, a database restart cost healthy workers their leases and an attempt
 //! (found by the fault-injection suite, `chaos/`).
@@ -27,6 +27,14 @@ pub async fn run_expiry(store: Arc<dyn Store>, every: Duration, grace: Duration,
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
+        }
+        // A database that failed or stalled (a Postgres restart holds calls for seconds
+        // without failing them) held the workers' heartbeats up too: give them a lease time.
+        let asked = Instant::now();
+        let answered = store.ping().await;
+        if answered.is_err() || asked.elapsed() > every {
+            quiet_until = Instant::now() + grace;
+            continue;
         }
         if Instant::now() < quiet_until {
             continue;

@@ -535,6 +535,11 @@ impl Store for SqlStore {
         sqlx::query(sql::SELECT_ROC).bind(trial_id).fetch_all(&self.pool).await?.iter().map(rows::roc_point).collect()
     }
 
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// A new token is never revoked: `revoked_at` is not written.
     async fn insert_token(&self, t: &TokenRow) -> Result<()> {
         sqlx::query(sql::INSERT_TOKEN)

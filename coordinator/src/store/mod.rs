@@ -417,6 +417,9 @@ pub trait Store: Send + Sync {
     async fn metric_points(&self, trial_id: &str) -> Result<Vec<MetricPoint>>;
     async fn roc(&self, trial_id: &str) -> Result<Vec<RocPoint>>;
 
+    /// A trivial round trip to the database: whether it answers, and how fast.
+    async fn ping(&self) -> Result<()>;
+
     /// Stores a new token (its hash only).
     async fn insert_token(&self, token: &TokenRow) -> Result<()>;
     /// Every token, revoked ones included, oldest first.
