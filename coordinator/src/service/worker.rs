@@ -11,6 +11,7 @@ use futures::Stream;
 use tokio::io::AsyncReadExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::edge::same_worker;
 use super::{artifact_status, fields, status, validate, Shared};
 use crate::access::tokens::{hash, new_secret};
 use crate::artifacts::{Artifacts, MAX_CHECKPOINT_BYTES};
@@ -30,18 +31,6 @@ impl WorkerApi {
             self.shared.worker_keys.identify(&*self.shared.store, request.metadata(), |id| fields::id("worker_id", id));
         known.await?.ok_or_else(|| Status::not_found("unknown worker: register again"))
     }
-}
-
-/// Refuses a `worker_id` field that names another worker than the caller; an empty one means
-/// the caller.
-fn same_worker(field: &str, caller: &str) -> Result<(), Status> {
-    if field.is_empty() || field == caller {
-        return Ok(());
-    }
-    fields::id("worker_id", field)?;
-    Err(Status::permission_denied(format!(
-        "worker_id: {field} is not the worker these credentials name ({caller}); a worker acts only for itself"
-    )))
 }
 
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::CheckpointChunk, Status>> + Send>>;
