@@ -6,17 +6,16 @@ use std::pin::Pin;
 
 use allsweep_proto::auth::WORKER_KEY_HEADER;
 use allsweep_proto::v1::{self as pb, worker_service_server::WorkerService};
-use allsweep_proto::{CHECKPOINT_CHUNK_BYTES, PROTOCOL_VERSION};
+use allsweep_proto::CHECKPOINT_CHUNK_BYTES;
 use futures::Stream;
 use tokio::io::AsyncReadExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::edge::same_worker;
-use super::{artifact_status, fields, status, validate, Shared};
+use super::{artifact_status, edge, fields, status, Shared};
 use crate::access::tokens::{hash, new_secret};
-use crate::artifacts::{Artifacts, MAX_CHECKPOINT_BYTES};
+use crate::artifacts::Artifacts;
 use crate::scheduler;
-use crate::store::{now_ms, AttemptRef, CheckpointRow, MetricPoint, MetricsStored, Progress, WorkerRow};
+use crate::store::{now_ms, AttemptRef, CheckpointRow, MetricsStored, WorkerRow};
 use crate::wire::{Completed, Failure};
 
 pub struct WorkerApi {
@@ -40,20 +39,7 @@ impl WorkerService for WorkerApi {
     async fn register(&self, request: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
         let presented = request.metadata().get(WORKER_KEY_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
         let r = request.into_inner();
-        if r.protocol_version != PROTOCOL_VERSION {
-            return Err(Status::failed_precondition(format!(
-                "worker speaks protocol version {}, this coordinator speaks {PROTOCOL_VERSION}: run an allsweep-worker of version {} (protocol {PROTOCOL_VERSION})",
-                r.protocol_version,
-                env!("CARGO_PKG_VERSION")
-            )));
-        }
-        fields::slots(r.slots)?;
-        fields::text("host", &r.host, fields::MAX_LABEL_BYTES)?;
-        fields::text("device", &r.device, fields::MAX_LABEL_BYTES)?;
-        fields::text("version", &r.version, fields::MAX_LABEL_BYTES)?;
-        if !r.worker_id.is_empty() {
-            fields::id("worker_id", &r.worker_id)?;
-        }
+        edge::register(&r)?;
         let now = now_ms();
         // A worker registering again (after a reconnect) keeps its key; a new one gets one.
         let (key, is_new_key) = match presented.filter(|k| !k.is_empty() && !r.worker_id.is_empty()) {
@@ -89,23 +75,18 @@ impl WorkerService for WorkerApi {
     }
 
     async fn lease(&self, request: Request<pb::LeaseRequest>) -> Result<Response<pb::LeaseResponse>, Status> {
-        let worker = self.caller(&request).await?;
-        let mut r = request.into_inner();
-        same_worker(&r.worker_id, &worker)?;
-        r.worker_id = worker;
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let worker = edge::lease(&r, &caller)?;
         let now = now_ms();
-        let Some(slots) = self.shared.store.touch_worker(&r.worker_id, now).await.map_err(status)? else {
-            return Err(Status::not_found(format!("unknown worker {}: register first", r.worker_id)));
+        let Some(slots) = self.shared.store.touch_worker(&worker, now).await.map_err(status)? else {
+            return Err(Status::not_found(format!("unknown worker {worker}: register first")));
         };
         let count = scheduler::lease_batch(r.free_slots, slots);
-        let leased = self
-            .shared
-            .store
-            .lease(&r.worker_id, count, now, self.shared.clocks.lease_expiry(now))
-            .await
-            .map_err(status)?;
+        let leased =
+            self.shared.store.lease(&worker, count, now, self.shared.clocks.lease_expiry(now)).await.map_err(status)?;
         for l in &leased {
-            tracing::info!(trial = %l.trial_id, attempt = l.attempt, worker = %r.worker_id, resume_epoch = ?l.checkpoint_epoch, "trial leased");
+            tracing::info!(trial = %l.trial_id, attempt = l.attempt, worker = %worker, resume_epoch = ?l.checkpoint_epoch, "trial leased");
         }
         let trials = leased.into_iter().map(pb::LeasedTrial::from).collect();
         Ok(Response::new(pb::LeaseResponse { trials }))
@@ -117,24 +98,18 @@ impl WorkerService for WorkerApi {
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let identified =
             self.shared.worker_keys.identify(&*self.shared.store, request.metadata(), |id| fields::id("worker_id", id));
-        let Some(worker) = identified.await? else {
+        let Some(caller) = identified.await? else {
             // A coordinator that lost this worker (a new database): the worker registers again.
             return Ok(Response::new(pb::HeartbeatResponse { stop_trial_ids: Vec::new(), known: false }));
         };
-        let mut r = request.into_inner();
-        same_worker(&r.worker_id, &worker)?;
-        r.worker_id = worker;
-        for (i, t) in r.running.iter().enumerate() {
-            fields::id(&format!("running[{i}].trial_id"), &t.trial_id)?;
-        }
+        let (worker, running) = edge::heartbeat(request.into_inner(), &caller)?;
         let now = now_ms();
-        let known = self.shared.store.touch_worker(&r.worker_id, now).await.map_err(status)?.is_some();
-        let running: Vec<Progress> = r.running.into_iter().map(Progress::from).collect();
+        let known = self.shared.store.touch_worker(&worker, now).await.map_err(status)?.is_some();
         let stop = if known {
             // The expiry counts from the renewal's write, not from when the call came in: a
             // call that waited for the database must not write a lease that is already over.
             let expires_at = self.shared.clocks.lease_expiry(now_ms());
-            self.shared.store.renew(&r.worker_id, &running, expires_at).await.map_err(status)?
+            self.shared.store.renew(&worker, &running, expires_at).await.map_err(status)?
         } else {
             Vec::new()
         };
@@ -149,13 +124,12 @@ impl WorkerService for WorkerApi {
         let mut stream = request.into_inner();
         let mut total = MetricsStored::default();
         while let Some(batch) = stream.message().await? {
-            fields::id("trial_id", &batch.trial_id)?;
-            let points: Vec<MetricPoint> = batch.points.into_iter().map(MetricPoint::from).collect();
-            let epochs = self.shared.epochs.epochs(&*self.shared.store, &batch.trial_id).await?;
-            validate::metric_points(&points, epochs)?;
+            let edge::MetricBatch { attempt, points } = edge::metric_batch(batch)?;
+            let epochs = self.shared.epochs.epochs(&*self.shared.store, &attempt.trial_id).await?;
+            edge::metric_points(&points, epochs)?;
             let store = &self.shared.store;
             let stored =
-                store.record_metrics(&worker, &batch.trial_id, batch.attempt, &points).await.map_err(status)?;
+                store.record_metrics(&worker, &attempt.trial_id, attempt.attempt, &points).await.map_err(status)?;
             total.stored += stored.stored;
             total.duplicates += stored.duplicates;
         }
@@ -168,17 +142,7 @@ impl WorkerService for WorkerApi {
     ) -> Result<Response<pb::CheckpointAck>, Status> {
         let worker = self.caller(&request).await?;
         let mut stream = request.into_inner();
-        let header = match stream.message().await?.and_then(|c| c.part) {
-            Some(pb::checkpoint_chunk::Part::Header(h)) => h,
-            _ => return Err(Status::invalid_argument("a checkpoint upload starts with its header")),
-        };
-        fields::id("header.trial_id", &header.trial_id)?;
-        if header.size > MAX_CHECKPOINT_BYTES {
-            return Err(Status::invalid_argument(format!(
-                "header.size: a checkpoint may hold at most {MAX_CHECKPOINT_BYTES} bytes, got {}",
-                header.size
-            )));
-        }
+        let header = edge::checkpoint_header(stream.message().await?)?;
         // Refuse a superseded attempt before receiving anything; the write re-checks. Past
         // this check the trial id is a database key, and the file name is built from it.
         let attempt = AttemptRef { trial_id: header.trial_id.clone(), attempt: header.attempt };
@@ -188,18 +152,8 @@ impl WorkerService for WorkerApi {
         // temporary file.
         let mut incoming = self.shared.artifacts.begin(&name).await.map_err(artifact_status)?;
         while let Some(chunk) = stream.message().await? {
-            match chunk.part {
-                Some(pb::checkpoint_chunk::Part::Data(data)) => {
-                    if incoming.bytes() + data.len() as u64 > header.size {
-                        return Err(Status::invalid_argument(format!(
-                            "data: more than the {} bytes the header announced",
-                            header.size
-                        )));
-                    }
-                    incoming.write(&data).await.map_err(artifact_status)?
-                }
-                _ => return Err(Status::invalid_argument("only data chunks may follow the header")),
-            }
+            let data = edge::checkpoint_data(chunk, incoming.bytes(), header.size)?;
+            incoming.write(&data).await.map_err(artifact_status)?;
         }
         self.shared
             .artifacts
@@ -239,7 +193,7 @@ impl WorkerService for WorkerApi {
     ) -> Result<Response<ChunkStream>, Status> {
         let worker = self.caller(&request).await?;
         let r = request.into_inner();
-        fields::id("trial_id", &r.trial_id)?;
+        edge::checkpoint_request(&r)?;
         // Only the holder of the lease reads the trial's checkpoint.
         let attempt = AttemptRef { trial_id: r.trial_id.clone(), attempt: r.attempt };
         self.shared.store.check_lease(&worker, &attempt).await.map_err(status)?;
@@ -261,11 +215,9 @@ impl WorkerService for WorkerApi {
 
     async fn complete(&self, request: Request<pb::CompleteRequest>) -> Result<Response<pb::Ack>, Status> {
         let worker = self.caller(&request).await?;
-        let Completed { attempt, completion } =
-            Completed::try_from(request.into_inner()).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        fields::id("trial_id", &attempt.trial_id)?;
+        let Completed { attempt, completion } = edge::complete(request.into_inner())?;
         let epochs = self.shared.epochs.epochs(&*self.shared.store, &attempt.trial_id).await?;
-        validate::completion(&completion, epochs)?;
+        edge::completion(&completion, epochs)?;
         let store = &self.shared.store;
         let remove =
             store.complete(&worker, &attempt.trial_id, attempt.attempt, &completion, now_ms()).await.map_err(status)?;
@@ -279,9 +231,7 @@ impl WorkerService for WorkerApi {
 
     async fn fail(&self, request: Request<pb::FailRequest>) -> Result<Response<pb::Ack>, Status> {
         let worker = self.caller(&request).await?;
-        let Failure { attempt, error, fault } = request.into_inner().into();
-        fields::id("trial_id", &attempt.trial_id)?;
-        let error = validate::fail_error(error)?;
+        let Failure { attempt, error, fault } = edge::fail(request.into_inner())?;
         let store = &self.shared.store;
         let next =
             store.fail(&worker, &attempt.trial_id, attempt.attempt, &error, fault, now_ms()).await.map_err(status)?;
@@ -290,16 +240,10 @@ impl WorkerService for WorkerApi {
     }
 
     async fn release(&self, request: Request<pb::ReleaseRequest>) -> Result<Response<pb::Ack>, Status> {
-        let worker = self.caller(&request).await?;
-        let mut r = request.into_inner();
-        same_worker(&r.worker_id, &worker)?;
-        r.worker_id = worker;
-        for (i, t) in r.trials.iter().enumerate() {
-            fields::id(&format!("trials[{i}].trial_id"), &t.trial_id)?;
-        }
-        let trials: Vec<AttemptRef> = r.trials.into_iter().map(AttemptRef::from).collect();
-        self.shared.store.release(&r.worker_id, &trials, now_ms()).await.map_err(status)?;
-        tracing::info!(worker = %r.worker_id, trials = trials.len(), "worker released its trials");
+        let caller = self.caller(&request).await?;
+        let (worker, trials) = edge::release(request.into_inner(), &caller)?;
+        self.shared.store.release(&worker, &trials, now_ms()).await.map_err(status)?;
+        tracing::info!(worker = %worker, trials = trials.len(), "worker released its trials");
         Ok(Response::new(pb::Ack {}))
     }
 }
