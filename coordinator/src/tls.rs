@@ -15,19 +15,18 @@
 //! its handshake (plain gRPC, an untrusted certificate, none where one is required) holds up
 //! no one and stops nothing.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
+use allsweep_proto::pem::{self, PemError};
 use sha2::{Digest, Sha256};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_rustls::rustls::crypto::ring;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{RootCertStore, ServerConfig};
 use tokio_rustls::server::TlsStream;
@@ -60,12 +59,8 @@ impl TlsOptions {
 /// A TLS file that cannot be used; the message names it.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
-    #[error("{path} holds no PEM certificate (a block starting -----BEGIN CERTIFICATE-----)")]
-    NoCertificate { path: String },
-    #[error("{path} holds no PEM private key (a block starting -----BEGIN PRIVATE KEY-----, or an RSA or EC key)")]
-    NoKey { path: String },
+    #[error(transparent)]
+    Pem(#[from] PemError),
     #[error("the key {key} cannot be used with the certificate {cert}: {reason}")]
     Mismatch { cert: String, key: String, reason: String },
     #[error("the client authority {path} cannot be used: {reason}")]
@@ -231,8 +226,8 @@ fn stamps(options: &TlsOptions) -> Vec<Option<(SystemTime, u64)>> {
 /// 16 hex digits, for logs).
 fn build(options: &TlsOptions) -> Result<(Arc<ServerConfig>, String), TlsError> {
     let provider = Arc::new(ring::default_provider());
-    let chain = certificates(&options.cert)?;
-    let key = private_key(&options.key)?;
+    let chain = pem::certificates(&options.cert)?;
+    let key = pem::private_key(&options.key)?;
     let fingerprint = hex::encode(&Sha256::digest(&chain[0])[..8]);
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -242,7 +237,7 @@ fn build(options: &TlsOptions) -> Result<(Arc<ServerConfig>, String), TlsError> 
         Some(path) => {
             let client_ca = |reason: String| TlsError::ClientCa { path: path.display().to_string(), reason };
             let mut roots = RootCertStore::empty();
-            for cert in certificates(path)? {
+            for cert in pem::certificates(path)? {
                 roots.add(cert).map_err(|e| client_ca(e.to_string()))?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
@@ -263,21 +258,4 @@ fn mismatch(options: &TlsOptions, error: impl std::fmt::Display) -> TlsError {
         key: options.key.display().to_string(),
         reason: error.to_string(),
     }
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read { path: path.display().to_string(), source })
-}
-
-fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let bytes = read(path)?;
-    match CertificateDer::pem_slice_iter(&bytes).collect::<Result<Vec<_>, _>>() {
-        Ok(certs) if !certs.is_empty() => Ok(certs),
-        _ => Err(TlsError::NoCertificate { path: path.display().to_string() }),
-    }
-}
-
-fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let bytes = read(path)?;
-    PrivateKeyDer::from_pem_slice(&bytes).map_err(|_| TlsError::NoKey { path: path.display().to_string() })
 }

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod codec;
 pub mod fault;
 pub mod metric;
+pub mod pem;
 pub mod tls;
 
 /// Generated messages and services.

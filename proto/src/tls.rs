@@ -9,8 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use crate::pem::{self, PemError};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 /// The TLS files a client was given; each optional.
@@ -33,12 +32,8 @@ pub enum TlsError {
     NotHttps { address: String },
     #[error("--tls-cert and --tls-key go together; {missing} is missing")]
     HalfIdentity { missing: &'static str },
-    #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
-    #[error("{path} holds no PEM certificate (a block starting -----BEGIN CERTIFICATE-----)")]
-    NoCertificate { path: String },
-    #[error("{path} holds no PEM private key (a block starting -----BEGIN PRIVATE KEY-----, or an RSA or EC key)")]
-    NoKey { path: String },
+    #[error(transparent)]
+    Pem(#[from] PemError),
     #[error("cannot use the system's trusted certificates for {address} ({reason}); pass --tls-ca FILE (or ALLSWEEP_TLS_CA) with the certificate of the authority that signed the coordinator's")]
     SystemRoots { address: String, reason: String },
     #[error("cannot use the TLS files for {address}: {reason}")]
@@ -80,25 +75,16 @@ pub fn endpoint(address: &str, tls: &ClientTls) -> Result<Endpoint, TlsError> {
 /// The file's bytes, once they are known to hold at least one PEM certificate and nothing
 /// malformed.
 pub fn read_certificates(path: &Path) -> Result<Vec<u8>, TlsError> {
-    let bytes = read(path)?;
-    let parsed: Result<Vec<CertificateDer<'_>>, _> = CertificateDer::pem_slice_iter(&bytes).collect();
-    match parsed {
-        Ok(certs) if !certs.is_empty() => Ok(bytes),
-        _ => Err(TlsError::NoCertificate { path: path.display().to_string() }),
-    }
+    let bytes = pem::read(path)?;
+    pem::parse_certificates(path, &bytes)?;
+    Ok(bytes)
 }
 
 /// The file's bytes, once they are known to hold a PEM private key.
 pub fn read_key(path: &Path) -> Result<Vec<u8>, TlsError> {
-    let bytes = read(path)?;
-    match PrivateKeyDer::from_pem_slice(&bytes) {
-        Ok(_) => Ok(bytes),
-        Err(_) => Err(TlsError::NoKey { path: path.display().to_string() }),
-    }
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read { path: path.display().to_string(), source })
+    let bytes = pem::read(path)?;
+    pem::parse_key(path, &bytes)?;
+    Ok(bytes)
 }
 
 /// An error and its causes on one line: tonic's transport errors say little at the top
