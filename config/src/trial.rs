@@ -50,14 +50,25 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// A TOML syntax error in `source`, at its line. The parser leaves some messages empty (a
+/// control character in a comment, found by the `spec` fuzz target): those name what it
+/// stopped at.
+pub fn syntax_error(source: &str, e: &toml::de::Error) -> ConfigError {
+    let at = e.span().map(|span| span.start);
+    let message = match e.message().trim() {
+        "" => match at.and_then(|i| source.get(i..)).and_then(|rest| rest.chars().next()) {
+            Some(c) => format!("invalid TOML: unexpected character {c:?}"),
+            None => "invalid TOML: the text ends before what it starts is finished".to_string(),
+        },
+        message => message.to_string(),
+    };
+    ConfigError { key: "(syntax)".into(), line: at.map(|i| line_at(source, i)), message }
+}
+
 impl TrialConfig {
     /// Parses a `RUN.toml` text; errors carry the line of the key at fault.
     pub fn from_toml_str(source: &str) -> Result<Self, ConfigError> {
-        let table: Table = source.parse().map_err(|e: toml::de::Error| ConfigError {
-            key: "(syntax)".into(),
-            line: e.span().map(|s| line_at(source, s.start)),
-            message: e.message().to_string(),
-        })?;
+        let table: Table = source.parse().map_err(|e: toml::de::Error| syntax_error(source, &e))?;
         Self::from_table(&table).map_err(|e| ConfigError {
             line: line_of(source, &e.key),
             key: e.key,
@@ -158,6 +169,10 @@ epsilon = 0.5
         assert!(TrialConfig::from_toml_str(&bad).unwrap_err().to_string().starts_with("line 16: grid:"));
         let err = TrialConfig::from_toml_str("name = \n").unwrap_err();
         assert_eq!((err.key.as_str(), err.line), ("(syntax)", Some(1)));
+        // A control character in a comment: the parser's own message is empty.
+        let err = TrialConfig::from_toml_str("name = \"x\"\n# a \u{1} b\n").unwrap_err();
+        assert!(!err.message.trim().is_empty(), "{err}");
+        assert_eq!(err.line, Some(2), "{err}");
     }
 
     #[test]

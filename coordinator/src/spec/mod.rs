@@ -25,9 +25,9 @@ mod limits;
 
 use std::collections::{HashMap, HashSet};
 
-use allsweep_config::lines::{line_at, line_of};
+use allsweep_config::lines::line_of;
 use allsweep_config::params::describe;
-use allsweep_config::trial::ConfigError;
+use allsweep_config::trial::{syntax_error, ConfigError};
 use allsweep_config::TrialConfig;
 use toml::{Table, Value};
 
@@ -70,7 +70,7 @@ impl Spec {
     /// before expansion.
     pub fn parse_with(source: &str, limits: &SpecLimits) -> Result<Self, ConfigError> {
         limits.check_size(source)?;
-        let table: Table = source.parse().map_err(|e: toml::de::Error| syntax(source, &e))?;
+        let table: Table = source.parse().map_err(|e: toml::de::Error| syntax_error(source, &e))?;
         if let Some(unknown) =
             table.keys().find(|k| !SPEC_KEYS.contains(&k.as_str()) && !SECTIONS.contains(&k.as_str()))
         {
@@ -145,20 +145,6 @@ impl Spec {
             trials: self.trials.clone(),
         }
     }
-}
-
-/// A TOML syntax error, at its line. The parser leaves some messages empty (a control
-/// character in a comment, found by the `spec` fuzz target): those name what it stopped at.
-fn syntax(source: &str, e: &toml::de::Error) -> ConfigError {
-    let at = e.span().map(|span| span.start);
-    let message = match e.message().trim() {
-        "" => match at.and_then(|i| source.get(i..)).and_then(|rest| rest.chars().next()) {
-            Some(c) => format!("invalid TOML: unexpected character {c:?}"),
-            None => "invalid TOML: the text ends before what it starts is finished".to_string(),
-        },
-        message => message.to_string(),
-    };
-    ConfigError { key: "(syntax)".into(), line: at.map(|i| line_at(source, i)), message }
 }
 
 fn seeds(source: &str, value: Option<&Value>) -> Result<Vec<u64>, ConfigError> {
