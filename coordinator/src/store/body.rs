@@ -1,7 +1,7 @@
 //! The store, written once: every transaction of [`Store`] over sqlx's `Any` driver, with the
 //! differences between SQLite and Postgres taken from the [`Dialect`]. Each invariant (a
-//! write checked against its attempt in the same transaction, a sweep finished in the
-//! transaction that settles its last trial, attempts closed exactly once) lives here, once.
+//! write checked against its attempt in the same transaction, a sweep finished right after
+//! the commit that settles its last trial, attempts closed exactly once) lives here, once.
 
 use async_trait::async_trait;
 use sqlx::{Any, Transaction};
@@ -68,18 +68,22 @@ impl SqlStore {
         rows::holder(worker_id, trial_id, attempt, row.as_ref())
     }
 
-    /// Locks the sweep of `trial_id`, where the dialect does: the first lock of a transaction
-    /// that may end the trial for good.
-    async fn lock_sweep_of(&self, conn: &mut AnyConnection, trial_id: &str) -> Result<()> {
-        if self.dialect.locks_sweeps() {
-            sqlx::query(sql::LOCK_SWEEP_OF).bind(trial_id).fetch_optional(&mut *conn).await?;
+    /// Marks `sweep_id` finished if its trials are all settled. Called after the commit that
+    /// settled one of them, never inside it: a transaction that holds a trial's lock never
+    /// waits for its sweep's, so completions of one sweep run side by side (and a cancel,
+    /// which locks the sweep and then its trials, cannot deadlock with them). A failure here
+    /// is logged, not returned: the trial is settled, and the expiry tick's
+    /// [`sql::finish_done_sweeps`] finishes the sweep.
+    async fn finish_sweep_if_done(&self, sweep_id: &str, now: Millis) {
+        let finish = sql::finish_sweep_if_done();
+        if let Err(error) = sqlx::query(&finish).bind(sweep_id).bind(now).execute(&self.pool).await {
+            tracing::warn!(sweep = %sweep_id, %error, "cannot mark the sweep finished now; the expiry tick will");
         }
-        Ok(())
     }
 
     /// Ends a running attempt that did not complete, as the scheduler decides from `cause`:
     /// closes the attempt and queues the trial again or fails it for good. The caller holds
-    /// the sweep's and the trial's locks.
+    /// the trial's lock and, when it failed for good, finishes the sweep after committing.
     async fn end_attempt(
         &self,
         conn: &mut AnyConnection,
@@ -106,9 +110,6 @@ impl SqlStore {
             .bind((ending.next == Requeue::Failed).then_some(now))
             .execute(&mut *conn)
             .await?;
-        if ending.next == Requeue::Failed {
-            finish_sweep_if_done(conn, &holder.sweep_id, now).await?;
-        }
         Ok(ending.next)
     }
 }
@@ -129,11 +130,6 @@ async fn close_attempt(
         .bind(error)
         .execute(&mut *conn)
         .await?;
-    Ok(())
-}
-
-async fn finish_sweep_if_done(conn: &mut AnyConnection, sweep_id: &str, now: Millis) -> Result<()> {
-    sqlx::query(sql::FINISH_SWEEP_IF_DONE).bind(sweep_id).bind(now).execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -298,10 +294,14 @@ impl Store for SqlStore {
         if count == 0 {
             return Ok(Vec::new());
         }
-        let mut tx = self.write().await?;
         let lease = self.dialect.lease_statement();
         let q = sqlx::query(&lease).bind(worker_id).bind(i64::from(count)).bind(now).bind(expires_at);
-        let found = q.fetch_all(&mut *tx).await?;
+        let (found, tx) = if self.dialect.lease_opens_attempts() {
+            (q.fetch_all(&self.pool).await?, None)
+        } else {
+            let mut tx = self.write().await?;
+            (q.fetch_all(&mut *tx).await?, Some(tx))
+        };
         let mut leased = Vec::with_capacity(found.len());
         for r in &found {
             let order = (r.int("sweep_created_at")?, r.text("sweep_id")?, r.int("ordinal")?);
@@ -313,17 +313,21 @@ impl Store for SqlStore {
                 checkpoint_epoch: r.int_opt("checkpoint_epoch")?.map(rows::small),
                 lease_expires_at: r.int("lease_expires_at")?,
             };
-            sqlx::query(sql::INSERT_ATTEMPT)
-                .bind(&lease.trial_id)
-                .bind(i64::from(lease.attempt))
-                .bind(worker_id)
-                .bind(now)
-                .bind(lease.checkpoint_epoch.map(i64::from))
-                .execute(&mut *tx)
-                .await?;
             leased.push((order, lease));
         }
-        tx.commit().await?;
+        if let Some(mut tx) = tx {
+            for (_, lease) in &leased {
+                sqlx::query(sql::INSERT_ATTEMPT)
+                    .bind(&lease.trial_id)
+                    .bind(i64::from(lease.attempt))
+                    .bind(worker_id)
+                    .bind(now)
+                    .bind(lease.checkpoint_epoch.map(i64::from))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        }
         leased.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(leased.into_iter().map(|(_, l)| l).collect())
     }
@@ -359,7 +363,6 @@ impl Store for SqlStore {
         for c in &candidates {
             let attempt = AttemptRef { trial_id: c.text("id")?, attempt: rows::small(c.int("attempt")?) };
             let conn = batch.next().await?;
-            self.lock_sweep_of(conn, &attempt.trial_id).await?;
             let q = format!("{}{}", sql::STILL_EXPIRED, self.dialect.lock_rows("t"));
             let q = sqlx::query(&q).bind(&attempt.trial_id).bind(i64::from(attempt.attempt)).bind(now);
             let Some(r) = q.fetch_optional(&mut *conn).await? else {
@@ -376,6 +379,8 @@ impl Store for SqlStore {
             out.push(Expired { trial_id: attempt.trial_id, attempt: attempt.attempt, next });
         }
         batch.commit().await?;
+        // Sweeps whose last trial failed for good here, and any whose finish was lost.
+        sqlx::query(&sql::finish_done_sweeps()).bind(now).execute(&self.pool).await?;
         Ok(out)
     }
 
@@ -412,16 +417,13 @@ impl Store for SqlStore {
         let mut tx = self.write().await?;
         self.holder(&mut tx, worker_id, trial_id, attempt).await?;
         let mut stored = 0;
-        for p in points {
-            stored += sqlx::query(sql::INSERT_METRIC)
-                .bind(trial_id)
-                .bind(i64::from(p.epoch))
-                .bind(&p.name)
-                .bind(p.value)
-                .bind(i64::from(attempt))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+        for chunk in points.chunks(sql::ROWS_PER_INSERT) {
+            let statement = sql::insert_metrics(chunk.len());
+            let mut q = sqlx::query(&statement);
+            for p in chunk {
+                q = q.bind(trial_id).bind(i64::from(p.epoch)).bind(&p.name).bind(p.value).bind(i64::from(attempt));
+            }
+            stored += q.execute(&mut *tx).await?.rows_affected();
         }
         tx.commit().await?;
         Ok(MetricsStored { stored, duplicates: points.len() as u64 - stored })
@@ -461,7 +463,6 @@ impl Store for SqlStore {
         now: Millis,
     ) -> Result<Option<String>> {
         let mut tx = self.write().await?;
-        self.lock_sweep_of(&mut tx, trial_id).await?;
         let holder = self.holder(&mut tx, worker_id, trial_id, attempt).await?;
         let m = &done.metrics;
         sqlx::query(sql::INSERT_RESULT)
@@ -479,15 +480,14 @@ impl Store for SqlStore {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        for (idx, p) in done.roc.iter().enumerate() {
-            sqlx::query(sql::INSERT_ROC)
-                .bind(trial_id)
-                .bind(idx as i64)
-                .bind(p.threshold)
-                .bind(p.fpr)
-                .bind(p.tpr)
-                .execute(&mut *tx)
-                .await?;
+        for (c, chunk) in done.roc.chunks(sql::ROWS_PER_INSERT).enumerate() {
+            let statement = sql::insert_roc(chunk.len());
+            let mut q = sqlx::query(&statement);
+            for (i, p) in chunk.iter().enumerate() {
+                let idx = (c * sql::ROWS_PER_INSERT + i) as i64;
+                q = q.bind(trial_id).bind(idx).bind(p.threshold).bind(p.fpr).bind(p.tpr);
+            }
+            q.execute(&mut *tx).await?;
         }
         let q = sqlx::query(sql::COMPLETE_TRIAL).bind(trial_id).bind(i64::from(done.epochs)).bind(now);
         q.execute(&mut *tx).await?;
@@ -498,8 +498,8 @@ impl Store for SqlStore {
             let q = sqlx::query(sql::DELETE_CHECKPOINT).bind(trial_id);
             delete = q.fetch_optional(&mut *tx).await?.map(|r| r.text("file")).transpose()?;
         }
-        finish_sweep_if_done(&mut tx, &holder.sweep_id, now).await?;
         tx.commit().await?;
+        self.finish_sweep_if_done(&holder.sweep_id, now).await;
         Ok(delete)
     }
 
@@ -513,11 +513,13 @@ impl Store for SqlStore {
         now: Millis,
     ) -> Result<Requeue> {
         let mut tx = self.write().await?;
-        self.lock_sweep_of(&mut tx, trial_id).await?;
         let holder = self.holder(&mut tx, worker_id, trial_id, attempt).await?;
         let this = AttemptRef { trial_id: trial_id.to_string(), attempt };
         let next = self.end_attempt(&mut tx, &this, &holder, Cause::Failed(fault), error, now).await?;
         tx.commit().await?;
+        if next == Requeue::Failed {
+            self.finish_sweep_if_done(&holder.sweep_id, now).await;
+        }
         Ok(next)
     }
 

@@ -35,9 +35,10 @@ pub enum Dialect {
     /// through SQLite's lock, in another.
     Sqlite,
     /// Concurrent transactions at READ COMMITTED, kept apart by row locks: leasing claims rows
-    /// with `FOR UPDATE SKIP LOCKED`, every worker write locks its trial row, and a transaction
-    /// that may end a trial for good locks its sweep row first, then the trial (one lock order,
-    /// no deadlock, and the check that finishes a sweep sees every other trial settled).
+    /// with `FOR UPDATE SKIP LOCKED`, and every worker write locks its trial row and no
+    /// other (a cancel locks the sweep, then its trials: one lock order, no deadlock). A
+    /// sweep is finished by a statement of its own after the commit that settled a trial,
+    /// which the last settling commit sees with every other trial settled.
     Postgres,
 }
 
@@ -71,11 +72,6 @@ impl Dialect {
         }
     }
 
-    /// Whether a transaction locks a sweep's row before a trial's that it may end for good.
-    pub fn locks_sweeps(self) -> bool {
-        self == Dialect::Postgres
-    }
-
     /// Whether a batch of per-trial transitions (renewals, expiries, releases) commits trial by
     /// trial. Postgres: yes, one row lock at a time, so a batch never deadlocks with a cancel
     /// that locks the same trials in another order. SQLite: one transaction for the batch, as
@@ -86,7 +82,8 @@ impl Dialect {
 
     /// Takes up to `$2` queued trials of active sweeps in the scheduler's lease order and
     /// leases them to worker `$1` at `$3` until `$4`; a trial resumes at its checkpoint's
-    /// epoch. Returns each trial with its sweep's `created_at`, to sort the batch.
+    /// epoch. Returns each trial with its sweep's `created_at`, to sort the batch. On
+    /// Postgres the statement also opens each trial's attempt ([`Dialect::lease_opens_attempts`]).
     pub fn lease_statement(self) -> String {
         let resume_epoch = "COALESCE((SELECT c.epoch FROM checkpoints c WHERE c.trial_id = trials.id), 0)";
         let checkpoint_epoch = "(SELECT c.epoch FROM checkpoints c WHERE c.trial_id = trials.id) AS checkpoint_epoch";
@@ -100,16 +97,27 @@ impl Dialect {
                  (SELECT s.created_at FROM sweeps s WHERE s.id = trials.sweep_id) AS sweep_created_at, \
                  {checkpoint_epoch}"
             ),
+            // One statement, committed on its own: the attempts are opened by the same statement.
             Dialect::Postgres => format!(
                 "WITH picked AS (SELECT t.id, s.created_at AS sweep_created_at {queued} \
-                 ORDER BY {LEASE_ORDER} LIMIT $2 FOR UPDATE OF t SKIP LOCKED) \
-                 UPDATE trials SET state = 'running', attempt = trials.attempt + 1, worker_id = $1, \
+                 ORDER BY {LEASE_ORDER} LIMIT $2 FOR UPDATE OF t SKIP LOCKED), \
+                 leased AS (UPDATE trials SET state = 'running', attempt = trials.attempt + 1, worker_id = $1, \
                  lease_expires_at = $4, started_at = COALESCE(trials.started_at, $3), epoch = {resume_epoch} \
                  FROM picked WHERE trials.id = picked.id \
                  RETURNING trials.id, trials.sweep_id, trials.ordinal, trials.attempt, trials.config_toml, \
-                 trials.lease_expires_at, picked.sweep_created_at, {checkpoint_epoch}"
+                 trials.lease_expires_at, picked.sweep_created_at, {checkpoint_epoch}), \
+                 opened AS (INSERT INTO attempts (trial_id, attempt, worker_id, started_at, outcome, \
+                 resumed_from_epoch) SELECT id, attempt, $1, $3, 'running', checkpoint_epoch FROM leased) \
+                 SELECT * FROM leased"
             ),
         }
+    }
+
+    /// Whether [`Dialect::lease_statement`] opens the leased trials' attempts itself, as one
+    /// statement (Postgres: a data-modifying `WITH`, one round trip). SQLite has no such `WITH`:
+    /// its lease inserts them in the same transaction.
+    pub fn lease_opens_attempts(self) -> bool {
+        self == Dialect::Postgres
     }
 
     pub fn migrations(self) -> Migrations {

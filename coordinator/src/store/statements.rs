@@ -1,7 +1,7 @@
 //! The SQL both dialects read alike (`$n` parameters work in both). Statements that differ
 //! live in [`super::dialect`]; statements built from a scheduler rule are functions here.
 
-use crate::scheduler::COUNTED_OUTCOMES;
+use crate::scheduler::{TrialState, COUNTED_OUTCOMES};
 
 /// `keep_checkpoints` is read as an integer: sqlx's `Any` driver cannot decode SQLite's
 /// BOOLEAN, and 0/1 reads alike on both databases.
@@ -70,9 +70,28 @@ pub(super) const RELEASE: &str = "UPDATE trials SET state = 'queued', worker_id 
 pub(super) const END_ATTEMPT_ON_TRIAL: &str = "UPDATE trials SET state = $2, error = $3, worker_id = NULL, \
      lease_expires_at = NULL, finished_at = $4 WHERE id = $1";
 
-/// Stores a metric point unless (trial, epoch, name) has one.
-pub(super) const INSERT_METRIC: &str = "INSERT INTO metrics (trial_id, epoch, name, value, attempt) \
-     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (trial_id, epoch, name) DO NOTHING";
+/// Rows per multi-row INSERT: 5 parameters a row stays under SQLite's 32,766 (and Postgres's
+/// 65,535) parameters in one statement.
+pub(super) const ROWS_PER_INSERT: usize = 1000;
+
+/// `VALUES` for `rows` rows of `columns` parameters each, numbered from `$1`.
+fn values(columns: usize, rows: usize) -> String {
+    let row = |r: usize| {
+        let params: Vec<String> = (1..=columns).map(|c| format!("${}", r * columns + c)).collect();
+        format!("({})", params.join(", "))
+    };
+    (0..rows).map(row).collect::<Vec<_>>().join(", ")
+}
+
+/// Stores `rows` metric points (trial_id, epoch, name, value, attempt) in one statement,
+/// each unless (trial, epoch, name) has one; the rows it changed are the points stored.
+pub(super) fn insert_metrics(rows: usize) -> String {
+    format!(
+        "INSERT INTO metrics (trial_id, epoch, name, value, attempt) VALUES {} \
+         ON CONFLICT (trial_id, epoch, name) DO NOTHING",
+        values(5, rows)
+    )
+}
 
 pub(super) const UPSERT_CHECKPOINT: &str = "INSERT INTO checkpoints (trial_id, attempt, epoch, step, file, \
      sha256, bytes, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (trial_id) DO UPDATE SET \
@@ -86,16 +105,44 @@ pub(super) const INSERT_RESULT: &str = "INSERT INTO results (trial_id, jaccard, 
      accuracy, auc, split, epochs, parameters, completed_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
-pub(super) const INSERT_ROC: &str =
-    "INSERT INTO roc_points (trial_id, idx, threshold, fpr, tpr) VALUES ($1, $2, $3, $4, $5)";
+/// Stores `rows` ROC points (trial_id, idx, threshold, fpr, tpr) in one statement.
+pub(super) fn insert_roc(rows: usize) -> String {
+    format!("INSERT INTO roc_points (trial_id, idx, threshold, fpr, tpr) VALUES {}", values(5, rows))
+}
 
 pub(super) const COMPLETE_TRIAL: &str = "UPDATE trials SET state = 'completed', error = NULL, \
      lease_expires_at = NULL, epoch = $2, finished_at = $3 WHERE id = $1";
 
-/// Marks a sweep finished once none of its trials is queued, running or cancelled.
-pub(super) const FINISH_SWEEP_IF_DONE: &str = "UPDATE sweeps SET state = 'finished', finished_at = $2 \
-     WHERE id = $1 AND state = 'active' AND NOT EXISTS (SELECT 1 FROM trials t WHERE t.sweep_id = $1 \
-     AND t.state NOT IN ('completed', 'failed'))";
+/// The trial states a finished sweep has none of: every state but completed and failed,
+/// listed rather than excluded so that the check is index probes on `trials_by_state`.
+fn unsettled_states() -> String {
+    let settled = [TrialState::Completed, TrialState::Failed];
+    let unsettled: Vec<String> =
+        TrialState::ALL.iter().filter(|s| !settled.contains(s)).map(|s| format!("'{s}'")).collect();
+    unsettled.join(", ")
+}
+
+/// Marks sweep `$1` finished at `$2` once none of its trials is queued, running or
+/// cancelled. Runs on its own after the commit that settled a trial: under READ COMMITTED
+/// the last of several settling transactions to commit sees all of them settled.
+pub(super) fn finish_sweep_if_done() -> String {
+    format!(
+        "UPDATE sweeps SET state = 'finished', finished_at = $2 WHERE id = $1 AND state = 'active' \
+         AND NOT EXISTS (SELECT 1 FROM trials t WHERE t.sweep_id = $1 AND t.state IN ({}))",
+        unsettled_states()
+    )
+}
+
+/// Marks finished at `$1` every active sweep whose trials are all settled: the expiry tick's
+/// sweep-up of a finish lost between a commit and its [`finish_sweep_if_done`] (a coordinator
+/// killed there).
+pub(super) fn finish_done_sweeps() -> String {
+    format!(
+        "UPDATE sweeps SET state = 'finished', finished_at = $1 WHERE state = 'active' \
+         AND NOT EXISTS (SELECT 1 FROM trials t WHERE t.sweep_id = sweeps.id AND t.state IN ({}))",
+        unsettled_states()
+    )
+}
 
 /// Cancels the unfinished trials of sweep `$1` at `$2`. Runs before [`CANCEL_ATTEMPTS`] in the
 /// same transaction: once the trials are cancelled (and, on Postgres, locked), no lease can
@@ -121,10 +168,6 @@ pub(super) const HOLDER: &str = "SELECT t.state, t.attempt, t.sweep_id, t.worker
      CASE WHEN s.keep_checkpoints THEN 1 ELSE 0 END AS keep_checkpoints, s.max_attempts \
      FROM trials t JOIN sweeps s ON s.id = t.sweep_id WHERE t.id = $1";
 
-/// Locks the sweep of trial `$1`: the first lock of a transaction that may end the trial.
-pub(super) const LOCK_SWEEP_OF: &str =
-    "SELECT id FROM sweeps WHERE id = (SELECT sweep_id FROM trials WHERE id = $1) FOR UPDATE";
-
 /// Running trials whose lease expired before `$1`, the oldest expiry first.
 pub(super) const EXPIRED_CANDIDATES: &str = "SELECT id, attempt FROM trials \
      WHERE state = 'running' AND lease_expires_at < $1 ORDER BY lease_expires_at, id";
@@ -136,7 +179,12 @@ pub(super) const STILL_EXPIRED: &str = "SELECT t.worker_id, t.sweep_id, s.max_at
 
 pub(super) const SWEEP_STATE: &str = "SELECT state FROM sweeps WHERE id = $1";
 
-pub(super) const MARK_SWEEP_CANCELLED: &str = "UPDATE sweeps SET state = 'cancelled', finished_at = $2 WHERE id = $1";
+/// Ends sweep `$1` at `$2` after [`CANCEL_TRIALS`]: cancelled if that cancelled a trial,
+/// finished if every trial had already settled (the last ones committed, the finish after
+/// their commits not yet run).
+pub(super) const MARK_SWEEP_CANCELLED: &str = "UPDATE sweeps SET finished_at = $2, state = CASE WHEN EXISTS \
+     (SELECT 1 FROM trials t WHERE t.sweep_id = $1 AND t.state = 'cancelled') THEN 'cancelled' ELSE 'finished' END \
+     WHERE id = $1";
 
 pub(super) const TOUCH_WORKER: &str = "UPDATE workers SET last_seen_at = $2 WHERE id = $1 RETURNING slots";
 

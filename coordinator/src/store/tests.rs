@@ -85,6 +85,9 @@ on_both!(
     failures_fail_for_good_or_requeue,
     cancelling_stops_running_and_queued_trials,
     a_sweep_finishes_when_every_trial_settles,
+    concurrent_settlements_finish_the_sweep,
+    a_cancel_racing_completions_settles_every_trial_once,
+    the_expiry_tick_finishes_a_sweep_whose_finish_was_lost,
     workers_are_registered_and_counted,
     dashboard_views_flatten_trials_and_summarise_configs,
     dashboard_example_queries_answer_the_common_questions,
@@ -342,6 +345,13 @@ async fn retransmitted_metrics_are_stored_once(ctx: Ctx) {
     let points = store.metric_points("s-t0").await.expect("points");
     let expected = [p(0, "train_loss", 1.2), p(1, "train_loss", 0.9), p(1, "val_dice", 0.4), p(2, "train_loss", 0.7)];
     assert_eq!(points, expected, "by epoch then name, first value kept");
+    // One batch naming a point twice stores it once (the rows go in as one statement).
+    let twice = [p(3, "train_loss", 0.5), p(3, "train_loss", 0.6)];
+    assert_eq!(store.record_metrics("w", "s-t0", l.attempt, &twice).await.expect("twice"), stored(1, 1));
+    // A batch past one statement's rows goes in as several.
+    let many: Vec<MetricPoint> = (0..2500).map(|i| p(4, &format!("custom.m{i}"), f64::from(i))).collect();
+    assert_eq!(store.record_metrics("w", "s-t0", l.attempt, &many).await.expect("many"), stored(2500, 0));
+    assert_eq!(store.metric_points("s-t0").await.expect("points").len(), 4 + 1 + 2500);
 }
 
 async fn expired_leases_requeue_then_fail_after_max_attempts(ctx: Ctx) {
@@ -419,7 +429,16 @@ async fn completion_stores_results_roc_and_drops_the_checkpoint(ctx: Ctx) {
 
     let k = lease_one(store, "w", T0 + 10).await;
     store.record_checkpoint("w", &checkpoint("keep-t0", k.attempt, 5, "k.ckpt"), T0).await.expect("ckpt");
-    assert_eq!(store.complete("w", "keep-t0", k.attempt, &done, T0 + 11).await.expect("complete"), None);
+    // An ROC curve longer than one statement's rows comes back whole and in order.
+    let mut long = done.clone();
+    long.roc = (0..2500)
+        .map(|i| {
+            let x = f64::from(i) / 2500.0;
+            RocPoint { threshold: 1.0 - x, fpr: x, tpr: x.sqrt() }
+        })
+        .collect();
+    assert_eq!(store.complete("w", "keep-t0", k.attempt, &long, T0 + 11).await.expect("complete"), None);
+    assert_eq!(store.roc("keep-t0").await.expect("roc"), long.roc);
     assert_eq!(store.checkpoint("keep-t0").await.expect("ckpt").map(|c| c.file), Some("k.ckpt".into()));
 }
 
@@ -476,6 +495,89 @@ async fn a_sweep_finishes_when_every_trial_settles(ctx: Ctx) {
     store.fail("w", "s-t1", 1, "bad config", TrialFault::Permanent, T0 + 2).await.expect("fail");
     assert_eq!(sweep_state(store, "s").await, SweepState::Finished);
     assert_eq!(store.sweeps().await.expect("sweeps")[0].state, SweepState::Finished);
+}
+
+/// The last trials of a sweep settled at once, by several workers: each settling write
+/// finishes the sweep after its own commit, so the last commit sees every trial settled and
+/// no finish is lost (had the check run inside the transactions, each would see the others'
+/// trials still running).
+async fn concurrent_settlements_finish_the_sweep(ctx: Ctx) {
+    for round in 0..20 {
+        let id = format!("r{round}");
+        insert(&*ctx.store, &new_sweep(&id, 2, 4, 3, false), T0).await;
+        let mut leased = Vec::new();
+        for w in 0..8 {
+            leased.push((format!("w{w}"), lease_one(&*ctx.store, &format!("w{w}"), T0).await));
+        }
+        let mut settling = Vec::new();
+        for (i, (worker, l)) in leased.into_iter().enumerate() {
+            let store = ctx.store.clone();
+            settling.push(tokio::spawn(async move {
+                if i % 3 == 2 {
+                    store.fail(&worker, &l.trial_id, l.attempt, "bad", TrialFault::Permanent, T0 + 1).await.map(|_| ())
+                } else {
+                    store
+                        .complete(&worker, &l.trial_id, l.attempt, &completion(0.5, 0.5, None), T0 + 1)
+                        .await
+                        .map(|_| ())
+                }
+            }));
+        }
+        for task in settling {
+            task.await.expect("settling task").expect("a settling write");
+        }
+        assert_eq!(sweep_state(&*ctx.store, &id).await, SweepState::Finished, "round {round}");
+    }
+}
+
+/// A cancel while the holders complete: no deadlock (a completion locks only its trial), and
+/// every trial ends completed or cancelled, the sweep cancelled.
+async fn a_cancel_racing_completions_settles_every_trial_once(ctx: Ctx) {
+    for round in 0..20 {
+        let id = format!("c{round}");
+        insert(&*ctx.store, &new_sweep(&id, 2, 4, 3, false), T0).await;
+        let mut completing = Vec::new();
+        for w in 0..8 {
+            let l = lease_one(&*ctx.store, &format!("w{w}"), T0).await;
+            let store = ctx.store.clone();
+            completing.push(tokio::spawn(async move {
+                let done = completion(0.5, 0.5, None);
+                store.complete(&format!("w{w}"), &l.trial_id, l.attempt, &done, T0 + 1).await.is_ok()
+            }));
+        }
+        for _ in 0..round % 5 {
+            tokio::task::yield_now().await;
+        }
+        let cancel = tokio::time::timeout(std::time::Duration::from_secs(30), ctx.store.cancel_sweep(&id, T0 + 2));
+        assert!(cancel.await.expect("no deadlock").expect("cancel"));
+        let mut completed = 0;
+        for task in completing {
+            completed += u32::from(task.await.expect("completing task"));
+        }
+        let trials = ctx.store.trials(&id).await.expect("trials");
+        let done = trials.iter().filter(|t| t.state == TrialState::Completed).count() as u32;
+        assert_eq!(done, completed, "round {round}: acknowledged completions are the completed trials");
+        assert!(trials.iter().all(|t| matches!(t.state, TrialState::Completed | TrialState::Cancelled)));
+        let expected = if done == 8 { SweepState::Finished } else { SweepState::Cancelled };
+        assert_eq!(sweep_state(&*ctx.store, &id).await, expected, "round {round}");
+    }
+}
+
+/// A coordinator killed between a settling commit and the finish after it leaves an active
+/// sweep with every trial settled: the expiry tick finishes it.
+async fn the_expiry_tick_finishes_a_sweep_whose_finish_was_lost(ctx: Ctx) {
+    let store = &*ctx.store;
+    insert(store, &new_sweep("s", 1, 2, 3, false), T0).await;
+    insert(store, &new_sweep("busy", 1, 1, 3, false), T0).await;
+    let mut c = sqlx::AnyConnection::connect(&ctx.url).await.expect("connect");
+    sqlx::query("UPDATE trials SET state = 'completed' WHERE sweep_id = 's'").execute(&mut c).await.expect("settle");
+    assert_eq!(sweep_state(store, "s").await, SweepState::Active);
+    assert!(store.expire_leases(T0 + 5).await.expect("expiry tick").is_empty());
+    assert_eq!(sweep_state(store, "s").await, SweepState::Finished);
+    let finished_at =
+        sqlx::query("SELECT finished_at FROM sweeps WHERE id = 's'").fetch_one(&mut c).await.expect("read");
+    assert_eq!(finished_at.int("finished_at").expect("finished_at"), T0 + 5);
+    assert_eq!(sweep_state(store, "busy").await, SweepState::Active, "a sweep with a queued trial stays active");
 }
 
 async fn workers_are_registered_and_counted(ctx: Ctx) {
