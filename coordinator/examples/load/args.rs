@@ -33,6 +33,19 @@ pub struct Args {
     /// Send a heartbeat every this many ms while a trial runs (0: none).
     #[arg(long, default_value_t = 0)]
     pub heartbeat_ms: u64,
+    /// Spread the workers' first leases evenly over this many ms (0: all at once). Workers a
+    /// scheduler starts on a cluster join over seconds, not in the same millisecond.
+    #[arg(long, default_value_t = 0)]
+    pub start_spread_ms: u64,
+    /// Each simulated epoch lasts `--epoch-ms` times a factor drawn uniformly from
+    /// [1 - J, 1 + J] (seeded by the worker's index: the same run twice draws the same). Real
+    /// epochs vary with data loading and the machine; 0 keeps every worker in lockstep.
+    #[arg(long, default_value_t = 0.0)]
+    pub epoch_jitter: f64,
+    /// Run the coordinator as its own process, this `allsweep` binary's `serve` (default: in
+    /// this process), so that its memory is measured apart from the simulated workers'.
+    #[arg(long)]
+    pub serve: Option<std::path::PathBuf>,
     /// Set TCP_NODELAY on the listening socket (Linux hands it down to accepted sockets).
     /// `serve` does not set it on the connections it accepts, so by default the coordinator
     /// runs as `allsweep serve` does; this shows what the missing option costs.

@@ -21,7 +21,13 @@ use crate::worker::{self, BATCH};
 
 /// The coordinator's throughput with `args.workers` workers against the server at `address`:
 /// the JSON output line.
-pub async fn drive(args: &Args, db: &Database, address: &str, store: &Arc<dyn Store>) -> anyhow::Result<String> {
+pub async fn drive(
+    args: &Args,
+    db: &Database,
+    address: &str,
+    store: &Arc<dyn Store>,
+    coordinator_pid: Option<u32>,
+) -> anyhow::Result<String> {
     let endpoint =
         Endpoint::from_shared(address.to_string())?.connect_timeout(Duration::from_secs(10)).tcp_nodelay(true);
 
@@ -53,12 +59,16 @@ pub async fn drive(args: &Args, db: &Database, address: &str, store: &Arc<dyn St
     for i in 0..args.workers {
         let channel = channels[i % connections].clone();
         let start = start.clone();
-        let points = args.points;
-        let heartbeat = (args.heartbeat_ms > 0).then(|| Duration::from_millis(args.heartbeat_ms));
-        let epoch = (args.epoch_ms > 0).then(|| Duration::from_millis(args.epoch_ms));
+        let pace = worker::Pace {
+            points: args.points,
+            heartbeat: (args.heartbeat_ms > 0).then(|| Duration::from_millis(args.heartbeat_ms)),
+            epoch: (args.epoch_ms > 0).then(|| Duration::from_millis(args.epoch_ms)),
+            jitter: args.epoch_jitter,
+            start_delay: Duration::from_millis(args.start_spread_ms * i as u64 / args.workers as u64),
+        };
         let failures = failures.clone();
         tasks.push(tokio::spawn(async move {
-            let result = worker::simulate(i, channel, start.clone(), points, heartbeat, epoch).await;
+            let result = worker::simulate(i, channel, start.clone(), pace).await;
             if result.is_err() {
                 failures.fetch_add(1, Ordering::Relaxed);
             }
@@ -71,7 +81,7 @@ pub async fn drive(args: &Args, db: &Database, address: &str, store: &Arc<dyn St
     }
 
     let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let memory = tokio::spawn(sample_memory(samples.clone(), Duration::from_secs(5)));
+    let memory = tokio::spawn(sample_memory(coordinator_pid, samples.clone(), Duration::from_secs(5)));
     let mut total = WorkerStats::default();
     let mut errors = Vec::new();
     for task in tasks {
@@ -144,24 +154,30 @@ pub async fn drive(args: &Args, db: &Database, address: &str, store: &Arc<dyn St
         "calls": calls,
         "epoch_ms": args.epoch_ms,
         "heartbeat_ms": args.heartbeat_ms,
-        // The whole process (the coordinator and the simulated workers): first sample after
-        // all registered, the peak, the last; every 5 s.
+        "epoch_jitter": args.epoch_jitter,
+        "start_spread_ms": args.start_spread_ms,
+        // Resident memory every 5 s from when all had registered: of the coordinator's own
+        // process with --serve, else of this whole process (the coordinator and the workers).
         "rss_mib": {
+            "of": if coordinator_pid.is_some() { "coordinator" } else { "coordinator and workers" },
             "first": rss.first().map(|kb| kb / 1024),
             "peak": rss.iter().max().map(|kb| kb / 1024),
             "last": rss.last().map(|kb| kb / 1024),
             "samples": rss.len(),
+            "every_5_s": rss.iter().map(|kb| kb / 1024).collect::<Vec<_>>(),
         },
     });
     Ok(line.to_string())
 }
 
-/// Appends this process's resident memory (kB, `VmRSS`) to `samples` every `every`.
-async fn sample_memory(samples: Arc<std::sync::Mutex<Vec<u64>>>, every: Duration) {
+/// Appends the resident memory (kB, `VmRSS`) of process `pid` (none: this one) to `samples`
+/// every `every`.
+async fn sample_memory(pid: Option<u32>, samples: Arc<std::sync::Mutex<Vec<u64>>>, every: Duration) {
+    let path = pid.map_or_else(|| "/proc/self/status".to_string(), |pid| format!("/proc/{pid}/status"));
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let status = std::fs::read_to_string(&path).unwrap_or_default();
         let kb = status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))

@@ -10,7 +10,9 @@
 //!    connection; `postgres` alone is the server named by `ALLSWEEP_TEST_POSTGRES`, default
 //!    `postgres://postgres@127.0.0.1:5432/test`) creates a throwaway database on that server
 //!    ([`database`]), and drops it at the end.
-//! 2. Starts the real coordinator ([`serve`]) on 127.0.0.1:0: real gRPC over TCP.
+//! 2. Starts the real coordinator ([`serve`]) on 127.0.0.1:0: real gRPC over TCP; in this
+//!    process, or with `--serve target/release/allsweep` as its own `allsweep serve` process,
+//!    whose memory is then sampled apart from the workers'.
 //! 3. Submits, through the user API, a spec of T trials (a synthetic dataset, seeds
 //!    0..T). Nothing is trained: the config is only stored and handed out.
 //! 4. Runs N simulated worker tasks ([`worker`]). Each one has its own HTTP/2 connection by
@@ -28,6 +30,13 @@
 //! {"system":"allsweep","db":"sqlite","workers":N,"trials":T,"points":T*P,"seconds":s,
 //!  "trials_per_second":..,"points_per_second":..,"connections":K,"calls":{..},..}
 //! ```
+//!
+//! Pacing: `--epoch-ms` makes each epoch take that long before its batch goes out,
+//! `--heartbeat-ms` adds heartbeats, `--epoch-jitter J` varies each epoch by up to ±J of its
+//! length (seeded per worker) and `--start-spread-ms` spreads the first leases over that
+//! window. Without the last two all workers move in lockstep: their calls arrive in waves of
+//! N at once, which measures how fast the coordinator drains a burst, not the latency a
+//! cluster's workers see.
 //!
 //! `calls` holds, per RPC (lease, metrics, complete), the count, retries and latency
 //! (mean, p50, p99, max in ms, as the client sees it; [`stats`]): which call dominates under
@@ -106,6 +115,12 @@ async fn terminated() -> &'static str {
 async fn run_on(args: &Args, db: &Database) -> anyhow::Result<String> {
     let store = store::open(db.url()).await.with_context(|| format!("opening the store {}", db.url()))?;
     let artifacts = tempfile::Builder::new().prefix("allsweep-load-artifacts").tempdir()?;
+    if let Some(binary) = &args.serve {
+        let (mut child, address) = spawn_serve(binary, args, db, artifacts.path()).await?;
+        let outcome = driver::drive(args, db, &address, &store, child.id()).await;
+        let _ = child.kill().await;
+        return outcome;
+    }
     let socket = tokio::net::TcpSocket::new_v4()?;
     if args.nodelay {
         socket.set_nodelay(true)?;
@@ -119,7 +134,7 @@ async fn run_on(args: &Args, db: &Database) -> anyhow::Result<String> {
     options.spec_limits.max_trials = options.spec_limits.max_trials.max(u64::from(args.trials));
     let server = tokio::spawn(serve(listener, store.clone(), options, shutdown));
 
-    let outcome = driver::drive(args, db, &address, &store).await;
+    let outcome = driver::drive(args, db, &address, &store, None).await;
 
     let _ = stop.send(true);
     match tokio::time::timeout(Duration::from_secs(10), server).await {
@@ -129,4 +144,35 @@ async fn run_on(args: &Args, db: &Database) -> anyhow::Result<String> {
         Ok(Ok(Ok(()))) => {}
     }
     outcome
+}
+
+/// Starts `BINARY serve` on 127.0.0.1:0 over `db`, as `allsweep serve` runs (warnings and
+/// errors to this stderr), and reads the address it bound from its first line.
+async fn spawn_serve(
+    binary: &std::path::Path,
+    args: &Args,
+    db: &Database,
+    artifacts: &std::path::Path,
+) -> anyhow::Result<(tokio::process::Child, String)> {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(binary)
+        .args(["serve", "--db", db.url(), "--listen", "127.0.0.1:0", "--artifacts"])
+        .arg(artifacts)
+        .args(["--lease-seconds", &args.lease_seconds.to_string(), "--max-trials", &args.trials.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {} serve", binary.display()))?;
+    let stdout = child.stdout.take().context("the coordinator's stdout")?;
+    let mut line = String::new();
+    let mut reader = tokio::io::BufReader::new(stdout);
+    let read = reader.read_line(&mut line);
+    tokio::time::timeout(Duration::from_secs(60), read).await.context("the coordinator did not start in 60 s")??;
+    // "... listening on HOST:PORT": the address is the last word.
+    let bound = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
+    if !line.contains("listening on") || bound.is_empty() {
+        bail!("the coordinator said {line:?} instead of its address");
+    }
+    Ok((child, format!("http://{bound}")))
 }

@@ -10,6 +10,8 @@ use allsweep_proto::v1::worker_service_client::WorkerServiceClient;
 use allsweep_proto::v1::{self as pb};
 use allsweep_proto::PROTOCOL_VERSION;
 use anyhow::bail;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use tokio::sync::Barrier;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -51,16 +53,26 @@ macro_rules! timed {
     }};
 }
 
-/// Worker `index` on `channel`: registers, waits at `start` until all have registered, then
-/// works until the sweep is drained, with a heartbeat every `heartbeat` if given.
-pub async fn simulate(
-    index: usize,
-    channel: Channel,
-    start: Arc<Barrier>,
-    points: u32,
-    heartbeat: Option<Duration>,
-    epoch: Option<Duration>,
-) -> anyhow::Result<WorkerStats> {
+/// How one simulated worker paces itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    /// Metric points per trial.
+    pub points: u32,
+    /// A heartbeat this often while a trial runs.
+    pub heartbeat: Option<Duration>,
+    /// How long an epoch trains before its batch is sent.
+    pub epoch: Option<Duration>,
+    /// Each epoch lasts `epoch` times a factor in [1 - jitter, 1 + jitter].
+    pub jitter: f64,
+    /// Wait this long after all have registered before the first lease.
+    pub start_delay: Duration,
+}
+
+/// Worker `index` on `channel`: registers, waits at `start` until all have registered (and
+/// then its start delay), then works until the sweep is drained.
+pub async fn simulate(index: usize, channel: Channel, start: Arc<Barrier>, pace: Pace) -> anyhow::Result<WorkerStats> {
+    let Pace { points, heartbeat, epoch, jitter, start_delay } = pace;
+    let mut rng = StdRng::seed_from_u64(index as u64);
     let credentials = WorkerCredentials::new(BearerToken::default());
     let mut client = WorkerServiceClient::with_interceptor(channel, credentials.clone());
     let registered = client
@@ -80,6 +92,7 @@ pub async fn simulate(
     let worker_id = registered.worker_id;
     credentials.set_identity(&worker_id, &registered.worker_key)?;
     start.wait().await;
+    tokio::time::sleep(start_delay).await;
 
     let mut stats = WorkerStats::default();
     let mut last_heartbeat = Instant::now();
@@ -100,7 +113,8 @@ pub async fn simulate(
             .collect();
         for batch in all.chunks(BATCH) {
             if let Some(epoch) = epoch {
-                tokio::time::sleep(epoch).await;
+                let factor = if jitter > 0.0 { rng.random_range(1.0 - jitter..=1.0 + jitter) } else { 1.0 };
+                tokio::time::sleep(epoch.mul_f64(factor)).await;
             }
             let message =
                 pb::MetricBatch { trial_id: trial.trial_id.clone(), attempt: trial.attempt, points: batch.to_vec() };
