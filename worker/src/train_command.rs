@@ -65,6 +65,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         checkpoint: Some(checkpoint.clone()),
         resume: args.resume.clone(),
         stop: None,
+        loss_read_every: train::loss_read_every(args.device),
     };
     println!("{}: {} on {:?}", args.config.display(), config.name, args.device);
     let outcome = train::train(&config, &options, &reporter);

@@ -154,7 +154,14 @@ pub async fn start(
             let _ = events.send(TrialMessage { trial_id: id.clone(), attempt, event });
         };
         let sink = |event: TrainEvent| forward(event, &send);
-        let run = RunOptions { device, data_dir, checkpoint: Some(checkpoint), resume, stop: Some(&thread_stop) };
+        let run = RunOptions {
+            device,
+            data_dir,
+            checkpoint: Some(checkpoint),
+            resume,
+            stop: Some(&thread_stop),
+            loss_read_every: train::loss_read_every(device),
+        };
         let ended = match train::train(&config, &run, &sink) {
             Ok(outcome) => TrialEvent::Finished(Ok(outcome)),
             Err(error) => match error.fault() {

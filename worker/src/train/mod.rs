@@ -32,6 +32,22 @@ pub use events::{EpochRecord, EventSink, TrainEvent};
 /// Points kept of the final ROC curve.
 pub const ROC_POINTS: usize = 200;
 
+/// Training steps between two reads of their losses on a GPU. Reading a loss waits for the
+/// device to finish every queued kernel; between reads the host queues the next steps while
+/// the GPU runs, and a read checks every loss since the last one, so a divergence is still
+/// named by its own step.
+pub const LOSS_READ_EVERY_ON_GPU: usize = 16;
+
+/// How many steps run between two reads of their losses on `device`: one on the CPU, where
+/// a read waits for nothing (and progress shows every step).
+pub fn loss_read_every(device: Device) -> usize {
+    if device.is_cuda() {
+        LOSS_READ_EVERY_ON_GPU
+    } else {
+        1
+    }
+}
+
 /// How to run a trial (not part of its config: the same trial may run anywhere).
 pub struct RunOptions<'a> {
     pub device: Device,
@@ -43,6 +59,8 @@ pub struct RunOptions<'a> {
     pub resume: Option<PathBuf>,
     /// Set from outside to stop between two steps; a checkpoint is written first.
     pub stop: Option<&'a AtomicBool>,
+    /// Steps between two reads of the training losses ([`loss_read_every`]).
+    pub loss_read_every: usize,
 }
 
 /// Why a trial did not finish.
@@ -158,9 +176,11 @@ pub fn train_on(
         let started = Instant::now();
         let order = epoch_order(data.train.len(), config.seed, epoch);
         let train_started = Instant::now();
+        let mut unread = UnreadLosses::default();
         while position.step < steps_per_epoch {
             let step = position.step;
             if options.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                unread.read(epoch, &mut position, events)?;
                 position.train_seconds += train_started.elapsed().as_secs_f64();
                 position.adam_steps = adam.steps();
                 save_checkpoint(options, &vs, &adam, &position, events)?;
@@ -171,18 +191,16 @@ pub fn train_on(
             let (input, target) = data.train.batch(indices, options.device);
             let pred = model.forward_t(&input, true)?;
             let value = loss.compute_checked_shapes(&pred, &target)?;
-            let scalar = value.double_value(&[]);
-            if !scalar.is_finite() {
-                return Err(TrainError::Diverged { epoch: epoch + 1, step: step + 1, value: scalar });
-            }
             adam.zero_grad();
             value.backward();
             adam.step();
-            position.train_loss_sum += scalar * indices.len() as f64;
-            position.train_samples += indices.len();
+            unread.push(step, value.detach(), indices.len());
             position.step += 1;
-            events.send(TrainEvent::Step { epoch, step, loss: scalar });
+            if unread.len() >= options.loss_read_every.max(1) {
+                unread.read(epoch, &mut position, events)?;
+            }
         }
+        unread.read(epoch, &mut position, events)?;
         position.train_seconds += train_started.elapsed().as_secs_f64();
         let (validation_loss, validation) = evaluate(&model, &loss, &data.validation, batch, options.device)?;
         if !validation_loss.is_finite() {
@@ -217,6 +235,45 @@ pub fn train_on(
         parameters: models::parameter_count(&vs),
         resumed_from,
     })
+}
+
+/// The losses of the steps since the last read, still on the device.
+#[derive(Default)]
+struct UnreadLosses {
+    /// (step, loss, samples in the batch), in step order.
+    steps: Vec<(usize, tch::Tensor, usize)>,
+}
+
+impl UnreadLosses {
+    fn push(&mut self, step: usize, loss: tch::Tensor, samples: usize) {
+        self.steps.push((step, loss, samples));
+    }
+
+    fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Reads every unread loss in one transfer (the one wait for the device), adds them to
+    /// the epoch's training loss and reports each step; the first loss that is not finite
+    /// ends the run as diverged at its own step.
+    fn read(&mut self, epoch: usize, position: &mut Position, events: &dyn EventSink) -> Result<(), TrainError> {
+        if self.steps.is_empty() {
+            return Ok(());
+        }
+        let losses: Vec<&tch::Tensor> = self.steps.iter().map(|(_, loss, _)| loss).collect();
+        let stacked = tch::Tensor::f_stack(&losses, 0)?.f_to_kind(tch::Kind::Double)?.f_to_device(Device::Cpu)?;
+        let values = Vec::<f64>::try_from(&stacked)?;
+        for (&(step, _, samples), &value) in self.steps.iter().zip(&values) {
+            if !value.is_finite() {
+                return Err(TrainError::Diverged { epoch: epoch + 1, step: step + 1, value });
+            }
+            position.train_loss_sum += value * samples as f64;
+            position.train_samples += samples;
+            events.send(TrainEvent::Step { epoch, step, loss: value });
+        }
+        self.steps.clear();
+        Ok(())
+    }
 }
 
 fn save_checkpoint(
