@@ -57,6 +57,15 @@ async fn twelve_trials_on_two_workers(cluster: Cluster) {
         assert!(!store.roc(&t.trial_id).await.unwrap().is_empty());
         assert!(store.checkpoint(&t.trial_id).await.unwrap().is_none(), "checkpoint removed once completed");
     }
+    // Each epoch wrote a local checkpoint on its worker; none outlives its trial there.
+    for worker in ["worker-a", "worker-b"] {
+        let left: Vec<_> = std::fs::read_dir(cluster.dir.path().join(worker))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".ckpt"))
+            .collect();
+        assert!(left.is_empty(), "{worker} kept checkpoints of finished trials: {left:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -82,6 +82,9 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     let threads = args.threads.unwrap_or((cores / args.slots as i32).max(1));
     anyhow::ensure!(threads >= 1, "--threads must be at least 1");
     tch::set_num_threads(threads);
+    // A folder of its own in the temporary directory, removed when the worker exits, unless
+    // the user names one.
+    let own_work_dir = args.work_dir.is_none();
     let work_dir =
         args.work_dir.unwrap_or_else(|| std::env::temp_dir().join(format!("allsweep-worker-{}", std::process::id())));
     let options = agent::AgentOptions {
@@ -91,10 +94,14 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         device: args.device,
         slots: args.slots,
         data_dir: allsweep_worker::data::data_dir(args.data_dir),
-        work_dir,
+        work_dir: work_dir.clone(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    runtime.block_on(agent::run(options, shutdown_signal()))
+    let ended = runtime.block_on(agent::run(options, shutdown_signal()));
+    if own_work_dir {
+        let _ = std::fs::remove_dir_all(&work_dir);
+    }
+    ended
 }
 
 /// SIGINT or SIGTERM.

@@ -154,6 +154,7 @@ pub async fn start(
             let _ = events.send(TrialMessage { trial_id: id.clone(), attempt, event });
         };
         let sink = |event: TrainEvent| forward(event, &send);
+        let local = checkpoint.clone();
         let run = RunOptions {
             device,
             data_dir,
@@ -169,6 +170,13 @@ pub async fn start(
                 Some(fault) => TrialEvent::Finished(Err(Failure { message: error.to_string(), fault })),
             },
         };
+        // Every checkpoint's bytes left with its event when it was written; a later attempt
+        // starts from the coordinator's copy. Nothing of an ended trial stays on this disk.
+        if let Err(error) = std::fs::remove_file(&local) {
+            if error.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %local.display(), %error, "cannot remove an ended trial's local checkpoint");
+            }
+        }
         send(ended);
     });
     if let Err(e) = spawned {
