@@ -49,14 +49,14 @@ pub struct ServeOptions {
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 << 20;
 
 impl ServeOptions {
-    /// No token, the default spec limits and message size, 10 s of shutdown grace.
+    /// No token, the default spec limits and message size, 5 s of shutdown grace.
     pub fn new(artifacts: PathBuf, lease_ttl: Duration) -> Self {
         Self {
             artifacts,
             lease_ttl,
             token: None,
             spec_limits: SpecLimits::default(),
-            shutdown_grace: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(5),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             tls: None,
         }

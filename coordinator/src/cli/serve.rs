@@ -36,6 +36,10 @@ pub struct ServeArgs {
     /// A file whose first line is the token; wins over --token and ALLSWEEP_TOKEN.
     #[arg(long, env = "ALLSWEEP_TOKEN_FILE")]
     pub token_file: Option<std::path::PathBuf>,
+    /// On SIGTERM or SIGINT, how long calls in flight may still run before every connection is
+    /// closed, in seconds; a second signal stops at once.
+    #[arg(long, default_value_t = 5.0)]
+    pub shutdown_seconds: f64,
     #[command(flatten)]
     pub tls: TlsArgs,
     #[command(flatten)]
@@ -86,6 +90,11 @@ impl From<LimitArgs> for SpecLimits {
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.lease_seconds >= 0.3, "--lease-seconds must be at least 0.3");
     anyhow::ensure!(
+        args.shutdown_seconds.is_finite() && (0.0..=3600.0).contains(&args.shutdown_seconds),
+        "--shutdown-seconds must be between 0 and 3600, got {}",
+        args.shutdown_seconds
+    );
+    anyhow::ensure!(
         args.max_message_bytes >= 2 << 20,
         "--max-message-bytes must be at least 2097152 (a 1 MiB checkpoint chunk and its framing)"
     );
@@ -101,16 +110,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     println!("allsweep coordinator listening on {address}");
     tracing::info!(%address, db = %redact(&args.db), "coordinator started");
     let (stop, shutdown) = watch::channel(false);
+    let grace = Duration::from_secs_f64(args.shutdown_seconds);
     tokio::spawn(async move {
         shutdown_signal().await;
-        tracing::info!("shutting down");
+        tracing::info!(
+            ?grace,
+            "shutting down: calls in flight may finish within the grace (a second signal stops at once)"
+        );
         let _ = stop.send(true);
+        shutdown_signal().await;
+        tracing::warn!("second signal: stopping at once");
+        std::process::exit(130);
     });
     let options = ServeOptions {
         token: allsweep_proto::auth::resolve_token(args.token, args.token_file.as_deref())?,
         spec_limits: args.limits.into(),
         max_message_bytes: args.max_message_bytes,
         tls,
+        shutdown_grace: grace,
         ..ServeOptions::new(args.artifacts, Duration::from_secs_f64(args.lease_seconds))
     };
     serve(listener, store, options, shutdown).await
