@@ -5,8 +5,10 @@
 //! temporary name of its own), so a retried or concurrent upload of the same checkpoint never
 //! overwrites, nor deletes when refused, a file that the database names.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
@@ -111,6 +113,40 @@ impl Artifacts {
         Ok(())
     }
 
+    /// Removes every checkpoint file no row names (`in_use`) that was last written at least
+    /// `min_age` ago; returns their names. A file becomes live only when its row commits, after
+    /// its upload renamed it into place, and an old one is removed only after the commit that
+    /// replaced it: a coordinator killed in between leaves a file nothing names. `min_age`
+    /// spares the file of an upload between its rename and its commit (milliseconds); at the
+    /// coordinator's start none is in flight, and 0 collects them all.
+    pub async fn collect_orphans(
+        &self,
+        in_use: &HashSet<String>,
+        min_age: Duration,
+    ) -> Result<Vec<String>, ArtifactError> {
+        let io = |source| ArtifactError::Io { path: self.dir.clone(), source };
+        let mut entries = tokio::fs::read_dir(&self.dir).await.map_err(io)?;
+        let mut removed = Vec::new();
+        while let Some(entry) = entries.next_entry().await.map_err(io)? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.ends_with(".ckpt") || name.starts_with('.') || in_use.contains(&name) {
+                continue;
+            }
+            let age = entry.metadata().await.ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok());
+            if age.is_none_or(|age| age < min_age) {
+                continue;
+            }
+            match tokio::fs::remove_file(entry.path()).await {
+                Ok(()) => removed.push(name),
+                Err(error) => tracing::warn!(file = %name, %error, "cannot remove an orphaned checkpoint file"),
+            }
+        }
+        if !removed.is_empty() {
+            tracing::info!(files = removed.len(), first = %removed[0], "removed checkpoint files no row names");
+        }
+        Ok(removed)
+    }
+
     /// Removes a file; a missing one is fine.
     pub async fn remove(&self, name: &str) {
         let _ = tokio::fs::remove_file(self.dir.join(name)).await;
@@ -135,5 +171,30 @@ impl Drop for Incoming {
         if !self.settled {
             let _ = std::fs::remove_file(&self.tmp);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn orphans_go_once_old_enough_and_named_files_stay() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let artifacts = Artifacts::open(dir.path()).expect("open");
+        for name in ["named.ckpt", "orphan.ckpt", ".upload.ckpt.part", "notes.txt"] {
+            std::fs::write(dir.path().join(name), b"x").expect("write");
+        }
+        let in_use: HashSet<String> = ["named.ckpt".to_string()].into();
+        let young = artifacts.collect_orphans(&in_use, Duration::from_secs(600)).await.expect("collect");
+        assert!(young.is_empty(), "a file written just now may be an upload about to commit: {young:?}");
+        let removed = artifacts.collect_orphans(&in_use, Duration::ZERO).await.expect("collect");
+        assert_eq!(removed, ["orphan.ckpt"]);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".upload.ckpt.part", "named.ckpt", "notes.txt"], "an upload in flight and other files stay");
     }
 }

@@ -72,6 +72,7 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let artifacts = Artifacts::open(&options.artifacts)?;
+    collect_orphans(&artifacts, &*store, Duration::ZERO).await?;
     let tls = options.tls.as_ref().map(ReloadingConfig::load).transpose()?;
     let clocks = Clocks::new(options.lease_ttl);
     let book = TokenBook::new(options.token.as_deref());
@@ -79,7 +80,15 @@ pub async fn serve(
     let refresh = tokio::spawn(tokens::refresh(book.clone(), store.clone(), TOKEN_REFRESH, shutdown.clone()));
     let worker_keys = WorkerKeys::default();
     let epochs = crate::service::validate::EpochCache::default();
-    let shared = Shared { store: store.clone(), artifacts, clocks, worker_keys, tokens: book.clone(), epochs };
+    let shared = Shared {
+        store: store.clone(),
+        artifacts: artifacts.clone(),
+        clocks,
+        worker_keys,
+        tokens: book.clone(),
+        epochs,
+    };
+    let collector = tokio::spawn(collect_orphans_every(artifacts.clone(), store.clone(), shutdown.clone()));
     let expiry = tokio::spawn(scheduler::run_expiry(store, clocks.expiry_tick(), clocks.lease_ttl, shutdown.clone()));
     let limits = options.spec_limits;
     let max = options.max_message_bytes;
@@ -122,5 +131,34 @@ pub async fn serve(
     };
     expiry.abort();
     refresh.abort();
+    collector.abort();
     result
+}
+
+/// How often the coordinator looks for checkpoint files no row names, and how old such a file
+/// must be (while serving) before it goes.
+const ORPHAN_SWEEP_EVERY: Duration = Duration::from_secs(300);
+const ORPHAN_MIN_AGE: Duration = Duration::from_secs(600);
+
+/// Removes the artifact files no checkpoint row names, last written `min_age` ago or more.
+async fn collect_orphans(artifacts: &Artifacts, store: &dyn Store, min_age: Duration) -> anyhow::Result<()> {
+    let in_use: std::collections::HashSet<String> = store.checkpoint_files().await?.into_iter().collect();
+    artifacts.collect_orphans(&in_use, min_age).await?;
+    Ok(())
+}
+
+/// [`collect_orphans`] every [`ORPHAN_SWEEP_EVERY`] until shutdown; an error is logged and
+/// the next round tries again.
+async fn collect_orphans_every(artifacts: Artifacts, store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(ORPHAN_SWEEP_EVERY);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        if let Err(error) = collect_orphans(&artifacts, &*store, ORPHAN_MIN_AGE).await {
+            tracing::warn!(error = %format!("{error:#}"), "cannot look for orphaned checkpoint files; trying again later");
+        }
+    }
 }

@@ -77,3 +77,26 @@ async fn concurrent_uploads_of_one_checkpoint_each_write_their_own_file() {
     assert_eq!(std::fs::read(c.artifacts.join(&row.file)).expect("the named file exists"), bytes);
     assert_eq!(c.artifact_files(), [row.file], "the replaced uploads and every temporary file are gone");
 }
+
+/// A coordinator killed between moving an upload into place and committing its row, or
+/// between that commit and removing the file it replaced, leaves a file no row names; its
+/// next start removes such files (and unfinished uploads) and keeps every named one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_coordinator_removes_the_files_no_row_names() {
+    let mut c = coordinator(Duration::from_secs(60)).await;
+    let (mut a, a_id) = c.worker("a", 1).await;
+    let trial = lease(&mut a, &a_id).await;
+    upload(&mut a, &trial, 1, &[1_u8; 3000]).await.expect("stored");
+    let named = c.store.checkpoint(&trial.trial_id).await.unwrap().expect("a checkpoint row").file;
+    let orphan = format!("{}.a1.e2.s20.99-1-0.ckpt", trial.trial_id);
+    std::fs::write(c.artifacts.join(&orphan), b"committed never").unwrap();
+    std::fs::write(c.artifacts.join(format!(".{orphan}.part")), b"half an upload").unwrap();
+    let mut before = c.artifact_files();
+    before.sort();
+    assert_eq!(before.len(), 3, "{before:?}");
+
+    c.restart(Duration::from_secs(60)).await;
+    assert_eq!(c.artifact_files(), [named], "only the file the database names is left");
+    let row = c.store.checkpoint(&trial.trial_id).await.unwrap().expect("the row stays");
+    assert_eq!(std::fs::read(c.artifacts.join(&row.file)).unwrap(), vec![1_u8; 3000]);
+}

@@ -454,6 +454,11 @@ impl Store for SqlStore {
         row.as_ref().map(rows::checkpoint_row).transpose()
     }
 
+    async fn checkpoint_files(&self) -> Result<Vec<String>> {
+        let found = sqlx::query(sql::CHECKPOINT_FILES).fetch_all(&self.pool).await?;
+        found.iter().map(|r| r.text("file")).collect()
+    }
+
     async fn complete(
         &self,
         worker_id: &str,

@@ -388,6 +388,8 @@ pub trait Store: Send + Sync {
         now: Millis,
     ) -> Result<Option<String>>;
     async fn checkpoint(&self, trial_id: &str) -> Result<Option<CheckpointRow>>;
+    /// The file of every checkpoint row: the artifact files in use.
+    async fn checkpoint_files(&self) -> Result<Vec<String>>;
     /// Completes a trial: state, final metrics and ROC curve in one transaction; the
     /// checkpoint row is removed unless the sweep keeps checkpoints. Returns the checkpoint
     /// file to delete, if any.

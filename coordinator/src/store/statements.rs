@@ -188,6 +188,7 @@ pub(super) const MARK_SWEEP_CANCELLED: &str = "UPDATE sweeps SET finished_at = $
 
 pub(super) const TOUCH_WORKER: &str = "UPDATE workers SET last_seen_at = $2 WHERE id = $1 RETURNING slots";
 
+pub(super) const CHECKPOINT_FILES: &str = "SELECT file FROM checkpoints";
 pub(super) const CHECKPOINT_FILE: &str = "SELECT file FROM checkpoints WHERE trial_id = $1";
 
 pub(super) const DELETE_CHECKPOINT: &str = "DELETE FROM checkpoints WHERE trial_id = $1 RETURNING file";

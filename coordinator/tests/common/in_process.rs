@@ -54,6 +54,22 @@ impl InProcess {
         Self { address, artifacts, store, sweep_id: parsed.id, stop, server, dir }
     }
 
+    /// Stops the coordinator, as SIGTERM does, and serves again on the same database and
+    /// artifact directory with the default options (a new address). Returns once the new one
+    /// answers a call, so what it does before serving (its start-up collection) is done.
+    pub async fn restart(&mut self, lease: Duration) {
+        self.stop.send(true).unwrap();
+        (&mut self.server).await.unwrap().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.address = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, shutdown) = watch::channel(false);
+        let options = ServeOptions::new(self.artifacts.clone(), lease);
+        self.server = tokio::spawn(serve(listener, self.store.clone(), options, shutdown));
+        self.stop = stop;
+        let (mut client, _) = self.unregistered().await;
+        client.register(registration("after-restart", 1)).await.unwrap();
+    }
+
     /// Asks the coordinator to stop, as SIGTERM does, and waits until `serve` returns.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.stop.send(true).unwrap();
