@@ -335,7 +335,8 @@ pub trait Store: Send + Sync {
     async fn trial(&self, trial_id: &str) -> Result<Option<TrialRow>>;
     async fn attempts(&self, trial_id: &str) -> Result<Vec<AttemptRow>>;
     /// Cancels a sweep: queued and running trials become cancelled (their attempts'
-    /// later writes are refused); `Ok(false)` if there is no such sweep.
+    /// later writes are refused) and so does the sweep, or it is marked finished when every
+    /// trial had already settled; `Ok(false)` if there is no such sweep.
     async fn cancel_sweep(&self, id: &str, now: Millis) -> Result<bool>;
 
     /// Inserts a worker with the SHA-256 of its key, or updates a known one registering again
@@ -391,8 +392,9 @@ pub trait Store: Send + Sync {
     /// The file of every checkpoint row: the artifact files in use.
     async fn checkpoint_files(&self) -> Result<Vec<String>>;
     /// Completes a trial: state, final metrics and ROC curve in one transaction; the
-    /// checkpoint row is removed unless the sweep keeps checkpoints. Returns the checkpoint
-    /// file to delete, if any.
+    /// checkpoint row is removed unless the sweep keeps checkpoints. The sweep is marked
+    /// finished right after the commit if this was its last unsettled trial. Returns the
+    /// checkpoint file to delete, if any.
     async fn complete(
         &self,
         worker_id: &str,
