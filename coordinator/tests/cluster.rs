@@ -244,3 +244,31 @@ async fn a_coordinator_with_a_token_refuses_calls_without_it() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// An outage of allsweep's own costs no attempt. The worker dies while the coordinator is
+/// down, so its lease was last renewed before the restart: after the restarted coordinator's
+/// grace it expires with the cause `outage`, and a sweep that allows a single attempt still
+/// completes the trial on another worker (it used to fail it for good).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lease_lost_in_a_coordinator_outage_costs_no_attempt() {
+    let mut cluster = Cluster::sqlite("outage", &[]);
+    let mut a = cluster.worker("worker-a", &[]);
+    let mut client = cluster.client().await;
+    let text = format!("max_attempts = 1\n{}", SyntheticSpec::new("outage").epochs(4).images(48).to_toml());
+    let submitted = submit(&mut client, &text).await;
+    let started = wait_for(&mut client, &submitted.sweep_id, LONG, |s| s.trials.iter().any(running)).await;
+    let trial_id = started.trials[0].trial_id.clone();
+
+    cluster.coordinator.kill();
+    a.signal("KILL");
+    a.wait_exit(Duration::from_secs(5)).expect("killed");
+    cluster.restart().await;
+    let _b = cluster.worker("worker-b", &[]);
+    let mut client = cluster.client().await;
+    let done = wait_for(&mut client, &submitted.sweep_id, LONG, finished).await;
+    assert_eq!((done.completed, done.failed), (1, 0), "the outage used up no attempt");
+    let attempts = cluster.store().await.attempts(&trial_id).await.unwrap();
+    assert_eq!(attempts[0].outcome, AttemptOutcome::Expired, "{attempts:?}");
+    assert_eq!(attempts[0].cause.as_deref(), Some("outage"), "{attempts:?}");
+    assert_eq!(attempts.last().map(|a| a.outcome), Some(AttemptOutcome::Completed), "{attempts:?}");
+}

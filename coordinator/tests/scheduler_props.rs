@@ -238,7 +238,7 @@ async fn run(store: Arc<dyn Store>, case: &Case) -> Result<(), String> {
             Op::Advance { ms } => {
                 now += ms;
                 let mut got: Vec<_> = store
-                    .expire_leases(now)
+                    .expire_leases(now, None)
                     .await
                     .map_err(|e| e.to_string())?
                     .into_iter()

@@ -23,6 +23,11 @@ use crate::store::{now_ms, Store};
 pub async fn run_expiry(store: Arc<dyn Store>, every: Duration, grace: Duration, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(every);
     let mut quiet_until = Instant::now() + grace;
+    // When the coordinator or its database was last away (from now on: this start). A lease
+    // expiring less than a lease time after it was last renewed before then: its expiry is
+    // the outage's, not the worker's, and does not use up an attempt.
+    let mut away_until = now_ms();
+    let lease_ms = grace.as_millis() as i64;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -34,12 +39,13 @@ pub async fn run_expiry(store: Arc<dyn Store>, every: Duration, grace: Duration,
         let answered = store.ping().await;
         if answered.is_err() || asked.elapsed() > every {
             quiet_until = Instant::now() + grace;
+            away_until = now_ms();
             continue;
         }
         if Instant::now() < quiet_until {
             continue;
         }
-        match store.expire_leases(now_ms()).await {
+        match store.expire_leases(now_ms(), Some(away_until + lease_ms)).await {
             Ok(expired) => {
                 for e in expired {
                     let (trial, attempt) = (&e.trial_id, e.attempt);
@@ -54,6 +60,7 @@ pub async fn run_expiry(store: Arc<dyn Store>, every: Duration, grace: Duration,
             Err(error) => {
                 tracing::error!(%error, "lease expiry sweep failed; retrying after a lease time");
                 quiet_until = Instant::now() + grace;
+                away_until = now_ms();
             }
         }
     }

@@ -49,7 +49,9 @@
 //! ```
 //!
 //! Only failed and expired attempts count against the sweep's `max_attempts`
-//! ([`COUNTED_OUTCOMES`]). Every write a worker makes names (trial, attempt) and is refused
+//! ([`COUNTED_OUTCOMES`]), and an expired one only when its worker went silent while the
+//! coordinator and its database were up ([`ExpiryCause`]): a lease last renewed before an
+//! outage ended expires without using up an attempt. Every write a worker makes names (trial, attempt) and is refused
 //! unless that attempt is the trial's running one, so a superseded worker changes nothing.
 //!
 //! # Order, clocks and liveness
@@ -80,7 +82,8 @@ pub const LEASE_ORDER: &str = "s.created_at, s.id, t.ordinal";
 /// The most trials one lease call hands out.
 pub const MAX_LEASE_BATCH: u32 = 64;
 
-/// The attempt outcomes that count against `max_attempts`.
+/// The attempt outcomes that count against `max_attempts`, but for an expiry caused by an
+/// outage ([`ExpiryCause::Outage`]).
 pub const COUNTED_OUTCOMES: [AttemptOutcome; 2] = [AttemptOutcome::Failed, AttemptOutcome::Expired];
 
 /// Every transition of a trial, as the table above lists them. Tests name the one they check.
@@ -107,11 +110,35 @@ pub enum Requeue {
     Failed,
 }
 
+/// Why a lease expired, as the attempts table records it (`attempts.cause`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiryCause {
+    /// The worker went silent for a lease time while the coordinator and its database were
+    /// up: it died, hung or was cut off. Counts against `max_attempts`.
+    Worker,
+    /// The lease was last renewed before the coordinator or its database came back from an
+    /// outage: the worker may never have been heard since. Does not count.
+    Outage,
+}
+
+impl ExpiryCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExpiryCause::Worker => "worker",
+            ExpiryCause::Outage => "outage",
+        }
+    }
+}
+
 /// How an attempt that did not complete ended, and what becomes of its trial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ending {
     /// The attempt's outcome.
     pub outcome: AttemptOutcome,
+    /// Whether it counts against `max_attempts`.
+    pub counts: bool,
+    /// Why it expired, for an expiry.
+    pub expiry: Option<ExpiryCause>,
     /// The trial's next state.
     pub next: Requeue,
     pub transition: Transition,
@@ -123,26 +150,27 @@ pub enum Cause {
     /// The worker reported a failure of this class.
     Failed(TrialFault),
     /// The lease ran out without a heartbeat.
-    Expired,
+    Expired(ExpiryCause),
 }
 
 /// Decides what an attempt that ended by `cause` becomes and where its trial goes.
 /// `counted_before` is how many earlier attempts of the trial count against `max_attempts`.
 pub fn after_failure(cause: Cause, counted_before: u32, max_attempts: u32) -> Ending {
-    let outcome = match cause {
-        Cause::Failed(TrialFault::Worker) => AttemptOutcome::Released,
-        Cause::Failed(_) => AttemptOutcome::Failed,
-        Cause::Expired => AttemptOutcome::Expired,
+    let (outcome, expiry) = match cause {
+        Cause::Failed(TrialFault::Worker) => (AttemptOutcome::Released, None),
+        Cause::Failed(_) => (AttemptOutcome::Failed, None),
+        Cause::Expired(why) => (AttemptOutcome::Expired, Some(why)),
     };
-    let counted = counted_before + u32::from(COUNTED_OUTCOMES.contains(&outcome));
+    let counts = COUNTED_OUTCOMES.contains(&outcome) && expiry != Some(ExpiryCause::Outage);
+    let counted = counted_before + u32::from(counts);
     let (next, transition) = match cause {
         Cause::Failed(TrialFault::Permanent) => (Requeue::Failed, Transition::FailPermanent),
         Cause::Failed(TrialFault::Worker) => (Requeue::Queued, Transition::WorkerFault),
-        _ if counted >= max_attempts => (Requeue::Failed, Transition::FailOutOfAttempts),
+        _ if counts && counted >= max_attempts => (Requeue::Failed, Transition::FailOutOfAttempts),
         Cause::Failed(_) => (Requeue::Queued, Transition::FailRetry),
-        Cause::Expired => (Requeue::Queued, Transition::Expire),
+        Cause::Expired(_) => (Requeue::Queued, Transition::Expire),
     };
-    Ending { outcome, next, transition }
+    Ending { outcome, counts, expiry, next, transition }
 }
 
 /// The error a trial keeps when its attempt failed or expired; `counted` includes this attempt.
@@ -154,8 +182,13 @@ pub fn trial_error(ending: Ending, counted: u32, error: &str) -> String {
 }
 
 /// The error an expired attempt records.
-pub fn expiry_error(worker_id: &str) -> String {
-    format!("lease of worker {worker_id:?} expired")
+pub fn expiry_error(worker_id: &str, why: ExpiryCause) -> String {
+    match why {
+        ExpiryCause::Worker => format!("lease of worker {worker_id:?} expired"),
+        ExpiryCause::Outage => format!(
+            "lease of worker {worker_id:?} expired, not renewed since the coordinator or its database was away (not counted)"
+        ),
+    }
 }
 
 /// How many trials a worker registered with `slots` and asking for `free_slots` may lease at
@@ -213,11 +246,20 @@ mod tests {
 
     #[test]
     fn expiries_count_and_worker_faults_do_not() {
-        let expired = after_failure(Cause::Expired, 2, 3);
+        let expired = after_failure(Cause::Expired(ExpiryCause::Worker), 2, 3);
         assert_eq!((expired.outcome, expired.next), (AttemptOutcome::Expired, Requeue::Failed));
         let worker = after_failure(Cause::Failed(TrialFault::Worker), 2, 3);
         assert_eq!((worker.outcome, worker.next), (AttemptOutcome::Released, Requeue::Queued));
         assert_eq!(worker.transition, Transition::WorkerFault);
+    }
+
+    #[test]
+    fn an_expiry_after_an_outage_never_uses_up_an_attempt() {
+        let outage = after_failure(Cause::Expired(ExpiryCause::Outage), 2, 3);
+        assert_eq!((outage.outcome, outage.counts, outage.next), (AttemptOutcome::Expired, false, Requeue::Queued));
+        assert_eq!(outage.expiry, Some(ExpiryCause::Outage));
+        let worker = after_failure(Cause::Expired(ExpiryCause::Worker), 2, 3);
+        assert_eq!((worker.counts, worker.next), (true, Requeue::Failed), "the third counted expiry fails it");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::{
     Millis, NewSweep, Progress, Requeue, Result, ResultRow, RocPoint, Store, SweepRow, SweepState, TokenRow,
     TrialFault, TrialRow, WorkerRow,
 };
-use crate::scheduler::{self, Cause};
+use crate::scheduler::{self, Cause, ExpiryCause};
 
 /// The store on one database.
 pub struct SqlStore {
@@ -98,7 +98,11 @@ impl SqlStore {
         let counted_before = rows::small(counted.int("n")?);
         let ending = scheduler::after_failure(cause, counted_before, holder.max_attempts);
         close_attempt(conn, attempt, ending.outcome, Some(error), now).await?;
-        let counted_now = counted_before + u32::from(scheduler::COUNTED_OUTCOMES.contains(&ending.outcome));
+        if let Some(why) = ending.expiry {
+            let q = sqlx::query(sql::SET_ATTEMPT_CAUSE).bind(trial_id).bind(i64::from(attempt.attempt));
+            q.bind(why.as_str()).execute(&mut *conn).await?;
+        }
+        let counted_now = counted_before + u32::from(ending.counts);
         let state = match ending.next {
             Requeue::Queued => super::TrialState::Queued,
             Requeue::Failed => super::TrialState::Failed,
@@ -356,7 +360,7 @@ impl Store for SqlStore {
 
     /// Each expired trial is re-checked under its locks: a renewal or completion may have
     /// come in since the candidates were read.
-    async fn expire_leases(&self, now: Millis) -> Result<Vec<Expired>> {
+    async fn expire_leases(&self, now: Millis, outage: Option<Millis>) -> Result<Vec<Expired>> {
         let candidates = sqlx::query(sql::EXPIRED_CANDIDATES).bind(now).fetch_all(&self.pool).await?;
         let mut batch = Batch::new(self);
         let mut out = Vec::with_capacity(candidates.len());
@@ -374,8 +378,12 @@ impl Store for SqlStore {
                 keep_checkpoints: false,
                 max_attempts: rows::small(r.int("max_attempts")?),
             };
-            let error = scheduler::expiry_error(&holder.worker_id);
-            let next = self.end_attempt(conn, &attempt, &holder, Cause::Expired, &error, now).await?;
+            let why = match outage {
+                Some(before) if r.int("lease_expires_at")? < before => ExpiryCause::Outage,
+                _ => ExpiryCause::Worker,
+            };
+            let error = scheduler::expiry_error(&holder.worker_id, why);
+            let next = self.end_attempt(conn, &attempt, &holder, Cause::Expired(why), &error, now).await?;
             out.push(Expired { trial_id: attempt.trial_id, attempt: attempt.attempt, next });
         }
         batch.commit().await?;

@@ -18,10 +18,12 @@ pub type Migrations = &'static [(i64, &'static str, &'static str)];
 const SQLITE_MIGRATIONS: Migrations = &[
     (1, "0001_schema", include_str!("../../../migrations/sqlite/0001_schema.sql")),
     (2, "0002_access", include_str!("../../../migrations/sqlite/0002_access.sql")),
+    (3, "0003_attempt_cause", include_str!("../../../migrations/sqlite/0003_attempt_cause.sql")),
 ];
 const POSTGRES_MIGRATIONS: Migrations = &[
     (1, "0001_schema", include_str!("../../../migrations/postgres/0001_schema.sql")),
     (2, "0002_access", include_str!("../../../migrations/postgres/0002_access.sql")),
+    (3, "0003_attempt_cause", include_str!("../../../migrations/postgres/0003_attempt_cause.sql")),
 ];
 
 /// The advisory lock that serialises the migrations of Postgres coordinators starting together.

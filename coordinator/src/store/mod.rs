@@ -287,6 +287,9 @@ pub struct AttemptRow {
     /// The checkpoint epoch it resumed from (None: from scratch).
     pub resumed_from_epoch: Option<u32>,
     pub error: Option<String>,
+    /// Why an expired attempt expired: `worker` (counts against `max_attempts`) or `outage`
+    /// (does not); `None` for other outcomes.
+    pub cause: Option<String>,
 }
 
 /// A running trial as its worker reports it: which attempt, and how many epochs are done.
@@ -358,8 +361,11 @@ pub trait Store: Send + Sync {
     /// attempt (cancelled, superseded, finished).
     async fn renew(&self, worker_id: &str, running: &[Progress], expires_at: Millis) -> Result<Vec<String>>;
     /// Requeues (or fails, past `max_attempts`) every running trial whose lease expired
-    /// before `now`; closes those attempts as `expired`.
-    async fn expire_leases(&self, now: Millis) -> Result<Vec<Expired>>;
+    /// before `now`; closes those attempts as `expired`. A lease expiring before `outage`
+    /// was last renewed before the coordinator or its database came back from an outage: its
+    /// attempt's cause is `outage` and it does not count against `max_attempts`; the others'
+    /// is `worker`.
+    async fn expire_leases(&self, now: Millis, outage: Option<Millis>) -> Result<Vec<Expired>>;
     /// A leaving worker gives trials back: requeued at once (attempts closed as `released`).
     async fn release(&self, worker_id: &str, trials: &[AttemptRef], now: Millis) -> Result<()>;
 

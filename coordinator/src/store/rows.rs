@@ -96,6 +96,7 @@ pub(super) fn attempt_row(r: &impl Cols) -> Result<AttemptRow> {
         outcome: parse_word(AttemptOutcome::parse, "attempt outcome", &r.text("outcome")?)?,
         resumed_from_epoch: r.int_opt("resumed_from_epoch")?.map(small),
         error: r.text_opt("error")?,
+        cause: r.text_opt("cause")?,
     })
 }
 

@@ -1,7 +1,7 @@
 //! The SQL both dialects read alike (`$n` parameters work in both). Statements that differ
 //! live in [`super::dialect`]; statements built from a scheduler rule are functions here.
 
-use crate::scheduler::{TrialState, COUNTED_OUTCOMES};
+use crate::scheduler::{ExpiryCause, TrialState, COUNTED_OUTCOMES};
 
 /// `keep_checkpoints` is read as an integer: sqlx's `Any` driver cannot decode SQLite's
 /// BOOLEAN, and 0/1 reads alike on both databases.
@@ -25,7 +25,7 @@ pub(super) const SELECT_TRIAL: &str = "SELECT id, sweep_id, ordinal, label, para
      FROM trials WHERE id = $1";
 
 pub(super) const SELECT_ATTEMPTS: &str = "SELECT trial_id, attempt, worker_id, started_at, ended_at, outcome, \
-     resumed_from_epoch, error FROM attempts WHERE trial_id = $1 ORDER BY attempt";
+     resumed_from_epoch, error, cause FROM attempts WHERE trial_id = $1 ORDER BY attempt";
 
 /// Registers a worker; a known id is updated only with its own key hash (`$9`), or when it
 /// has none (registered before keys existed): no row changes otherwise.
@@ -56,6 +56,9 @@ pub(super) const INSERT_ATTEMPT: &str = "INSERT INTO attempts (trial_id, attempt
 /// Closes an attempt: `$3` outcome, `$4` time, `$5` error.
 pub(super) const CLOSE_ATTEMPT: &str =
     "UPDATE attempts SET outcome = $3, ended_at = $4, error = $5 WHERE trial_id = $1 AND attempt = $2";
+
+/// Records why attempt (`$1`, `$2`) expired: `$3`, `worker` or `outage`.
+pub(super) const SET_ATTEMPT_CAUSE: &str = "UPDATE attempts SET cause = $3 WHERE trial_id = $1 AND attempt = $2";
 
 /// Renews one lease; no row changed means the worker must stop that trial.
 pub(super) const RENEW: &str = "UPDATE trials SET lease_expires_at = $4, epoch = $5 \
@@ -173,7 +176,8 @@ pub(super) const EXPIRED_CANDIDATES: &str = "SELECT id, attempt FROM trials \
      WHERE state = 'running' AND lease_expires_at < $1 ORDER BY lease_expires_at, id";
 
 /// Trial `$1` if attempt `$2` is still running with a lease that expired before `$3`.
-pub(super) const STILL_EXPIRED: &str = "SELECT t.worker_id, t.sweep_id, s.max_attempts FROM trials t \
+pub(super) const STILL_EXPIRED: &str =
+    "SELECT t.worker_id, t.sweep_id, t.lease_expires_at, s.max_attempts FROM trials t \
      JOIN sweeps s ON s.id = t.sweep_id \
      WHERE t.id = $1 AND t.attempt = $2 AND t.state = 'running' AND t.lease_expires_at < $3";
 
@@ -204,7 +208,12 @@ pub(super) const RECORD_MIGRATION: &str = "INSERT INTO schema_version (version, 
 /// [`COUNTED_OUTCOMES`]).
 pub(super) fn count_counted_attempts() -> String {
     let outcomes: Vec<String> = COUNTED_OUTCOMES.iter().map(|o| format!("'{o}'")).collect();
-    format!("SELECT count(*) AS n FROM attempts WHERE trial_id = $1 AND outcome IN ({})", outcomes.join(", "))
+    format!(
+        "SELECT count(*) AS n FROM attempts WHERE trial_id = $1 AND outcome IN ({}) \
+         AND (cause IS NULL OR cause <> '{}')",
+        outcomes.join(", "),
+        ExpiryCause::Outage.as_str()
+    )
 }
 
 /// A nullable DOUBLE PRECISION argument (`gamma`, `omega`, `epsilon`, `auc`).

@@ -85,6 +85,7 @@ on_both!(
     failures_fail_for_good_or_requeue,
     cancelling_stops_running_and_queued_trials,
     a_sweep_finishes_when_every_trial_settles,
+    an_expiry_after_an_outage_does_not_use_up_an_attempt,
     concurrent_settlements_finish_the_sweep,
     a_cancel_racing_completions_settles_every_trial_once,
     the_expiry_tick_finishes_a_sweep_whose_finish_was_lost,
@@ -297,7 +298,7 @@ async fn leases_go_oldest_sweep_first_and_resume_from_checkpoints(ctx: Ctx) {
     assert_eq!((leased[0].sweep_id.as_str(), leased[0].checkpoint_epoch), ("old", None));
 
     store.record_checkpoint("w", &checkpoint("old-t0", 1, 3, "old-t0-e3.ckpt"), T0 + 1).await.expect("checkpoint");
-    store.expire_leases(T0 + LEASE_MS + 1).await.expect("expire");
+    store.expire_leases(T0 + LEASE_MS + 1, None).await.expect("expire");
     let again = lease_one(store, "w2", T0 + LEASE_MS + 2).await;
     assert_eq!((again.trial_id.as_str(), again.attempt, again.checkpoint_epoch), ("old-t0", 2, Some(3)));
     assert_eq!(trial(store, "old", "old-t0").await.epoch, 3, "resumes at the checkpoint's epoch");
@@ -312,7 +313,7 @@ async fn writes_of_a_superseded_attempt_are_refused(ctx: Ctx) {
     let store = &*ctx.store;
     insert(store, &new_sweep("s", 1, 1, 5, false), T0).await;
     let first = lease_one(store, "w1", T0).await;
-    store.expire_leases(T0 + LEASE_MS + 1).await.expect("expire");
+    store.expire_leases(T0 + LEASE_MS + 1, None).await.expect("expire");
     let second = lease_one(store, "w2", T0 + LEASE_MS + 2).await;
     assert_eq!((first.attempt, second.attempt), (1, 2));
 
@@ -358,23 +359,23 @@ async fn expired_leases_requeue_then_fail_after_max_attempts(ctx: Ctx) {
     let store = &*ctx.store;
     insert(store, &new_sweep("s", 1, 1, 2, false), T0).await;
     lease_one(store, "w1", T0).await;
-    assert!(store.expire_leases(T0 + LEASE_MS - 1).await.expect("expire early").is_empty(), "lease still holds");
+    assert!(store.expire_leases(T0 + LEASE_MS - 1, None).await.expect("expire early").is_empty(), "lease still holds");
     assert_eq!(
         store.renew("w1", &[progress("s-t0", 1, 2)], T0 + 2 * LEASE_MS).await.expect("renew"),
         [] as [String; 0]
     );
-    assert!(store.expire_leases(T0 + LEASE_MS + 1).await.expect("expire").is_empty(), "renewed lease holds");
+    assert!(store.expire_leases(T0 + LEASE_MS + 1, None).await.expect("expire").is_empty(), "renewed lease holds");
     let t = trial(store, "s", "s-t0").await;
     assert_eq!((t.lease_expires_at, t.epoch), (Some(T0 + 2 * LEASE_MS), 2));
 
     let later = T0 + 2 * LEASE_MS + 1;
-    assert_eq!(store.expire_leases(later).await.expect("expire"), [expired("s-t0", 1, Requeue::Queued)]);
+    assert_eq!(store.expire_leases(later, None).await.expect("expire"), [expired("s-t0", 1, Requeue::Queued)]);
     let t = trial(store, "s", "s-t0").await;
     assert_eq!((t.state, t.worker_id, t.lease_expires_at), (TrialState::Queued, None, None));
 
     lease_one(store, "w2", later).await;
     let end = later + LEASE_MS + 1;
-    assert_eq!(store.expire_leases(end).await.expect("expire"), [expired("s-t0", 2, Requeue::Failed)]);
+    assert_eq!(store.expire_leases(end, None).await.expect("expire"), [expired("s-t0", 2, Requeue::Failed)]);
     let t = trial(store, "s", "s-t0").await;
     assert_eq!(t.state, TrialState::Failed);
     assert!(t.error.as_deref().is_some_and(|e| e.contains("expired")), "error names the expiry: {:?}", t.error);
@@ -497,6 +498,27 @@ async fn a_sweep_finishes_when_every_trial_settles(ctx: Ctx) {
     assert_eq!(store.sweeps().await.expect("sweeps")[0].state, SweepState::Finished);
 }
 
+/// A lease last renewed before the coordinator or its database came back expires with the
+/// cause `outage` and costs no attempt; one renewed after it expires with the cause `worker`
+/// and does. With one attempt allowed, only the second fails the trial.
+async fn an_expiry_after_an_outage_does_not_use_up_an_attempt(ctx: Ctx) {
+    let store = &*ctx.store;
+    insert(store, &new_sweep("s", 1, 1, 1, false), T0).await;
+    lease_one(store, "w", T0).await;
+    // The coordinator came back at T0 + 10: the lease, renewed at T0, expires before T0 + 10 + LEASE_MS.
+    let outage = Some(T0 + 10 + LEASE_MS);
+    let first = store.expire_leases(T0 + LEASE_MS + 1, outage).await.expect("expire");
+    assert_eq!(first, [expired("s-t0", 1, Requeue::Queued)], "not counted: queued again");
+    let l = lease_one(store, "w", T0 + LEASE_MS + 20).await;
+    let second = store.expire_leases(T0 + 2 * LEASE_MS + 30, outage).await.expect("expire");
+    assert_eq!(second, [expired("s-t0", l.attempt, Requeue::Failed)], "renewed after the outage: counted");
+    let attempts = store.attempts("s-t0").await.expect("attempts");
+    let causes: Vec<_> = attempts.iter().map(|a| (a.outcome, a.cause.as_deref())).collect();
+    assert_eq!(causes, [(AttemptOutcome::Expired, Some("outage")), (AttemptOutcome::Expired, Some("worker"))]);
+    assert!(attempts[0].error.as_deref().unwrap_or_default().contains("not counted"), "{:?}", attempts[0].error);
+    assert_eq!(trial(store, "s", "s-t0").await.state, TrialState::Failed);
+}
+
 /// The last trials of a sweep settled at once, by several workers: each settling write
 /// finishes the sweep after its own commit, so the last commit sees every trial settled and
 /// no finish is lost (had the check run inside the transactions, each would see the others'
@@ -572,7 +594,7 @@ async fn the_expiry_tick_finishes_a_sweep_whose_finish_was_lost(ctx: Ctx) {
     let mut c = sqlx::AnyConnection::connect(&ctx.url).await.expect("connect");
     sqlx::query("UPDATE trials SET state = 'completed' WHERE sweep_id = 's'").execute(&mut c).await.expect("settle");
     assert_eq!(sweep_state(store, "s").await, SweepState::Active);
-    assert!(store.expire_leases(T0 + 5).await.expect("expiry tick").is_empty());
+    assert!(store.expire_leases(T0 + 5, None).await.expect("expiry tick").is_empty());
     assert_eq!(sweep_state(store, "s").await, SweepState::Finished);
     let finished_at =
         sqlx::query("SELECT finished_at FROM sweeps WHERE id = 's'").fetch_one(&mut c).await.expect("read");
@@ -943,7 +965,7 @@ async fn transition_expire_running_to_queued(ctx: Ctx) {
     let store = &*ctx.store;
     insert(store, &new_sweep("s", 1, 1, 3, false), T0).await;
     lease_one(store, "w", T0).await;
-    let expired_now = store.expire_leases(T0 + LEASE_MS + 1).await.expect("expire");
+    let expired_now = store.expire_leases(T0 + LEASE_MS + 1, None).await.expect("expire");
     assert_eq!(expired_now, [expired("s-t0", 1, Requeue::Queued)]);
     assert_after(store, "s-t0", Transition::Expire, TrialState::Queued, AttemptOutcome::Expired).await;
 }
