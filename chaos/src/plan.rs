@@ -113,14 +113,7 @@ pub fn plan(counts: &FaultCounts, window: Duration, seed: u64) -> Vec<Planned> {
 mod tests {
     use super::*;
 
-    const COUNTS: FaultCounts = FaultCounts {
-        worker_kills: 100,
-        worker_terms: 20,
-        coordinator_kills: 10,
-        postgres_fast: 3,
-        postgres_immediate: 3,
-        partitions: 1,
-    };
+    const COUNTS: FaultCounts = FaultCounts::FULL;
 
     #[test]
     fn a_plan_holds_every_fault_once_within_the_window_in_time_order() {

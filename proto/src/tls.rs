@@ -90,8 +90,11 @@ pub fn read_key(path: &Path) -> Result<Vec<u8>, TlsError> {
 /// An error and its causes on one line: tonic's transport errors say little at the top
 /// ("transport error") and the reason (an unknown issuer, a refused certificate) below.
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
+    with_causes(error.to_string(), error.source())
+}
+
+/// `text`, then each cause from `source` down that it does not already say, after ": ".
+fn with_causes(mut text: String, mut source: Option<&(dyn std::error::Error + 'static)>) -> String {
     while let Some(cause) = source {
         let cause_text = cause.to_string();
         if !text.contains(&cause_text) {
@@ -108,16 +111,7 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 /// `CertificateRequired` or `UnknownIssuer`, below), and what to check when the causes
 /// point at a TLS setup that does not fit the coordinator's.
 pub fn status_reason(status: &tonic::Status) -> String {
-    let mut text = status.message().to_string();
-    let mut source = std::error::Error::source(status);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
+    let mut text = with_causes(status.message().to_string(), std::error::Error::source(status));
     text.push_str(hint(&text));
     text
 }
