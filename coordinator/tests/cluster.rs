@@ -59,11 +59,7 @@ async fn twelve_trials_on_two_workers(cluster: Cluster) {
     }
     // Each epoch wrote a local checkpoint on its worker; none outlives its trial there.
     for worker in ["worker-a", "worker-b"] {
-        let left: Vec<_> = std::fs::read_dir(cluster.dir.path().join(worker))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|name| name.ends_with(".ckpt"))
-            .collect();
+        let left = files_ending(&cluster.dir.path().join(worker), ".ckpt");
         assert!(left.is_empty(), "{worker} kept checkpoints of finished trials: {left:?}");
     }
 }
@@ -82,7 +78,7 @@ async fn a_sweep_completes_across_two_workers_on_postgres() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_worker_s_trial_resumes_from_its_checkpoint_on_another() {
     let cluster = Cluster::sqlite("kill", &[]);
-    let mut a = cluster.worker("worker-a", &[]);
+    let mut a = cluster.worker_in("worker-a", "host", &[]);
     let mut client = cluster.client().await;
     let submitted = submit(&mut client, &SyntheticSpec::new("kill").epochs(12).images(48).to_toml()).await;
     let store = cluster.store().await;
@@ -99,9 +95,15 @@ async fn a_killed_worker_s_trial_resumes_from_its_checkpoint_on_another() {
     };
     a.signal("KILL");
     a.wait_exit(Duration::from_secs(5)).expect("killed");
-    let _b = cluster.worker("worker-b", &[]);
+    let work = cluster.dir.path().join("host");
+    let killed_left = files_ending(&work, ".ckpt");
+    assert!(!killed_left.is_empty(), "the killed worker left its local checkpoint");
+    // The replacement shares the host's work directory: the killed worker's folder goes.
+    let _b = cluster.worker_in("worker-b", "host", &[]);
     let done = wait_for(&mut client, &submitted.sweep_id, LONG, finished).await;
     assert_eq!(done.completed, 1);
+    assert!(killed_left.iter().all(|f| !f.exists()), "{killed_left:?} outlived their killed worker");
+    assert!(files_ending(&work, ".ckpt").is_empty(), "no checkpoint of the finished trial stays on the host");
     let attempts = store.attempts(&trial_id).await.unwrap();
     assert_eq!(attempts.len(), 2, "{attempts:?}");
     assert_eq!(attempts[0].outcome, AttemptOutcome::Expired);

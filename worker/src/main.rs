@@ -54,7 +54,10 @@ struct AgentArgs {
     /// Where relative data-set roots resolve [default: $ALLSWEEP_DATA, else ../shared/data].
     #[arg(long)]
     data_dir: Option<std::path::PathBuf>,
-    /// Local checkpoints [default: a folder in the system's temporary directory].
+    /// The host's work directory: each worker keeps its local checkpoints in a folder of its
+    /// own there, removed when it exits; a killed worker's folder is removed by the next
+    /// worker that starts or ends a trial there [default: allsweep-worker-UID in the system's
+    /// temporary directory].
     #[arg(long)]
     work_dir: Option<std::path::PathBuf>,
     /// libtorch CPU threads [default: cores divided by slots].
@@ -82,11 +85,6 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     let threads = args.threads.unwrap_or((cores / args.slots as i32).max(1));
     anyhow::ensure!(threads >= 1, "--threads must be at least 1");
     tch::set_num_threads(threads);
-    // A folder of its own in the temporary directory, removed when the worker exits, unless
-    // the user names one.
-    let own_work_dir = args.work_dir.is_none();
-    let work_dir =
-        args.work_dir.unwrap_or_else(|| std::env::temp_dir().join(format!("allsweep-worker-{}", std::process::id())));
     let options = agent::AgentOptions {
         coordinator,
         token: allsweep_proto::auth::resolve_token(args.token, args.token_file.as_deref())?,
@@ -94,14 +92,10 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         device: args.device,
         slots: args.slots,
         data_dir: allsweep_worker::data::data_dir(args.data_dir),
-        work_dir: work_dir.clone(),
+        work_root: args.work_dir.unwrap_or_else(agent::default_work_root),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let ended = runtime.block_on(agent::run(options, shutdown_signal()));
-    if own_work_dir {
-        let _ = std::fs::remove_dir_all(&work_dir);
-    }
-    ended
+    runtime.block_on(agent::run(options, shutdown_signal()))
 }
 
 /// SIGINT or SIGTERM.

@@ -2,7 +2,7 @@
 //! `allsweep-worker` processes, the sweep submitted and followed to its end, then the
 //! per-config results. Everything goes through the same gRPC API as on a cluster.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -117,7 +117,7 @@ async fn spawn_worker(args: &RunArgs, address: &str, index: u32) -> anyhow::Resu
     command
         .args(["--coordinator", address, "--slots", &args.slots.to_string(), "--device", &args.device])
         .args(["--threads", &threads.to_string(), "--work-dir"])
-        .arg(work_dir(&args.dir, index))
+        .arg(args.dir.join("work"))
         .stdout(Stdio::from(log.try_clone()?))
         .stderr(Stdio::from(log))
         .kill_on_drop(true);
@@ -125,10 +125,6 @@ async fn spawn_worker(args: &RunArgs, address: &str, index: u32) -> anyhow::Resu
         command.arg("--data-dir").arg(dir);
     }
     command.spawn().context("cannot start allsweep-worker")
-}
-
-fn work_dir(dir: &Path, index: u32) -> PathBuf {
-    dir.join(format!("worker-{index}"))
 }
 
 /// SIGTERM (the worker checkpoints and gives its leases back), then wait a little.

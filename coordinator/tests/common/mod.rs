@@ -106,9 +106,14 @@ impl Cluster {
         Self { coordinator, db, dir }
     }
 
-    /// Starts a worker of this coordinator, logging to `NAME.log`.
+    /// Starts a worker of this coordinator, logging to `NAME.log`, its work directory `NAME/`.
     pub fn worker(&self, name: &str, extra: &[&str]) -> Worker {
-        Worker::start(&self.coordinator.address, self.dir.path(), name, extra)
+        self.worker_in(name, name, extra)
+    }
+
+    /// Starts a worker with the work directory `WORK/` (shared by the workers given the same).
+    pub fn worker_in(&self, name: &str, work: &str, extra: &[&str]) -> Worker {
+        Worker::start(&self.coordinator.address, self.dir.path(), name, work, extra)
     }
 
     pub async fn client(&self) -> UserClient {
@@ -142,10 +147,10 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn start(coordinator: &str, dir: &Path, name: &str, extra: &[&str]) -> Self {
+    pub fn start(coordinator: &str, dir: &Path, name: &str, work: &str, extra: &[&str]) -> Self {
         let child = Command::new(worker_binary())
             .args(["--coordinator", coordinator, "--device", "cpu", "--threads", "1", "--slots", "1", "--work-dir"])
-            .arg(dir.join(name))
+            .arg(dir.join(work))
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::from(log_file(dir, name)))
@@ -216,6 +221,21 @@ pub async fn wait_for(
 
 pub async fn open_store(db: &str) -> Arc<dyn Store> {
     store::open(db).await.unwrap()
+}
+
+/// Every file under `dir` whose name ends with `suffix`, at any depth.
+pub fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return found };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_ending(&path, suffix));
+        } else if path.to_string_lossy().ends_with(suffix) {
+            found.push(path);
+        }
+    }
+    found
 }
 
 pub fn temp_dir() -> tempfile::TempDir {

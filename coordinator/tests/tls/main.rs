@@ -204,7 +204,7 @@ async fn the_worker_and_the_cli_binaries_work_over_mutual_tls() {
     let identity = args(&[("--tls-ca", &ca.pem), ("--tls-cert", &worker_cert.cert), ("--tls-key", &worker_cert.key)]);
     let identity = strs(&identity);
 
-    let _worker = common::Worker::start(&address, dir.path(), "worker", &identity);
+    let _worker = common::Worker::start(&address, dir.path(), "worker", "worker", &identity);
     let tls = ClientTls {
         ca: Some(ca.pem.clone()),
         cert: Some(worker_cert.cert.clone()),
@@ -234,7 +234,7 @@ async fn the_worker_and_the_cli_binaries_work_over_mutual_tls() {
     assert!(!untrusted.status.success() && said.contains("UnknownIssuer"), "{said}");
 
     // A worker without a certificate says why it cannot get in.
-    let _anonymous = common::Worker::start(&address, dir.path(), "anonymous", &identity[..2]);
+    let _anonymous = common::Worker::start(&address, dir.path(), "anonymous", "anonymous", &identity[..2]);
     let log = || std::fs::read_to_string(dir.path().join("anonymous.log")).unwrap_or_default();
     let start = Instant::now();
     let names_it = |log: String| log.contains("CertificateRequired") || log.contains("pass --tls-cert and --tls-key");

@@ -12,13 +12,13 @@ mod link;
 mod missing_data;
 mod outbox;
 mod trial;
+mod work_dir;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use allsweep_proto::fault::TrialFault;
-use anyhow::Context;
 use tch::Device;
 use tokio::sync::mpsc;
 
@@ -40,14 +40,17 @@ pub struct AgentOptions {
     pub device: Device,
     pub slots: u32,
     pub data_dir: Option<PathBuf>,
-    /// Local checkpoints and downloads.
-    pub work_dir: PathBuf,
+    /// The host's work directory: the worker keeps its local checkpoints in a folder of its
+    /// own there ([`work_dir`]).
+    pub work_root: PathBuf,
 }
+
+pub use work_dir::default_root as default_work_root;
 
 /// Runs until `shutdown` resolves, then checkpoints, uploads and gives leases back.
 pub async fn run(options: AgentOptions, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&options.work_dir)
-        .with_context(|| format!("cannot create {}", options.work_dir.display()))?;
+    let work = work_dir::WorkDir::claim(&options.work_root)?;
+    work_dir::collect_abandoned(&options.work_root);
     let mut link = Link::new(&options)?;
     let heartbeat_every = link.register_with_retry().await?.heartbeat_every;
     tracing::info!(worker = %link.worker_id(), coordinator = %options.coordinator, slots = options.slots, device = ?options.device, "registered");
@@ -74,6 +77,10 @@ pub async fn run(options: AgentOptions, shutdown: impl std::future::Future<Outpu
                 }
             }
             Some(message) = events.recv() => {
+                if message.ends_the_trial() {
+                    // A trial's end is when a killed neighbour's folder may be collected.
+                    work_dir::collect_abandoned(&options.work_root);
+                }
                 if let Some(found) = handle(message, &mut running, &mut outbox, draining) {
                     if missing.is_none() {
                         found.say(options.data_dir.as_deref());
@@ -118,7 +125,7 @@ pub async fn run(options: AgentOptions, shutdown: impl std::future::Future<Outpu
                                         continue;
                                     }
                                 };
-                                match trial::start(lease, &options, &mut link, events_tx.clone()).await {
+                                match trial::start(lease, &options, work.path(), &mut link, events_tx.clone()).await {
                                     Ok(t) => { running.insert(t.id.clone(), t); }
                                     Err((lease, error)) => {
                                         tracing::error!(trial = %lease.trial_id, %error, "could not start the trial");

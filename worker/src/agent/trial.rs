@@ -66,6 +66,13 @@ pub struct TrialMessage {
     pub event: TrialEvent,
 }
 
+impl TrialMessage {
+    /// Whether the trial's thread has ended (and removed its local checkpoint).
+    pub fn ends_the_trial(&self) -> bool {
+        matches!(self.event, TrialEvent::Stopped | TrialEvent::Finished(_))
+    }
+}
+
 /// Why a trial thread ended without an outcome, and what that means for the trial.
 #[derive(Debug, Clone)]
 pub struct Failure {
@@ -122,10 +129,11 @@ impl RunningTrial {
 pub async fn start(
     lease: Lease,
     options: &AgentOptions,
+    work_dir: &Path,
     link: &mut Link,
     events: UnboundedSender<TrialMessage>,
 ) -> Result<RunningTrial, (Lease, anyhow::Error)> {
-    let checkpoint = local_checkpoint(&options.work_dir, &lease.trial_id);
+    let checkpoint = local_checkpoint(work_dir, &lease.trial_id);
     let resume = if let Some(epoch) = lease.checkpoint_epoch {
         if let Err(e) = link.download_checkpoint_with_retry(&lease.trial_id, lease.attempt, &checkpoint).await {
             return Err((lease, e));
