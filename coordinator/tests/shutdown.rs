@@ -87,3 +87,43 @@ async fn a_second_signal_stops_at_once() {
     let (status, _) = exit_within(&mut coordinator, Duration::from_secs(30));
     assert_eq!(status.code(), Some(130), "stopped by the second signal");
 }
+
+/// Regression: with a connected worker's link cut, graceful shutdown waited on that worker's
+/// connection (its closing handshake never completes) and the coordinator was still running
+/// 120 s after SIGTERM. The worker trains inside a network namespace whose routes to the
+/// coordinator are then blackholed (this kernel has no iptables; blackhole routes drop every
+/// packet the same way). Needs root, as CI runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_a_worker_cut_off_exits_after_the_grace() {
+    assert!(
+        allsweep_chaos::postgres::is_root(),
+        "this test cuts a worker off in a network namespace: run the tests as root (make test in CI does)"
+    );
+    let mut ns = allsweep_chaos::netns::Namespace::create().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("allsweep.db").display());
+    let listen = format!("{}:0", ns.host_ip);
+    let mut coordinator = common::Coordinator::start(&db, dir.path(), &listen, &["--shutdown-seconds", "2"]);
+    let mut user = coordinator.client().await;
+    let submitted = common::submit(&mut user, &SyntheticSpec::new("cut-off").epochs(50).images(48).to_toml()).await;
+    let log = std::fs::File::create(dir.path().join("worker.log")).unwrap();
+    let child = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns.name])
+        .arg(common::worker_binary())
+        .args(["--coordinator", &coordinator.address, "--device", "cpu", "--threads", "1", "--work-dir"])
+        .arg(dir.path().join("work"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let _worker = common::Worker { child, name: "cut-off".into() };
+    common::wait_for(&mut user, &submitted.sweep_id, Duration::from_secs(120), |s| s.running == 1).await;
+
+    ns.cut().unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    signal(&coordinator, "TERM");
+    // The grace is 2 s; the rest of the bound is slack for a loaded machine, far below the
+    // hang this guards against.
+    let (status, _) = exit_within(&mut coordinator, Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0), "a clean exit after the grace");
+}
