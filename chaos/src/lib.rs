@@ -9,6 +9,7 @@
 
 pub mod checks;
 pub mod compare;
+pub mod costs;
 pub mod db;
 mod effects;
 pub mod netns;

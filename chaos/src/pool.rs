@@ -115,14 +115,10 @@ impl Pool {
         Some(&mut self.host[i])
     }
 
-    /// Removes the workers' local checkpoint directories (their logs stay): a kept run's
-    /// directory would otherwise hold about a gigabyte of them.
-    pub fn remove_work_dirs(&self) {
-        for n in 1..=self.started {
-            for name in [format!("worker-{n}"), format!("worker-{n}-netns")] {
-                let _ = std::fs::remove_dir_all(self.dir.join(name));
-            }
-        }
+    /// Removes the workers' shared work directory (their logs stay): a kept run's directory
+    /// would otherwise hold whatever the last killed workers left there.
+    pub fn remove_work_dir(&self) {
+        let _ = std::fs::remove_dir_all(crate::processes::work_root(&self.dir));
     }
 
     /// Workers started over the run, replacements included.

@@ -154,9 +154,15 @@ pub struct Worker {
     pub signalled_at: Option<Instant>,
 }
 
+/// The work directory the workers of a run share.
+pub fn work_root(dir: &Path) -> PathBuf {
+    dir.join("work")
+}
+
 impl Worker {
     /// Starts a worker of the coordinator at `url`, in the namespace `netns` if given, its
-    /// work directory and log under `dir`.
+    /// log `NAME.log` under `dir`; every worker shares the work directory `dir/work`, as the
+    /// workers of one host do.
     pub fn start(binary: &Path, url: &str, dir: &Path, name: &str, netns: Option<&str>) -> anyhow::Result<Self> {
         let log = dir.join(format!("{name}.log"));
         let mut command = match netns {
@@ -169,7 +175,7 @@ impl Worker {
         };
         let child = command
             .args(["--coordinator", url, "--device", "cpu", "--threads", "1", "--slots", "1", "--work-dir"])
-            .arg(dir.join(name))
+            .arg(work_root(dir))
             .env("RUST_LOG", "info")
             .stdout(Stdio::from(append(&log)?))
             .stderr(Stdio::from(append(&log)?))

@@ -10,6 +10,7 @@ use comfy_table::presets::ASCII_MARKDOWN;
 use comfy_table::Table;
 
 use crate::checks::Check;
+use crate::costs::Costs;
 use crate::plan::{Fault, StopMode};
 
 /// One backend's results.
@@ -32,8 +33,8 @@ pub struct BackendReport {
     pub attempts: BTreeMap<String, i64>,
     /// Attempts that resumed from a checkpoint.
     pub resumed: i64,
-    /// Files left in the artifact directory that no checkpoint row names.
-    pub leaked_files: Vec<String>,
+    /// Expiries of live workers, epochs re-run, orphaned files.
+    pub costs: Costs,
     pub workers_started: u32,
     /// Workers sent SIGTERM that left cleanly within a minute.
     pub clean_leaves: u32,
@@ -62,6 +63,9 @@ pub fn summary(reports: &[BackendReport]) -> String {
         "pg restart fast",
         "pg restart immediate",
         "partition > lease",
+        "leases expired by infrastructure",
+        "work lost: epochs re-run (after live workers / after killed or cut-off ones)",
+        "orphaned files (coordinator / workers)",
         "invariants (items checked)",
         "violations",
         "wall fault-free",
@@ -80,6 +84,9 @@ pub fn summary(reports: &[BackendReport]) -> String {
             r.injected(Fault::RestartPostgres(StopMode::Fast)).to_string(),
             r.injected(Fault::RestartPostgres(StopMode::Immediate)).to_string(),
             r.injected(Fault::Partition).to_string(),
+            r.costs.infrastructure_expiries.len().to_string(),
+            format!("{} / {}", r.costs.epochs_rerun_after_live, r.costs.epochs_rerun_after_worker_faults),
+            format!("{} / {}", r.costs.orphaned_on_coordinator.len(), r.costs.orphaned_on_workers.len()),
             format!("{} ({items})", r.checks.len()),
             r.violations().to_string(),
             format!("{:.1} s", r.fault_free_wall.as_secs_f64()),
@@ -119,7 +126,7 @@ pub fn invariants(reports: &[BackendReport]) -> String {
 pub fn details(r: &BackendReport) -> String {
     let mut out = format!(
         "{}: {} trials x {} epochs, {} workers (+1 in the namespace when partitioned), seed {}; {} workers started, {} left cleanly on SIGTERM; \
-         attempts {:?}, {} resumed from a checkpoint; {} leaked artifact files\n",
+         attempts {:?}, {} resumed from a checkpoint, {} expired during an outage (cause outage); {} + {} orphaned files\n",
         r.backend,
         r.trials,
         r.epochs,
@@ -129,11 +136,10 @@ pub fn details(r: &BackendReport) -> String {
         r.clean_leaves,
         r.attempts,
         r.resumed,
-        r.leaked_files.len()
+        r.costs.outage_expiries,
+        r.costs.orphaned_on_coordinator.len(),
+        r.costs.orphaned_on_workers.len()
     );
-    for file in r.leaked_files.iter().take(10) {
-        out.push_str(&format!("  leaked: {file}\n"));
-    }
     for check in r.checks.iter().filter(|c| !c.violations.is_empty()) {
         out.push_str(&format!("  VIOLATED: {} ({} violations)\n", check.name, check.violations.len()));
         for v in check.violations.iter().take(20) {

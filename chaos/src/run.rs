@@ -59,6 +59,9 @@ pub struct Outcome {
     /// What the observer saw of the checkpoints table.
     pub observations: Observations,
     pub artifacts: PathBuf,
+    /// Files the workers left in their work directory once the sweep was finished (no trial
+    /// runs then, so each is a checkpoint nobody needs), relative to it.
+    pub worker_leftovers: Vec<String>,
 }
 
 /// A worker sent a signal.
@@ -199,6 +202,7 @@ pub async fn run(setup: Setup<'_>) -> anyhow::Result<Outcome> {
     if !finished {
         findings.push(format!("the sweep did not finish within {} s", options.timeout.as_secs()));
     }
+    let worker_leftovers = settled_leftovers(&crate::processes::work_root(&dir)).await;
     if let Some(ns) = netns.as_mut() {
         if ns.is_cut() {
             ns.heal()?;
@@ -208,7 +212,7 @@ pub async fn run(setup: Setup<'_>) -> anyhow::Result<Outcome> {
         pool.shut_down(Duration::from_secs(30));
         coordinator.stop();
     });
-    pool.remove_work_dirs();
+    pool.remove_work_dir();
     let _ = stop.send(true);
     let _ = observer.await;
     db.close().await;
@@ -226,7 +230,40 @@ pub async fn run(setup: Setup<'_>) -> anyhow::Result<Outcome> {
         cut_attempts,
         observations,
         artifacts,
+        worker_leftovers,
     })
+}
+
+/// The files under the workers' work directory, once none has appeared or gone for a
+/// second (a worker told to stop a superseded attempt removes its checkpoint at its next
+/// step), waiting at most 15 s.
+async fn settled_leftovers(root: &Path) -> Vec<String> {
+    let mut last = files_under(root, root);
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = files_under(root, root);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last
+}
+
+/// Every file under `dir` at any depth, relative to `root`, sorted.
+fn files_under(dir: &Path, root: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return found };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_under(&path, root));
+        } else {
+            found.push(path.strip_prefix(root).unwrap_or(&path).display().to_string());
+        }
+    }
+    found.sort();
+    found
 }
 
 /// The (trial, attempt) the namespace's worker is running now, if any.

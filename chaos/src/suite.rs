@@ -10,6 +10,7 @@ use sqlx::Row;
 
 use crate::checks::{self, Check};
 use crate::compare;
+use crate::costs;
 use crate::db::Db;
 use crate::effects;
 use crate::netns::Namespace;
@@ -114,6 +115,8 @@ pub async fn run_backend(backend: &Backend, options: &Options) -> anyhow::Result
     let attempts = attempt_outcomes(&chaos_db).await?;
     let resumed = chaos_db.count("SELECT count(*) FROM attempts WHERE resumed_from_epoch IS NOT NULL").await?;
     let leaked = leaked_files(&chaos_db, &chaos.artifacts).await?;
+    let costs = costs::measure(&chaos_db, &chaos, leaked).await?;
+    all.extend(costs.checks(attempts.values().sum::<i64>() as u64));
     chaos_db.close().await;
     fault_free_db.close().await;
     drop(netns);
@@ -136,7 +139,7 @@ pub async fn run_backend(backend: &Backend, options: &Options) -> anyhow::Result
         max_diff,
         attempts,
         resumed,
-        leaked_files: leaked,
+        costs,
         workers_started: chaos.workers_started,
         clean_leaves: chaos.clean_leaves,
         kept,

@@ -67,6 +67,10 @@ async fn short_chaos(backend: Backend) {
     );
     assert!(r.attempts.get("expired").copied().unwrap_or(0) >= 1, "a killed worker's lease expired: {shown}");
     assert!(r.resumed >= 1, "some attempt resumed from a checkpoint: {shown}");
+    // What the faults cost: nothing but the killed workers' own unsaved epochs.
+    assert!(r.costs.infrastructure_expiries.is_empty(), "{shown}");
+    assert_eq!(r.costs.epochs_rerun_after_live, 0, "{shown}");
+    assert!(r.costs.orphaned_on_coordinator.is_empty() && r.costs.orphaned_on_workers.is_empty(), "{shown}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
