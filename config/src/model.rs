@@ -22,15 +22,44 @@ impl Arch {
     }
 }
 
-/// A network and its width (the first level's channel count; 32 is the paper's).
+/// How the networks' batch norms run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchNormStyle {
+    /// The authors' Keras layers: eps 1e-3, running statistics keep 0.99 of themselves per
+    /// step (they need thousands of steps to settle, as the paper's runs have).
+    Keras,
+    /// PyTorch's defaults: eps 1e-5, the running statistics keep 0.9 (for short runs).
+    Pytorch,
+}
+
+impl BatchNormStyle {
+    /// (eps, libtorch momentum: the weight of the new batch's statistics).
+    pub fn eps_and_momentum(self) -> (f64, f64) {
+        match self {
+            BatchNormStyle::Keras => (1e-3, 0.01),
+            BatchNormStyle::Pytorch => (1e-5, 0.1),
+        }
+    }
+}
+
+/// A network, its width (the first level's channel count; 32 is the paper's) and how its
+/// batch norms run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ModelConfig {
     pub arch: Arch,
     pub width: i64,
+    pub batch_norm: BatchNormStyle,
 }
 
 impl ModelConfig {
-    /// Parses the spec's `[model]` table: `arch` (required), `width` (default 32).
+    /// `arch` at `width` with the authors' batch norm.
+    pub fn new(arch: Arch, width: i64) -> Self {
+        Self { arch, width, batch_norm: BatchNormStyle::Keras }
+    }
+
+    /// Parses the spec's `[model]` table: `arch` (required), `width` (default 32),
+    /// `batch_norm` (`keras`, the default, or `pytorch`).
     pub fn from_table(table: &Table, prefix: &str) -> Result<Self, ParamError> {
         let mut r = ParamReader::new(table, prefix);
         if !table.contains_key("arch") {
@@ -46,8 +75,12 @@ impl ModelConfig {
                 r.error("width", format!("FocusNet needs a multiple of 8 (it scales 4-channel layers), got {width}"))
             );
         }
+        let batch_norm = match r.choice("batch_norm", "keras", &["keras", "pytorch"])? {
+            "pytorch" => BatchNormStyle::Pytorch,
+            _ => BatchNormStyle::Keras,
+        };
         r.finish()?;
-        Ok(Self { arch, width })
+        Ok(Self { arch, width, batch_norm })
     }
 }
 
@@ -59,7 +92,7 @@ mod tests {
     fn model_config_names_bad_keys() {
         let parse =
             |text: &str| ModelConfig::from_table(&text.parse().expect("TOML"), "model").map_err(|e| e.to_string());
-        assert_eq!(parse("arch = \"focusnet\""), Ok(ModelConfig { arch: Arch::Focusnet, width: 32 }));
+        assert_eq!(parse("arch = \"focusnet\""), Ok(ModelConfig::new(Arch::Focusnet, 32)));
         assert!(parse("arch = \"resnet\"").unwrap_err().starts_with("model.arch: unknown value \"resnet\""));
         assert!(parse("width = 8").unwrap_err().starts_with("model.arch: missing"));
         assert!(parse("arch = \"unet\"\nwidth = 0")

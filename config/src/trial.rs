@@ -5,7 +5,7 @@
 //! seed = 0
 //! [dataset]  kind, root, size, ...   (see `dataset`)
 //! [model]    arch, width
-//! [train]    epochs, batch_size, lr
+//! [train]    epochs, batch_size, lr, l2_scale
 //! [loss]     kind and its parameters
 //! ```
 //!

@@ -192,7 +192,12 @@ pub fn train_on(
             let pred = model.forward_t(&input, true)?;
             let value = loss.compute_checked_shapes(&pred, &target)?;
             adam.zero_grad();
-            value.backward();
+            // Minimised: the loss plus the Keras layers' L2 terms; reported: the loss alone,
+            // comparable across networks and settings.
+            match model.l2_penalty(config.train.l2_scale) {
+                Some(penalty) => (&value + penalty).backward(),
+                None => value.backward(),
+            }
             adam.step();
             unread.push(step, value.detach(), indices.len());
             position.step += 1;

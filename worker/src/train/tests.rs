@@ -13,7 +13,7 @@ use super::*;
 fn config(loss: &str, epochs: usize) -> TrialConfig {
     let text = format!(
         "name = \"t\"\nseed = 1\n[dataset]\nkind = \"synthetic\"\nshape = \"nuclei\"\nimages = 48\nforeground = 0.2\nsize = [32, 32]\n\
-         [model]\narch = \"unet\"\nwidth = 8\n[train]\nepochs = {epochs}\nbatch_size = 4\nlr = 3e-3\n[loss]\n{loss}\n"
+         [model]\narch = \"unet\"\nwidth = 8\nbatch_norm = \"pytorch\"\n[train]\nepochs = {epochs}\nbatch_size = 4\nlr = 3e-3\n[loss]\n{loss}\n"
     );
     TrialConfig::from_toml_str(&text).unwrap()
 }
@@ -119,7 +119,7 @@ fn an_infinite_loss_ends_the_run_as_diverged_with_epoch_and_step() {
 fn drive_config() -> TrialConfig {
     let text =
         "name = \"d\"\nseed = 1\n[dataset]\nkind = \"drive\"\nroot = \"DRIVE\"\nlimit = 3\npatches_per_image = 8\n\
-                [model]\narch = \"unet\"\nwidth = 8\n[train]\nepochs = 1\nbatch_size = 4\n[loss]\nkind = \"dice\"\n";
+                [model]\narch = \"unet\"\nwidth = 8\nbatch_norm = \"pytorch\"\n[train]\nepochs = 1\nbatch_size = 4\n[loss]\nkind = \"dice\"\n";
     TrialConfig::from_toml_str(text).unwrap()
 }
 
@@ -145,7 +145,7 @@ fn a_data_set_missing_on_this_machine_is_the_worker_s_fault() {
 #[test]
 fn a_config_the_data_cannot_serve_fails_the_same_everywhere() {
     let text = "name = \"t\"\nseed = 1\n[dataset]\nkind = \"synthetic\"\nimages = 2\nsize = [32, 32]\n\
-                [model]\narch = \"unet\"\nwidth = 8\n[train]\nepochs = 1\nbatch_size = 4\n[loss]\nkind = \"dice\"\n";
+                [model]\narch = \"unet\"\nwidth = 8\nbatch_norm = \"pytorch\"\n[train]\nepochs = 1\nbatch_size = 4\n[loss]\nkind = \"dice\"\n";
     let config = TrialConfig::from_toml_str(text).unwrap();
     let err = train(&config, &options(None, None, None), &quiet()).expect_err("two images cannot train and validate");
     assert_eq!(err.fault(), Some(TrialFault::Permanent), "{err}");
