@@ -33,9 +33,10 @@ demo: build
 bench: build
 	$(VENV)/bin/python scripts/bench/training_step.py
 
-# Regenerates worker/tests/vectors from the independent PyTorch reference.
+# Regenerates worker/tests/vectors (losses, metrics, networks) from the independent PyTorch reference.
 vectors: setup
 	$(VENV)/bin/python scripts/reference/make_vectors.py
+	$(VENV)/bin/python scripts/reference/model_vectors.py
 
 # The fuzz targets in fuzz/ (a workspace of its own), each for FUZZ_SECONDS, from the seeds
 # in fuzz/seeds/ and the corpus grown by earlier runs (fuzz/corpus/, not in git). A crash

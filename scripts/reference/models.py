@@ -1,40 +1,75 @@
 """Independent PyTorch reference of the two architectures allsweep trains: U-Net and FocusNet.
 
 Why this exists: the Rust worker builds the same networks on libtorch; this file is a
-separately written PyTorch version, used to cross-check parameter counts and output
-shapes and as the PyTorch side of the training-step benchmark (scripts/bench/). The
-architectures follow docs/paper-notes.md, section 4, with these choices where the notes
-leave room:
+separately written PyTorch version of the authors' Keras networks (TheFocusNetSeries:
+`focusnet()` and `unet()` in models.py, the blocks in resnet.py, se.py and layers.py), used to
+cross-check parameter counts, the forward and backward pass (model_vectors.py) and as the
+PyTorch side of the training-step benchmark (scripts/bench/). docs/networks.md maps every
+part to its Keras lines. Keras semantics kept here:
 
-- every 2x up-sampling is nearest; "conv2x2 same" pads one zero column/row on the
-  right/bottom, then convolves with a 2x2 kernel and no padding (Keras "same");
-- U-Net convs followed by BN have no bias; FocusNet convs all have a bias;
-- FocusNet width w scales every written channel count c to max(1, c*w//32). The two
-  fixed counts are not scaled: the single-channel outputs and the 4-channel concat of the
-  four outputs that feeds the final fusion conv.
+- "same" padding as TensorFlow computes it: stride 1 pads (k-1)/2 each side (a 2x2 kernel:
+  one row/column after), stride 2 on even sides pads k-2, the odd one after;
+- kernels `he_normal` (a normal truncated at 2 sd, variance 2/fan_in), Keras's default
+  `glorot_uniform` where a layer declares none; biases 0;
+- batch norm gamma 1, beta 0, eps 1e-3, Keras momentum 0.99 (PyTorch's 0.01);
+- FocusNet's residual blocks: `is_first_layer=True` is stride 1 without the leading BN-ReLU,
+  `False` stride 2 with it; every block convolution has a bias and L2 1e-4, the initial 3x3
+  convolution no bias and L2 5e-4, the 7x7 `_conv_bn_relu` L2 1e-4 (`l2_terms`);
+- concatenations put the skip first, as `Concatenate()([skip, up])`.
+
+Module attributes are named as the Rust variables are (after the Keras tensors), so the two
+state dicts share their keys. FocusNet width w scales every written channel count c to
+max(1, c*w//32); the single-channel outputs and the 4-channel concat are not scaled.
 
 Run it to print parameter counts as JSON and check output shapes:
     .venv/bin/python scripts/reference/models.py
 """
 
 import json
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-# ---------------------------------------------------------------- shared pieces
+# ---------------------------------------------------------------- Keras semantics
 
 
-class Conv2x2Same(nn.Module):
-    """Pad right/bottom by one, then a 2x2 convolution: output keeps H and W."""
+def he_normal_(w):
+    """Keras `he_normal`: truncated at 2 sd, scaled so the variance is 2 / fan_in."""
+    fan_in = w.shape[1] * math.prod(w.shape[2:])
+    with torch.no_grad():
+        nn.init.trunc_normal_(w, 0.0, 1.0, -2.0, 2.0)
+        w.mul_(math.sqrt(2.0 / fan_in) / 0.87962566103423978)
 
-    def __init__(self, cin, cout, bias):
-        super().__init__()
-        self.conv = nn.Conv2d(cin, cout, kernel_size=2, padding=0, bias=bias)
+
+def glorot_uniform_(w):
+    receptive = math.prod(w.shape[2:])
+    limit = math.sqrt(6.0 / ((w.shape[0] + w.shape[1]) * receptive))
+    with torch.no_grad():
+        w.uniform_(-limit, limit)
+
+
+class KConv(nn.Conv2d):
+    """Conv2d with TensorFlow "same" padding (even input sides) and Keras initialisers."""
+
+    def __init__(self, cin, cout, k, stride=1, bias=True, init=he_normal_, valid=False):
+        super().__init__(cin, cout, k, stride=stride, padding=0, bias=bias)
+        total = 0 if valid else (k - 1 if stride == 1 else max(k - stride, 0))
+        self.pad = (total // 2, total - total // 2) * 2
+        init(self.weight)
+        if bias:
+            nn.init.zeros_(self.bias)
 
     def forward(self, x):
-        return self.conv(F.pad(x, (0, 1, 0, 1)))
+        if any(self.pad):
+            x = F.pad(x, self.pad)
+        return super().forward(x)
+
+
+def bn(c):
+    """Keras BatchNormalization(): gamma 1, beta 0, eps 1e-3, momentum 0.99."""
+    return nn.BatchNorm2d(c, eps=1e-3, momentum=0.01)
 
 
 def upsample(x, factor=2):
@@ -48,13 +83,26 @@ def count_params(model):
 # ---------------------------------------------------------------- U-Net
 
 
-def conv_bn_relu(cin, cout, stride=1):
-    """conv3x3 (pad 1, no bias) + BN + ReLU."""
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
-        nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
-    )
+class ConvBnRelu(nn.Module):
+    """conv (no bias, he_normal) + BN + ReLU."""
+
+    def __init__(self, cin, cout, k=3, stride=1):
+        super().__init__()
+        self.conv = KConv(cin, cout, k, stride=stride, bias=False)
+        self.bn = bn(cout)
+
+    def forward(self, x):
+        return F.relu(self.bn(self.conv(x)))
+
+
+class Pair(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv1 = ConvBnRelu(cin, cout)
+        self.conv2 = ConvBnRelu(cout, cout)
+
+    def forward(self, x):
+        return self.conv2(self.conv1(x))
 
 
 class UNetEncoderLevel(nn.Module):
@@ -62,13 +110,13 @@ class UNetEncoderLevel(nn.Module):
 
     def __init__(self, cin, cout, dropout):
         super().__init__()
-        self.convs = nn.Sequential(conv_bn_relu(cin, cout), conv_bn_relu(cout, cout))
+        self.block = Pair(cin, cout)
         self.dropout = nn.Dropout(0.5) if dropout else nn.Identity()
-        self.down = conv_bn_relu(cout, cout, stride=2)
+        self.stride2 = ConvBnRelu(cout, cout, stride=2)
 
     def forward(self, x):
-        skip = self.dropout(self.convs(x))
-        return skip, self.down(skip)
+        skip = self.dropout(self.block(x))
+        return skip, self.stride2(skip)
 
 
 class UNetDecoderLevel(nn.Module):
@@ -76,171 +124,113 @@ class UNetDecoderLevel(nn.Module):
 
     def __init__(self, cin, cout):
         super().__init__()
-        self.up_conv = nn.Sequential(
-            Conv2x2Same(cin, cout, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
-        )
-        self.convs = nn.Sequential(conv_bn_relu(2 * cout, cout), conv_bn_relu(cout, cout))
+        self.up_conv = KConv(cin, cout, 2, bias=False)
+        self.up_bn = bn(cout)
+        self.block = Pair(2 * cout, cout)
 
     def forward(self, x, skip):
-        up = self.up_conv(upsample(x))
-        return self.convs(torch.cat([skip, up], dim=1))
+        up = F.relu(self.up_bn(self.up_conv(upsample(x))))
+        return self.block(torch.cat([skip, up], dim=1))
 
 
 class UNet(nn.Module):
-    """U-Net with BN, dropout on the two deepest levels and strided downsampling."""
+    """U-Net with BN, dropout on the two deepest levels and strided downsampling; the
+    authors' head (3x3 to 2 channels + ReLU, 1x1 + sigmoid)."""
 
     def __init__(self, in_ch=3, width=32):
         super().__init__()
         c = [width * 2**k for k in range(5)]
-        self.encoder = nn.ModuleList(
-            UNetEncoderLevel(in_ch if k == 0 else c[k - 1], c[k], dropout=(k == 3))
-            for k in range(4)
-        )
-        self.bottom = nn.Sequential(conv_bn_relu(c[3], c[4]), conv_bn_relu(c[4], c[4]),
-                                    nn.Dropout(0.5))
-        # decoder[0] is level 3 (deepest), decoder[3] is level 0.
-        self.decoder = nn.ModuleList(UNetDecoderLevel(c[k + 1], c[k]) for k in (3, 2, 1, 0))
-        self.head = nn.Conv2d(c[0], 1, 1, bias=True)
+        for k in range(4):
+            setattr(self, f"down{k}", UNetEncoderLevel(in_ch if k == 0 else c[k - 1], c[k], dropout=(k == 3)))
+        self.bottom = Pair(c[3], c[4])
+        self.bottom_dropout = nn.Dropout(0.5)
+        for k in (3, 2, 1, 0):
+            setattr(self, f"up{k}", UNetDecoderLevel(c[k + 1], c[k]))
+        self.head_conv = KConv(c[0], 2, 3)
+        self.head = KConv(2, 1, 1, init=glorot_uniform_)
 
     def forward(self, x):
         skips = []
-        for level in self.encoder:
-            skip, x = level(x)
+        for k in range(4):
+            skip, x = getattr(self, f"down{k}")(x)
             skips.append(skip)
-        x = self.bottom(x)
-        for level, skip in zip(self.decoder, reversed(skips)):
-            x = level(x, skip)
-        return torch.sigmoid(self.head(x))
+        x = self.bottom_dropout(self.bottom(x))
+        for k in (3, 2, 1, 0):
+            x = getattr(self, f"up{k}")(x, skips[k])
+        return torch.sigmoid(self.head(F.relu(self.head_conv(x))))
+
+    def l2_terms(self):
+        return []
 
 
 # ---------------------------------------------------------------- FocusNet
 
+L2_RESIDUAL = 1e-4
+L2_INITIAL = 5e-4
+
 
 class Res(nn.Module):
-    """Pre-activation residual block; `first` skips the leading BN+ReLU."""
+    """`_residual_block(basic_block, ...)`: stride 2 means BN-ReLU first (is_first_layer=False)."""
 
-    def __init__(self, cin, cout, stride=1, first=False):
+    def __init__(self, cin, cout, stride=1):
         super().__init__()
-        pre = [] if first else [nn.BatchNorm2d(cin), nn.ReLU()]
-        self.path = nn.Sequential(
-            *pre,
-            nn.Conv2d(cin, cout, 3, stride=stride, padding=1),
-            nn.BatchNorm2d(cout),
-            nn.ReLU(),
-            nn.Conv2d(cout, cout, 3, padding=1),
-        )
-        needs_projection = stride != 1 or cin != cout
-        self.shortcut = nn.Conv2d(cin, cout, 1, stride=stride) if needs_projection else None
+        self.stride = stride
+        if stride == 2:
+            self.bn1 = bn(cin)
+        self.conv1 = KConv(cin, cout, 3, stride=stride)
+        self.bn2 = bn(cout)
+        self.conv2 = KConv(cout, cout, 3)
+        self.shortcut = KConv(cin, cout, 1, stride=stride, valid=True) if (stride != 1 or cin != cout) else None
 
     def forward(self, x):
-        short = x if self.shortcut is None else self.shortcut(x)
-        return self.path(x) + short
+        h = self.conv1(F.relu(self.bn1(x)) if self.stride == 2 else x)
+        residual = self.conv2(F.relu(self.bn2(h)))
+        return (x if self.shortcut is None else self.shortcut(x)) + residual
+
+    def kernels(self):
+        return [m.weight for m in (self.conv1, self.conv2, self.shortcut) if m is not None]
 
 
 class SE(nn.Module):
-    """Squeeze-and-excitation, ratio 16, bias-free FCs."""
+    """`squeeze_excite_block`, ratio 16, bias-free he_normal Dense layers."""
 
     def __init__(self, c):
         super().__init__()
         hidden = max(1, c // 16)
         self.fc1 = nn.Linear(c, hidden, bias=False)
         self.fc2 = nn.Linear(hidden, c, bias=False)
+        he_normal_(self.fc1.weight)
+        he_normal_(self.fc2.weight)
 
     def forward(self, x):
-        s = x.mean(dim=(2, 3))
-        s = torch.sigmoid(self.fc2(F.relu(self.fc1(s))))
+        s = torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean(dim=(2, 3))))))
         return x * s[:, :, None, None]
 
 
-class Up(nn.Module):
-    """Nearest x2, conv2x2 same + ReLU."""
+class Up(KConv):
+    """UpSampling2D x2, Conv2D(c, 2, relu, same); the caller concatenates [skip, up]."""
 
     def __init__(self, cin, cout):
-        super().__init__()
-        self.conv = Conv2x2Same(cin, cout, bias=True)
+        super().__init__(cin, cout, 2)
 
     def forward(self, x):
-        return F.relu(self.conv(upsample(x)))
+        return F.relu(super().forward(upsample(x)))
 
 
-class Side(nn.Module):
-    """Nearest up x factor -> conv3x3(->32)+ReLU -> conv1x1(->1)+sigmoid."""
+class Head(nn.Module):
+    """Conv2D(32, 3, relu) then Conv2D(1, 1, sigmoid)."""
 
-    def __init__(self, cin, mid, factor):
+    def __init__(self, cin, hidden):
         super().__init__()
-        self.factor = factor
-        self.conv = nn.Conv2d(cin, mid, 3, padding=1)
-        self.out = nn.Conv2d(mid, 1, 1)
+        self.conv = KConv(cin, hidden, 3)
+        self.out = KConv(hidden, 1, 1)
 
     def forward(self, x):
-        x = F.relu(self.conv(upsample(x, self.factor)))
-        return torch.sigmoid(self.out(x))
-
-
-class FocusBranch1(nn.Module):
-    """The small U-Net whose decoder features (conv5/6/7) gate branch 2."""
-
-    def __init__(self, in_ch, ch):
-        super().__init__()
-        self.conv1 = nn.Sequential(
-            nn.Conv2d(in_ch, ch(32), 3, padding=1), nn.BatchNorm2d(ch(32)), nn.LeakyReLU(0.3)
-        )
-        self.down1 = Res(ch(32), ch(32), stride=2, first=True)
-        self.conv2 = Res(ch(32), ch(64))
-        self.down2 = Res(ch(64), ch(64), stride=2)
-        self.conv3 = Res(ch(64), ch(128))
-        self.down3 = Res(ch(128), ch(128), stride=2)
-        self.deep = Res(ch(128), ch(256))
-        self.dropout = nn.Dropout(0.2)
-        self.up5 = Up(ch(256), ch(256))
-        self.conv5 = Res(ch(256) + ch(128), ch(256))
-        self.up6 = Up(ch(256), ch(128))
-        self.conv6 = Res(ch(128) + ch(64), ch(128))
-        self.up7 = Up(ch(128), ch(64))
-        self.conv7 = Res(ch(64) + ch(32), ch(64))
-
-    def forward(self, x):
-        """Returns (conv7, conv6, conv5) at H, H/2, H/4."""
-        conv1 = self.conv1(x)
-        conv2 = self.conv2(self.down1(conv1))
-        conv3 = self.conv3(self.down2(conv2))
-        x = self.dropout(self.deep(self.down3(conv3)))
-        conv5 = self.conv5(torch.cat([self.up5(x), conv3], dim=1))
-        conv6 = self.conv6(torch.cat([self.up6(conv5), conv2], dim=1))
-        conv7 = self.conv7(torch.cat([self.up7(conv6), conv1], dim=1))
-        return conv7, conv6, conv5
-
-
-class GatedStage(nn.Module):
-    """res -> SE -> * sigmoid(gate) -> SE -> res/s2."""
-
-    def __init__(self, cin, c, first):
-        super().__init__()
-        self.res = Res(cin, c, first=first)
-        self.se1 = SE(c)
-        self.se2 = SE(c)
-        self.down = Res(c, c, stride=2)
-
-    def forward(self, x, gate):
-        b = self.se1(self.res(x)) * torch.sigmoid(gate)
-        return self.down(self.se2(b))
-
-
-class DecoderStep(nn.Module):
-    """up(cin->cout), concat [up, skip], res(cout+skip_ch -> cout)."""
-
-    def __init__(self, cin, cout, skip_ch):
-        super().__init__()
-        self.up = Up(cin, cout)
-        self.res = Res(cout + skip_ch, cout)
-
-    def forward(self, x, skip):
-        return self.res(torch.cat([self.up(x), skip], dim=1))
+        return torch.sigmoid(self.out(F.relu(self.conv(x))))
 
 
 class FocusNet(nn.Module):
-    """FocusNet (Kaul et al., ISBI 2019): two branches, SE attention, deep supervision
-    fused into one output."""
+    """`focusnet()`: branch 1 (a small U-Net) gates branch 2 through SE; four outputs fused."""
 
     def __init__(self, in_ch=3, width=32):
         super().__init__()
@@ -248,48 +238,85 @@ class FocusNet(nn.Module):
         def ch(c):
             return max(1, c * width // 32)
 
-        self.branch1 = FocusBranch1(in_ch, ch)
-        self.conv1r = nn.Sequential(
-            nn.Conv2d(in_ch, ch(64), 7, padding=3), nn.BatchNorm2d(ch(64)), nn.ReLU()
-        )
-        self.stages = nn.ModuleList([
-            GatedStage(ch(64), ch(64), first=True),
-            GatedStage(ch(64), ch(128), first=False),
-            GatedStage(ch(128), ch(256), first=False),
-        ])
-        self.bottom = nn.Sequential(
-            Res(ch(256), ch(512)), SE(ch(512)), Res(ch(512), ch(512), stride=2)
-        )
-        self.dec3 = DecoderStep(ch(512), ch(256), skip_ch=ch(256))
-        self.dec2 = DecoderStep(ch(256), ch(128), skip_ch=ch(128))
-        self.dec1 = DecoderStep(ch(128), ch(64), skip_ch=ch(64))
-        self.up0 = Up(ch(64), ch(32))
-        self.head4 = nn.Sequential(
-            Res(ch(32) + ch(64), ch(32)), Res(ch(32), ch(16)), Res(ch(16), ch(4)),
-            nn.Conv2d(ch(4), 1, 1), nn.Sigmoid(),
-        )
-        self.side1 = Side(ch(256), ch(32), 8)
-        self.side2 = Side(ch(128), ch(32), 4)
-        self.side3 = Side(ch(64), ch(32), 2)
-        self.fuse = nn.Sequential(
-            nn.Conv2d(4, ch(32), 3, padding=1), nn.ReLU(), nn.Conv2d(ch(32), 1, 1), nn.Sigmoid()
-        )
+        # Branch 1.
+        self.conv1 = KConv(in_ch, ch(32), 3, bias=False)
+        self.conv1_bn = bn(ch(32))
+        self.pool1 = Res(ch(32), ch(32), 2)
+        self.conv2 = Res(ch(32), ch(64))
+        self.pool2 = Res(ch(64), ch(64), 2)
+        self.conv3 = Res(ch(64), ch(128))
+        self.pool3 = Res(ch(128), ch(128), 2)
+        self.conv4 = Res(ch(128), ch(256))
+        self.drop4 = nn.Dropout(0.2)
+        self.up5 = Up(ch(256), ch(256))
+        self.conv5 = Res(ch(128) + ch(256), ch(256))
+        self.up6 = Up(ch(256), ch(128))
+        self.conv6 = Res(ch(64) + ch(128), ch(128))
+        self.up7 = Up(ch(128), ch(64))
+        self.conv7 = Res(ch(32) + ch(64), ch(64))
+        # Branch 2.
+        self.conv1r = KConv(in_ch, ch(64), 7)
+        self.conv1r_bn = bn(ch(64))
+        for k, (cin, c) in enumerate(((ch(64), ch(64)), (ch(64), ch(128)), (ch(128), ch(256))), start=1):
+            setattr(self, f"block{k}", Res(cin, c))
+            setattr(self, f"se{k}", SE(c))
+            setattr(self, f"block{k}se", SE(c))
+            setattr(self, f"block{k}b", Res(c, c, 2))
+        self.block4 = Res(ch(256), ch(512))
+        self.block4se = SE(ch(512))
+        self.block4b = Res(ch(512), ch(512), 2)
+        self.up2_5 = Up(ch(512), ch(256))
+        self.conv2_5 = Res(2 * ch(256), ch(256))
+        self.out1 = Head(ch(256), ch(32))
+        self.up2_6 = Up(ch(256), ch(128))
+        self.conv2_6 = Res(2 * ch(128), ch(128))
+        self.out2 = Head(ch(128), ch(32))
+        self.up2_7 = Up(ch(128), ch(64))
+        self.conv2_7 = Res(2 * ch(64), ch(64))
+        self.out3 = Head(ch(64), ch(32))
+        self.up2_8 = Up(ch(64), ch(32))
+        self.conv2_8 = Res(ch(64) + ch(32), ch(32))
+        self.conv2_8b = Res(ch(32), ch(16))
+        self.conv2_8c = Res(ch(16), ch(4))
+        self.out4 = KConv(ch(4), 1, 1)
+        self.out_concat = Head(4, ch(32))
 
     def forward(self, x):
-        gates = self.branch1(x)  # conv7 (H), conv6 (H/2), conv5 (H/4)
-        conv1r = self.conv1r(x)
-        h = conv1r
-        stage_out = []
-        for stage, gate in zip(self.stages, gates):
-            h = stage(h, gate)
-            stage_out.append(h)  # s_1 (H/2), s_2 (H/4), s_3 (H/8)
-        h = self.bottom(h)  # H/16
-        d3 = self.dec3(h, stage_out[2])
-        d2 = self.dec2(d3, stage_out[1])
-        d1 = self.dec1(d2, stage_out[0])
-        o4 = self.head4(torch.cat([self.up0(d1), conv1r], dim=1))
-        outs = [self.side1(d3), self.side2(d2), self.side3(d1), o4]
-        return self.fuse(torch.cat(outs, dim=1))
+        conv1 = F.leaky_relu(self.conv1_bn(self.conv1(x)), 0.3)
+        conv2 = self.conv2(self.pool1(conv1))
+        conv3 = self.conv3(self.pool2(conv2))
+        drop4 = self.drop4(self.conv4(self.pool3(conv3)))
+        conv5 = self.conv5(torch.cat([conv3, self.up5(drop4)], 1))
+        conv6 = self.conv6(torch.cat([conv2, self.up6(conv5)], 1))
+        conv7 = self.conv7(torch.cat([conv1, self.up7(conv6)], 1))
+        h = conv1r = F.relu(self.conv1r_bn(self.conv1r(x)))
+        outs = []
+        for k, gate in zip((1, 2, 3), (conv7, conv6, conv5)):
+            b = getattr(self, f"se{k}")(getattr(self, f"block{k}")(h)) * torch.sigmoid(gate)
+            h = getattr(self, f"block{k}b")(getattr(self, f"block{k}se")(b))
+            outs.append(h)
+        block1b, block2b, block3b = outs
+        block4b = self.block4b(self.block4se(self.block4(block3b)))
+        conv2_5 = self.conv2_5(torch.cat([block3b, self.up2_5(block4b)], 1))
+        conv2_6 = self.conv2_6(torch.cat([block2b, self.up2_6(conv2_5)], 1))
+        conv2_7 = self.conv2_7(torch.cat([block1b, self.up2_7(conv2_6)], 1))
+        conv2_8 = self.conv2_8(torch.cat([conv1r, self.up2_8(conv2_7)], 1))
+        conv2_8 = self.conv2_8c(self.conv2_8b(conv2_8))
+        out = [
+            self.out1(upsample(conv2_5, 8)),
+            self.out2(upsample(conv2_6, 4)),
+            self.out3(upsample(conv2_7, 2)),
+            torch.sigmoid(self.out4(conv2_8)),
+        ]
+        return self.out_concat(torch.cat(out, 1))
+
+    def l2_terms(self):
+        """(kernel, coefficient) for every kernel a Keras regulariser covers."""
+        terms = [(self.conv1.weight, L2_INITIAL), (self.conv1r.weight, L2_RESIDUAL)]
+        for module in self.modules():
+            if isinstance(module, Res):
+                terms += [(w, L2_RESIDUAL) for w in module.kernels()]
+        return terms
 
 
 # ---------------------------------------------------------------- entry points

@@ -33,7 +33,7 @@ fn scratch(name: &str) -> PathBuf {
 #[test]
 fn model_reports_parameters_and_output_shape() {
     let out = json_of(&worker(&["inspect", "model", "--arch", "focusnet", "--size", "192x256", "--json"]));
-    assert_eq!(out["parameters"], 19_068_669);
+    assert_eq!(out["parameters"], 19_063_933);
     assert_eq!(out["output"], serde_json::json!([1, 1, 192, 256]));
     let out = json_of(&worker(&[
         "inspect",
@@ -48,7 +48,7 @@ fn model_reports_parameters_and_output_shape() {
         "8",
         "--json",
     ]));
-    assert_eq!(out["parameters"], 535_729);
+    assert_eq!(out["parameters"], 535_869);
     let err = stderr_of(&worker(&["inspect", "model", "--arch", "unet", "--size", "50x48"]));
     assert!(err.contains("50x48") && err.contains("multiples of 16"), "{err}");
 }

@@ -1,53 +1,155 @@
-//! Building blocks shared by U-Net and FocusNet: convolutions, the Keras-style "same"
-//! 2x2 convolution, and nearest-neighbour up-sampling.
+//! Building blocks shared by U-Net and FocusNet, with Keras's semantics, since the authors
+//! built both networks in Keras: "same" padding as TensorFlow computes it (a stride-2
+//! convolution pads only after the input), the Keras initialisers (`he_normal`,
+//! `glorot_uniform`, zero biases), batch norm as Keras starts and runs it (gamma 1, beta 0,
+//! eps 1e-3, momentum 0.99), and nearest-neighbour up-sampling. `docs/networks.md` says which
+//! Keras line each part follows.
 
+use std::cell::RefCell;
+
+use allsweep_config::model::BatchNormStyle;
 use tch::nn::{self, Module, ModuleT};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
-/// A k x k convolution with "same" padding for odd k.
-pub fn conv(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, bias: bool) -> nn::Conv2D {
-    let config = nn::ConvConfig { stride, padding: k / 2, bias, ..Default::default() };
-    nn::conv2d(p, cin, cout, k, config)
+/// How a kernel starts, as the Keras layer declares it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Init {
+    /// `he_normal`: a normal truncated at two standard deviations, scaled to variance
+    /// 2 / fan_in (Keras 2.3 and tf.keras).
+    HeNormal,
+    /// `glorot_uniform`, Keras's default: uniform in +-sqrt(6 / (fan_in + fan_out)).
+    GlorotUniform,
 }
 
-/// A 2x2 convolution with Keras "same" padding: one extra row and column after the input
-/// (none before), so the output keeps the input's size.
+impl Init {
+    /// Draws `kernel` (`[out, in, kh, kw]` or `[out, in]`) in place from libtorch's generator.
+    pub fn apply(self, kernel: &mut Tensor) {
+        let size = kernel.size();
+        let receptive: i64 = size[2..].iter().product();
+        let (fan_in, fan_out) = ((size[1] * receptive) as f64, (size[0] * receptive) as f64);
+        let drawn = match self {
+            Init::HeNormal => {
+                // The inverse normal CDF of a uniform between the standard normal's CDF at -2
+                // and at 2; a normal truncated there has standard deviation 0.8796.
+                const CDF_AT_MINUS_2: f64 = 0.022_750_131_948_179_195;
+                const TRUNCATED_STD: f64 = 0.879_625_661_034_239_8;
+                let (lo, hi) = (CDF_AT_MINUS_2, 1.0 - CDF_AT_MINUS_2);
+                let u = Tensor::rand(size.as_slice(), (Kind::Double, kernel.device())) * (hi - lo) + lo;
+                (u * 2.0 - 1.0).erfinv() * std::f64::consts::SQRT_2 * ((2.0 / fan_in).sqrt() / TRUNCATED_STD)
+            }
+            Init::GlorotUniform => {
+                let limit = (6.0 / (fan_in + fan_out)).sqrt();
+                Tensor::rand(size.as_slice(), (Kind::Double, kernel.device())) * (2.0 * limit) - limit
+            }
+        };
+        tch::no_grad(|| kernel.copy_(&drawn.to_kind(kernel.kind())));
+    }
+}
+
+/// The L2 kernel regularisers the Keras layers declare: (kernel, coefficient) pairs, added to
+/// the loss as coefficient * sum(kernel^2) (Keras's `l2`, not decoupled weight decay).
+#[derive(Debug, Default)]
+pub struct L2Terms(RefCell<Vec<(Tensor, f64)>>);
+
+impl L2Terms {
+    pub fn push(&self, kernel: &Tensor, coefficient: f64) {
+        self.0.borrow_mut().push((kernel.shallow_clone(), coefficient));
+    }
+
+    pub fn into_inner(self) -> Vec<(Tensor, f64)> {
+        self.0.into_inner()
+    }
+}
+
+/// A convolution with Keras semantics: "same" padding as TensorFlow pads it (for even input
+/// sides, which the networks' sides always are: stride 2 pads `k - 2` rows and columns, the
+/// odd one after), the kernel from `init`, a zero bias if any.
 #[derive(Debug)]
-pub struct SameConv2x2 {
+pub struct Conv {
     conv: nn::Conv2D,
+    /// Explicit (left, right, top, bottom) padding where TensorFlow's is not symmetric.
+    pad: Option<[i64; 4]>,
 }
 
-impl SameConv2x2 {
-    pub fn new(p: nn::Path, cin: i64, cout: i64, bias: bool) -> Self {
-        let config = nn::ConvConfig { bias, ..Default::default() };
-        Self { conv: nn::conv2d(p, cin, cout, 2, config) }
+impl Conv {
+    pub fn new(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, bias: bool, init: Init) -> Self {
+        let total = if stride == 1 { k - 1 } else { (k - stride).max(0) };
+        let (before, after) = (total / 2, total - total / 2);
+        let symmetric = before == after;
+        let config = nn::ConvConfig {
+            stride,
+            padding: if symmetric { before } else { 0 },
+            bias,
+            bs_init: nn::Init::Const(0.0),
+            ..Default::default()
+        };
+        let mut conv = nn::conv2d(p, cin, cout, k, config);
+        init.apply(&mut conv.ws);
+        Self { conv, pad: (!symmetric).then_some([before, after, before, after]) }
+    }
+
+    /// A "valid" convolution (no padding): the 1x1 stride-2 shortcut of a residual block.
+    pub fn valid(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, init: Init) -> Self {
+        let config = nn::ConvConfig { stride, bias: true, bs_init: nn::Init::Const(0.0), ..Default::default() };
+        let mut conv = nn::conv2d(p, cin, cout, k, config);
+        init.apply(&mut conv.ws);
+        Self { conv, pad: None }
+    }
+
+    pub fn kernel(&self) -> &Tensor {
+        &self.conv.ws
     }
 }
 
-impl Module for SameConv2x2 {
+impl Module for Conv {
     fn forward(&self, xs: &Tensor) -> Tensor {
-        xs.constant_pad_nd([0, 1, 0, 1]).apply(&self.conv)
+        match self.pad {
+            Some(pad) => xs.constant_pad_nd(pad).apply(&self.conv),
+            None => xs.apply(&self.conv),
+        }
     }
 }
 
-/// Nearest-neighbour up-sampling by an integer factor.
+/// What building a network needs besides its shape: how batch norms run, and where the
+/// regularised kernels go.
+#[derive(Debug)]
+pub struct Build {
+    pub batch_norm: BatchNormStyle,
+    pub l2: L2Terms,
+}
+
+/// Batch norm as a Keras `BatchNormalization()` starts: gamma 1, beta 0; it runs as `style`
+/// says (the authors' Keras: eps 1e-3, momentum 0.99, which is libtorch's 0.01).
+pub fn batch_norm(p: nn::Path, c: i64, style: BatchNormStyle) -> nn::BatchNorm {
+    let (eps, momentum) = style.eps_and_momentum();
+    let config = nn::BatchNormConfig {
+        eps,
+        momentum,
+        ws_init: nn::Init::Const(1.0),
+        bs_init: nn::Init::Const(0.0),
+        ..Default::default()
+    };
+    nn::batch_norm2d(p, c, config)
+}
+
+/// Nearest-neighbour up-sampling by an integer factor (Keras `UpSampling2D`).
 pub fn upsample(xs: &Tensor, factor: i64) -> Tensor {
     let (h, w) = (xs.size()[2], xs.size()[3]);
     xs.upsample_nearest2d([h * factor, w * factor], None, None)
 }
 
-/// Convolution, batch norm, ReLU: the unit of U-Net.
+/// Convolution (no bias: the norm's shift replaces it), batch norm, ReLU: the unit of U-Net.
 #[derive(Debug)]
 pub struct ConvBnRelu {
-    conv: nn::Conv2D,
+    conv: Conv,
     bn: nn::BatchNorm,
 }
 
 impl ConvBnRelu {
-    pub fn new(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64) -> Self {
+    pub fn new(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, style: BatchNormStyle) -> Self {
         Self {
-            conv: conv(&p / "conv", cin, cout, k, stride, false),
-            bn: nn::batch_norm2d(&p / "bn", cout, Default::default()),
+            conv: Conv::new(&p / "conv", cin, cout, k, stride, false, Init::HeNormal),
+            bn: batch_norm(&p / "bn", cout, style),
         }
     }
 }

@@ -1,61 +1,78 @@
-//! FocusNet (Kaul, Manandhar, Pears, ISBI 2019) exactly as `docs/paper-notes.md` section 4 reads
-//! the authors' Keras code: a small U-Net (branch 1) whose decoder features gate, through
-//! squeeze-and-excitation, the encoder of the main network (branch 2); four deeply
-//! supervised outputs fused into one probability map.
+//! FocusNet (Kaul, Manandhar, Pears, ISBI 2019) as the authors built it in Keras
+//! (`chaitanya-kaul/TheFocusNetSeries`: `focusnet()` in `models.py`, its blocks in `resnet.py`,
+//! `se.py` and `layers.py`), layer by layer; `docs/networks.md` maps each part to its lines.
+//! A small U-Net (branch 1) whose decoder features gate, through squeeze-and-excitation, the
+//! encoder of the main network (branch 2); four deeply supervised outputs fused into one
+//! probability map.
 //!
-//! `width` scales every channel count (32 is the paper; 8 gives a network small enough for
-//! CPU tests and demos). Convolutions carry biases (the Keras default); all down-sampling is
-//! strided; all up-sampling is nearest-neighbour.
+//! Variables are named after the Keras tensors (`conv1`, `pool1`, ..., `block4b`, `conv2_8`,
+//! `out_concat`), so the layer table of the Keras model and this one can be compared line by
+//! line (`models::tests`). `width` scales every channel count (32 is the authors'; 8 gives a
+//! network small enough for CPU tests and demos).
 
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 
-use super::blocks::{conv, upsample, SameConv2x2, SeededDropout, StepSeed};
+use super::blocks::{batch_norm, upsample, Build, Conv, Init, SeededDropout, StepSeed};
 
-/// Keras' default LeakyReLU slope, used after the first convolution of branch 1.
+/// `LeakyReLU()` after the initial convolution: Keras's default slope.
 const LEAKY_SLOPE: f64 = 0.3;
 const SE_RATIO: i64 = 16;
+/// `Dropout(0.2)` after branch 1's deepest block.
 const BRANCH1_DROPOUT: f64 = 0.2;
+/// `l2(1.e-4)`: the residual blocks' convolutions and `_conv_bn_relu`'s.
+const L2_RESIDUAL: f64 = 1e-4;
+/// `initial_conv_block(weight_decay=5e-4)`.
+const L2_INITIAL: f64 = 5e-4;
 
-/// Pre-activation residual block: [BN-ReLU-conv3x3] twice, the first BN-ReLU skipped when
-/// the block follows a stem that already normalised its input; a 1x1 conv shortcut when the
-/// shape or channel count changes.
+/// `_residual_block(basic_block, filters, repetitions=1, is_first_layer)`. The flag decides
+/// two things together: `is_first_layer=True` is stride 1 with no BN-ReLU before the first
+/// convolution; `False` is stride 2 with BN-ReLU first. Then BN-ReLU-conv3x3; the shortcut
+/// is a 1x1 "valid" convolution with the block's stride when the shape or channels change.
+/// Every convolution has a bias, `he_normal` kernels and L2 1e-4.
 #[derive(Debug)]
 struct Residual {
+    /// `Some` exactly for the stride-2 blocks.
     pre_bn: Option<nn::BatchNorm>,
-    conv1: nn::Conv2D,
-    mid_bn: nn::BatchNorm,
-    conv2: nn::Conv2D,
-    shortcut: Option<nn::Conv2D>,
+    conv1: Conv,
+    bn2: nn::BatchNorm,
+    conv2: Conv,
+    shortcut: Option<Conv>,
 }
 
 impl Residual {
-    fn new(p: nn::Path, cin: i64, cout: i64, stride: i64, first: bool) -> Self {
-        Self {
-            pre_bn: (!first).then(|| nn::batch_norm2d(&p / "bn1", cin, Default::default())),
-            conv1: conv(&p / "conv1", cin, cout, 3, stride, true),
-            mid_bn: nn::batch_norm2d(&p / "bn2", cout, Default::default()),
-            conv2: conv(&p / "conv2", cout, cout, 3, 1, true),
-            shortcut: (stride != 1 || cin != cout).then(|| conv(&p / "shortcut", cin, cout, 1, stride, true)),
+    fn new(p: nn::Path, cin: i64, cout: i64, stride: i64, b: &Build) -> Self {
+        let block = Self {
+            pre_bn: (stride == 2).then(|| batch_norm(&p / "bn1", cin, b.batch_norm)),
+            conv1: Conv::new(&p / "conv1", cin, cout, 3, stride, true, Init::HeNormal),
+            bn2: batch_norm(&p / "bn2", cout, b.batch_norm),
+            conv2: Conv::new(&p / "conv2", cout, cout, 3, 1, true, Init::HeNormal),
+            shortcut: (stride != 1 || cin != cout)
+                .then(|| Conv::valid(&p / "shortcut", cin, cout, 1, stride, Init::HeNormal)),
+        };
+        for conv in [Some(&block.conv1), Some(&block.conv2), block.shortcut.as_ref()].into_iter().flatten() {
+            b.l2.push(conv.kernel(), L2_RESIDUAL);
         }
+        block
     }
 }
 
 impl ModuleT for Residual {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let pre = match &self.pre_bn {
-            Some(bn) => xs.apply_t(bn, train).relu(),
-            None => xs.shallow_clone(),
+        let first = match &self.pre_bn {
+            Some(bn) => xs.apply_t(bn, train).relu().apply(&self.conv1),
+            None => xs.apply(&self.conv1),
         };
-        let path = pre.apply(&self.conv1).apply_t(&self.mid_bn, train).relu().apply(&self.conv2);
+        let residual = first.apply_t(&self.bn2, train).relu().apply(&self.conv2);
         match &self.shortcut {
-            Some(shortcut) => path + xs.apply(shortcut),
-            None => path + xs,
+            Some(shortcut) => xs.apply(shortcut) + residual,
+            None => xs + residual,
         }
     }
 }
 
-/// Squeeze-and-excitation, ratio 16: channel weights from global average pooling.
+/// `squeeze_excite_block(input, ratio=16)`: global average pooling, Dense(c/16) ReLU,
+/// Dense(c) sigmoid, both without bias and `he_normal`; the input scaled by the result.
 #[derive(Debug)]
 struct SqueezeExcite {
     fc1: nn::Linear,
@@ -66,7 +83,11 @@ impl SqueezeExcite {
     fn new(p: nn::Path, c: i64) -> Self {
         let no_bias = nn::LinearConfig { bias: false, ..Default::default() };
         let hidden = (c / SE_RATIO).max(1);
-        Self { fc1: nn::linear(&p / "fc1", c, hidden, no_bias), fc2: nn::linear(&p / "fc2", hidden, c, no_bias) }
+        let mut fc1 = nn::linear(&p / "fc1", c, hidden, no_bias);
+        let mut fc2 = nn::linear(&p / "fc2", hidden, c, no_bias);
+        Init::HeNormal.apply(&mut fc1.ws);
+        Init::HeNormal.apply(&mut fc2.ws);
+        Self { fc1, fc2 }
     }
 }
 
@@ -78,66 +99,70 @@ impl Module for SqueezeExcite {
     }
 }
 
-/// 2x nearest up-sampling, 2x2 "same" conv + ReLU (the caller concatenates the skip).
+/// `Conv2D(c, 2, activation='relu', padding='same', kernel_initializer='he_normal')` on
+/// `UpSampling2D(size=(2, 2))`; then `Concatenate()([skip, up])`, the skip first.
 #[derive(Debug)]
 struct Up {
-    conv: SameConv2x2,
+    conv: Conv,
 }
 
 impl Up {
     fn new(p: nn::Path, cin: i64, cout: i64) -> Self {
-        Self { conv: SameConv2x2::new(p, cin, cout, true) }
+        Self { conv: Conv::new(p, cin, cout, 2, 1, true, Init::HeNormal) }
     }
 
     fn forward_cat(&self, xs: &Tensor, skip: &Tensor) -> Tensor {
         let up = upsample(xs, 2).apply(&self.conv).relu();
-        Tensor::cat(&[&up, skip], 1)
+        Tensor::cat(&[skip, &up], 1)
     }
 }
 
-/// A deeply supervised side output: up-sample to full size, conv3x3 + ReLU, 1x1 + sigmoid.
+/// A 3x3 convolution to 32 channels with ReLU, then a 1x1 to one channel with a sigmoid
+/// (`out1`-`out3` after their up-sampling, and `out_concat`/`out`), `he_normal`, no L2.
 #[derive(Debug)]
-struct SideOutput {
-    factor: i64,
-    conv: nn::Conv2D,
-    out: nn::Conv2D,
+struct Head {
+    conv: Conv,
+    out: Conv,
 }
 
-impl SideOutput {
-    fn new(p: nn::Path, cin: i64, hidden: i64, factor: i64) -> Self {
-        Self { factor, conv: conv(&p / "conv", cin, hidden, 3, 1, true), out: conv(&p / "out", hidden, 1, 1, 1, true) }
+impl Head {
+    fn new(p: nn::Path, cin: i64, hidden: i64) -> Self {
+        Self {
+            conv: Conv::new(&p / "conv", cin, hidden, 3, 1, true, Init::HeNormal),
+            out: Conv::new(&p / "out", hidden, 1, 1, 1, true, Init::HeNormal),
+        }
     }
 }
 
-impl Module for SideOutput {
+impl Module for Head {
     fn forward(&self, xs: &Tensor) -> Tensor {
-        upsample(xs, self.factor).apply(&self.conv).relu().apply(&self.out).sigmoid()
+        xs.apply(&self.conv).relu().apply(&self.out).sigmoid()
     }
 }
 
-/// One stage of branch 2: residual block, attention gate from branch 1, SE, strided block.
+/// One stage of branch 2: `blockK` (stride 1), `seK` times the sigmoid of branch 1's gate,
+/// `blockKse`, `blockKb` (stride 2).
 #[derive(Debug)]
 struct GatedStage {
     block: Residual,
-    se_gate: SqueezeExcite,
     se: SqueezeExcite,
-    down: Residual,
+    block_se: SqueezeExcite,
+    block_b: Residual,
 }
 
 impl GatedStage {
-    fn new(p: nn::Path, cin: i64, c: i64, first: bool) -> Self {
+    fn new(p: &nn::Path, k: usize, cin: i64, c: i64, b: &Build) -> Self {
         Self {
-            block: Residual::new(&p / "res", cin, c, 1, first),
-            se_gate: SqueezeExcite::new(&p / "se_gate", c),
-            se: SqueezeExcite::new(&p / "se", c),
-            down: Residual::new(&p / "down", c, c, 2, false),
+            block: Residual::new(p / format!("block{k}"), cin, c, 1, b),
+            se: SqueezeExcite::new(p / format!("se{k}"), c),
+            block_se: SqueezeExcite::new(p / format!("block{k}se"), c),
+            block_b: Residual::new(p / format!("block{k}b"), c, c, 2, b),
         }
     }
 
     fn forward_t(&self, xs: &Tensor, gate: &Tensor, train: bool) -> Tensor {
-        let b = self.block.forward_t(xs, train);
-        let gated = self.se_gate.forward(&b) * gate.sigmoid();
-        self.down.forward_t(&self.se.forward(&gated), train)
+        let gated = self.se.forward(&self.block.forward_t(xs, train)) * gate.sigmoid();
+        self.block_b.forward_t(&self.block_se.forward(&gated), train)
     }
 }
 
@@ -145,99 +170,110 @@ impl GatedStage {
 #[derive(Debug)]
 pub struct FocusNet {
     // Branch 1: a small U-Net whose decoder outputs gate branch 2.
-    b1_conv1: nn::Conv2D,
-    b1_bn1: nn::BatchNorm,
-    b1_down: [Residual; 3],
-    b1_conv2: Residual,
-    b1_conv3: Residual,
-    b1_bottom: Residual,
-    b1_dropout: SeededDropout,
-    b1_up: [Up; 3],
-    b1_conv5: Residual,
-    b1_conv6: Residual,
-    b1_conv7: Residual,
+    conv1: Conv,
+    conv1_bn: nn::BatchNorm,
+    pool1: Residual,
+    conv2: Residual,
+    pool2: Residual,
+    conv3: Residual,
+    pool3: Residual,
+    conv4: Residual,
+    drop4: SeededDropout,
+    up5: Up,
+    conv5: Residual,
+    up6: Up,
+    conv6: Residual,
+    up7: Up,
+    conv7: Residual,
     // Branch 2: the main network.
-    stem: nn::Conv2D,
-    stem_bn: nn::BatchNorm,
+    conv1r: Conv,
+    conv1r_bn: nn::BatchNorm,
     stages: [GatedStage; 3],
-    bottom: Residual,
-    bottom_se: SqueezeExcite,
-    bottom_down: Residual,
-    up: [Up; 4],
-    dec: [Residual; 3],
-    tail: [Residual; 3],
-    out4: nn::Conv2D,
-    sides: [SideOutput; 3],
-    fuse: nn::Conv2D,
-    fuse_out: nn::Conv2D,
+    block4: Residual,
+    block4se: SqueezeExcite,
+    block4b: Residual,
+    up2_5: Up,
+    conv2_5: Residual,
+    out1: Head,
+    up2_6: Up,
+    conv2_6: Residual,
+    out2: Head,
+    up2_7: Up,
+    conv2_7: Residual,
+    out3: Head,
+    up2_8: Up,
+    conv2_8: [Residual; 3],
+    out4: Conv,
+    out_concat: Head,
 }
 
 impl FocusNet {
-    pub fn new(p: &nn::Path, in_channels: i64, width: i64, step_seed: &StepSeed) -> Self {
+    /// Builds the network under `p`; the kernels the Keras layers regularise go to `b.l2`.
+    pub fn new(p: &nn::Path, in_channels: i64, width: i64, step_seed: &StepSeed, b: &Build) -> Self {
         let ch = |c: i64| (c * width / 32).max(1);
-        let res = |name: &str, cin: i64, cout: i64, stride: i64, first: bool| {
-            Residual::new(p / name, ch(cin), ch(cout), stride, first)
-        };
+        let res = |name: &str, cin: i64, cout: i64, stride: i64| Residual::new(p / name, cin, cout, stride, b);
         let up = |name: &str, cin: i64, cout: i64| Up::new(p / name, ch(cin), ch(cout));
+        let conv1 = Conv::new(p / "conv1", in_channels, ch(32), 3, 1, false, Init::HeNormal);
+        b.l2.push(conv1.kernel(), L2_INITIAL);
+        let conv1r = Conv::new(p / "conv1r", in_channels, ch(64), 7, 1, true, Init::HeNormal);
+        b.l2.push(conv1r.kernel(), L2_RESIDUAL);
         Self {
-            b1_conv1: conv(p / "b1_conv1", in_channels, ch(32), 3, 1, true),
-            b1_bn1: nn::batch_norm2d(p / "b1_bn1", ch(32), Default::default()),
-            b1_down: [
-                res("b1_down1", 32, 32, 2, true),
-                res("b1_down2", 64, 64, 2, false),
-                res("b1_down3", 128, 128, 2, false),
-            ],
-            b1_conv2: res("b1_conv2", 32, 64, 1, false),
-            b1_conv3: res("b1_conv3", 64, 128, 1, false),
-            b1_bottom: res("b1_bottom", 128, 256, 1, false),
-            b1_dropout: SeededDropout::new(BRANCH1_DROPOUT, 0, step_seed),
-            b1_up: [up("b1_up256", 256, 256), up("b1_up128", 256, 128), up("b1_up64", 128, 64)],
-            b1_conv5: Residual::new(p / "b1_conv5", ch(256) + ch(128), ch(256), 1, false),
-            b1_conv6: Residual::new(p / "b1_conv6", ch(128) + ch(64), ch(128), 1, false),
-            b1_conv7: Residual::new(p / "b1_conv7", ch(64) + ch(32), ch(64), 1, false),
-            stem: conv(p / "stem", in_channels, ch(64), 7, 1, true),
-            stem_bn: nn::batch_norm2d(p / "stem_bn", ch(64), Default::default()),
+            conv1,
+            conv1_bn: batch_norm(p / "conv1_bn", ch(32), b.batch_norm),
+            pool1: res("pool1", ch(32), ch(32), 2),
+            conv2: res("conv2", ch(32), ch(64), 1),
+            pool2: res("pool2", ch(64), ch(64), 2),
+            conv3: res("conv3", ch(64), ch(128), 1),
+            pool3: res("pool3", ch(128), ch(128), 2),
+            conv4: res("conv4", ch(128), ch(256), 1),
+            drop4: SeededDropout::new(BRANCH1_DROPOUT, 0, step_seed),
+            up5: up("up5", 256, 256),
+            conv5: res("conv5", ch(128) + ch(256), ch(256), 1),
+            up6: up("up6", 256, 128),
+            conv6: res("conv6", ch(64) + ch(128), ch(128), 1),
+            up7: up("up7", 128, 64),
+            conv7: res("conv7", ch(32) + ch(64), ch(64), 1),
+            conv1r,
+            conv1r_bn: batch_norm(p / "conv1r_bn", ch(64), b.batch_norm),
             stages: [
-                GatedStage::new(p / "stage1", ch(64), ch(64), true),
-                GatedStage::new(p / "stage2", ch(64), ch(128), false),
-                GatedStage::new(p / "stage3", ch(128), ch(256), false),
+                GatedStage::new(p, 1, ch(64), ch(64), b),
+                GatedStage::new(p, 2, ch(64), ch(128), b),
+                GatedStage::new(p, 3, ch(128), ch(256), b),
             ],
-            bottom: res("bottom", 256, 512, 1, false),
-            bottom_se: SqueezeExcite::new(p / "bottom_se", ch(512)),
-            bottom_down: res("bottom_down", 512, 512, 2, false),
-            up: [up("up256", 512, 256), up("up128", 256, 128), up("up64", 128, 64), up("up32", 64, 32)],
-            dec: [
-                Residual::new(p / "dec256", 2 * ch(256), ch(256), 1, false),
-                Residual::new(p / "dec128", 2 * ch(128), ch(128), 1, false),
-                Residual::new(p / "dec64", 2 * ch(64), ch(64), 1, false),
+            block4: res("block4", ch(256), ch(512), 1),
+            block4se: SqueezeExcite::new(p / "block4se", ch(512)),
+            block4b: res("block4b", ch(512), ch(512), 2),
+            up2_5: up("up2_5", 512, 256),
+            conv2_5: res("conv2_5", 2 * ch(256), ch(256), 1),
+            out1: Head::new(p / "out1", ch(256), ch(32)),
+            up2_6: up("up2_6", 256, 128),
+            conv2_6: res("conv2_6", 2 * ch(128), ch(128), 1),
+            out2: Head::new(p / "out2", ch(128), ch(32)),
+            up2_7: up("up2_7", 128, 64),
+            conv2_7: res("conv2_7", 2 * ch(64), ch(64), 1),
+            out3: Head::new(p / "out3", ch(64), ch(32)),
+            up2_8: up("up2_8", 64, 32),
+            conv2_8: [
+                res("conv2_8", ch(64) + ch(32), ch(32), 1),
+                res("conv2_8b", ch(32), ch(16), 1),
+                res("conv2_8c", ch(16), ch(4), 1),
             ],
-            tail: [
-                Residual::new(p / "tail32", ch(32) + ch(64), ch(32), 1, false),
-                res("tail16", 32, 16, 1, false),
-                res("tail4", 16, 4, 1, false),
-            ],
-            out4: conv(p / "out4", ch(4), 1, 1, 1, true),
-            sides: [
-                SideOutput::new(p / "side1", ch(256), ch(32), 8),
-                SideOutput::new(p / "side2", ch(128), ch(32), 4),
-                SideOutput::new(p / "side3", ch(64), ch(32), 2),
-            ],
-            fuse: conv(p / "fuse", 4, ch(32), 3, 1, true),
-            fuse_out: conv(p / "fuse_out", ch(32), 1, 1, 1, true),
+            out4: Conv::new(p / "out4", ch(4), 1, 1, 1, true, Init::HeNormal),
+            out_concat: Head::new(p / "out_concat", 4, ch(32)),
         }
     }
 
-    /// Branch 1: returns the gates (conv7 at H, conv6 at H/2, conv5 at H/4).
+    /// Branch 1: the gates (conv7 at H, conv6 at H/2, conv5 at H/4).
     fn branch1(&self, xs: &Tensor, train: bool) -> [Tensor; 3] {
-        let conv1 = xs.apply(&self.b1_conv1).apply_t(&self.b1_bn1, train);
+        let conv1 = xs.apply(&self.conv1).apply_t(&self.conv1_bn, train);
         let conv1 = conv1.maximum(&(&conv1 * LEAKY_SLOPE));
-        let conv2 = self.b1_conv2.forward_t(&self.b1_down[0].forward_t(&conv1, train), train);
-        let conv3 = self.b1_conv3.forward_t(&self.b1_down[1].forward_t(&conv2, train), train);
-        let bottom = self.b1_bottom.forward_t(&self.b1_down[2].forward_t(&conv3, train), train);
-        let bottom = self.b1_dropout.forward_t(&bottom, train);
-        let conv5 = self.b1_conv5.forward_t(&self.b1_up[0].forward_cat(&bottom, &conv3), train);
-        let conv6 = self.b1_conv6.forward_t(&self.b1_up[1].forward_cat(&conv5, &conv2), train);
-        let conv7 = self.b1_conv7.forward_t(&self.b1_up[2].forward_cat(&conv6, &conv1), train);
+        let conv2 = self.conv2.forward_t(&self.pool1.forward_t(&conv1, train), train);
+        let conv3 = self.conv3.forward_t(&self.pool2.forward_t(&conv2, train), train);
+        let conv4 = self.conv4.forward_t(&self.pool3.forward_t(&conv3, train), train);
+        let drop4 = self.drop4.forward_t(&conv4, train);
+        let conv5 = self.conv5.forward_t(&self.up5.forward_cat(&drop4, &conv3), train);
+        let conv6 = self.conv6.forward_t(&self.up6.forward_cat(&conv5, &conv2), train);
+        let conv7 = self.conv7.forward_t(&self.up7.forward_cat(&conv6, &conv1), train);
         [conv7, conv6, conv5]
     }
 }
@@ -245,26 +281,25 @@ impl FocusNet {
 impl ModuleT for FocusNet {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let gates = self.branch1(xs, train);
-        let stem = xs.apply(&self.stem).apply_t(&self.stem_bn, train).relu();
-        let mut stage_outputs = Vec::with_capacity(3);
-        let mut x = stem.shallow_clone();
-        for (stage, gate) in self.stages.iter().zip(&gates) {
-            x = stage.forward_t(&x, gate, train);
-            stage_outputs.push(x.shallow_clone());
+        let conv1r = xs.apply(&self.conv1r).apply_t(&self.conv1r_bn, train).relu();
+        let block1b = self.stages[0].forward_t(&conv1r, &gates[0], train);
+        let block2b = self.stages[1].forward_t(&block1b, &gates[1], train);
+        let block3b = self.stages[2].forward_t(&block2b, &gates[2], train);
+        let block4 = self.block4se.forward(&self.block4.forward_t(&block3b, train));
+        let block4b = self.block4b.forward_t(&block4, train);
+        let conv2_5 = self.conv2_5.forward_t(&self.up2_5.forward_cat(&block4b, &block3b), train);
+        let conv2_6 = self.conv2_6.forward_t(&self.up2_6.forward_cat(&conv2_5, &block2b), train);
+        let conv2_7 = self.conv2_7.forward_t(&self.up2_7.forward_cat(&conv2_6, &block1b), train);
+        let mut conv2_8 = self.up2_8.forward_cat(&conv2_7, &conv1r);
+        for block in &self.conv2_8 {
+            conv2_8 = block.forward_t(&conv2_8, train);
         }
-        let x = self.bottom_se.forward(&self.bottom.forward_t(&x, train));
-        let mut x = self.bottom_down.forward_t(&x, train);
-        let mut side_maps = Vec::with_capacity(4);
-        for ((up, dec), (skip, side)) in self.up.iter().zip(&self.dec).zip(stage_outputs.iter().rev().zip(&self.sides))
-        {
-            x = dec.forward_t(&up.forward_cat(&x, skip), train);
-            side_maps.push(side.forward(&x));
-        }
-        let mut x = self.up[3].forward_cat(&x, &stem);
-        for block in &self.tail {
-            x = block.forward_t(&x, train);
-        }
-        side_maps.push(x.apply(&self.out4).sigmoid());
-        Tensor::cat(&side_maps, 1).apply(&self.fuse).relu().apply(&self.fuse_out).sigmoid()
+        let outputs = [
+            self.out1.forward(&upsample(&conv2_5, 8)),
+            self.out2.forward(&upsample(&conv2_6, 4)),
+            self.out3.forward(&upsample(&conv2_7, 2)),
+            conv2_8.apply(&self.out4).sigmoid(),
+        ];
+        self.out_concat.forward(&Tensor::cat(&outputs, 1))
     }
 }

@@ -49,6 +49,8 @@ pub struct Segmenter {
     step_seed: blocks::StepSeed,
     in_channels: i64,
     config: ModelConfig,
+    /// The kernels the authors' Keras layers regularise, with their L2 coefficients.
+    l2: Vec<(Tensor, f64)>,
 }
 
 impl Segmenter {
@@ -58,15 +60,28 @@ impl Segmenter {
             return Err(ModelError::Channels(in_channels));
         }
         let step_seed = blocks::StepSeed::default();
+        let build = blocks::Build { batch_norm: config.batch_norm, l2: blocks::L2Terms::default() };
         let net: Box<dyn ModuleT> = match config.arch {
-            Arch::Unet => Box::new(UNet::new(path, in_channels, config.width, &step_seed)),
-            Arch::Focusnet => Box::new(FocusNet::new(path, in_channels, config.width, &step_seed)),
+            Arch::Unet => Box::new(UNet::new(path, in_channels, config.width, &step_seed, &build)),
+            Arch::Focusnet => Box::new(FocusNet::new(path, in_channels, config.width, &step_seed, &build)),
         };
-        Ok(Self { net, step_seed, in_channels, config })
+        Ok(Self { net, step_seed, in_channels, config, l2: build.l2.into_inner() })
     }
 
     pub fn config(&self) -> ModelConfig {
         self.config
+    }
+
+    /// The Keras L2 regularisation term, `scale` times the sum over the regularised kernels of
+    /// coefficient * sum(kernel^2); `None` when there is nothing to add (`scale` 0, or a
+    /// network whose authors declared no regulariser).
+    pub fn l2_penalty(&self, scale: f64) -> Option<Tensor> {
+        if scale == 0.0 || self.l2.is_empty() {
+            return None;
+        }
+        let terms: Vec<Tensor> =
+            self.l2.iter().map(|(kernel, c)| kernel.square().sum(kernel.kind()) * (c * scale)).collect();
+        Some(Tensor::stack(&terms, 0).sum(terms[0].kind()))
     }
 
     /// Sets the seed of the dropout masks for the following training passes.

@@ -1,17 +1,22 @@
 //! U-Net as the ALL paper used it: "a generic U-Net enhanced with batch normalization,
-//! dropout and strided downsampling" (`docs/paper-notes.md` section 4).
+//! dropout and strided downsampling". That variant is not in the authors' code; this is their
+//! plain `unet()` (`TheFocusNetSeries/models.py`) with the paper's three changes, and
+//! `docs/networks.md` maps each part to its Keras lines.
 //!
 //! Widths w, 2w, 4w, 8w and a 16w bottom (w = 32: 32 ... 512). Each encoder level is two
-//! 3x3 conv+BN+ReLU, then a stride-2 3x3 conv+BN+ReLU in place of the max-pool; dropout 0.5
-//! on the two deepest levels (level 4 before its skip, and the bottom). Each decoder step
-//! up-samples 2x (nearest), applies a 2x2 "same" conv+BN+ReLU, concatenates [skip, up] and
-//! applies two 3x3 conv+BN+ReLU. A 1x1 conv and a sigmoid give the probability map.
-//! Convolutions followed by batch norm carry no bias (the norm's shift replaces it).
+//! 3x3 conv+BN+ReLU, then a stride-2 3x3 conv+BN+ReLU in place of the max-pool (TensorFlow
+//! "same" padding: the odd row and column after the input); dropout 0.5 on the two deepest
+//! levels (level 4 before its skip, and the bottom). Each decoder step up-samples 2x
+//! (nearest), applies a 2x2 "same" conv+BN+ReLU, concatenates [skip, up] and applies two 3x3
+//! conv+BN+ReLU. The authors' head follows: a 3x3 conv to 2 channels with ReLU, then a 1x1
+//! conv and a sigmoid. Convolutions followed by batch norm carry no bias (the norm's shift
+//! replaces it); kernels are `he_normal` as in `unet()`, the last 1x1 Keras's default
+//! `glorot_uniform`. The authors' `unet()` declares no L2 regulariser.
 
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
-use super::blocks::{conv, upsample, ConvBnRelu, SameConv2x2, SeededDropout, StepSeed};
+use super::blocks::{batch_norm, upsample, Build, Conv, ConvBnRelu, Init, SeededDropout, StepSeed};
 
 const DEPTH: usize = 4;
 const DROPOUT: f64 = 0.5;
@@ -25,7 +30,7 @@ struct EncoderLevel {
 
 #[derive(Debug)]
 struct DecoderLevel {
-    up_conv: SameConv2x2,
+    up_conv: Conv,
     up_bn: nn::BatchNorm,
     convs: [ConvBnRelu; 2],
 }
@@ -37,14 +42,19 @@ pub struct UNet {
     bottom: [ConvBnRelu; 2],
     bottom_dropout: SeededDropout,
     decoder: Vec<DecoderLevel>,
-    head: nn::Conv2D,
+    /// `Conv2D(2, 3, activation='relu')`, then `Conv2D(1, 1, activation='sigmoid')`.
+    head_conv: Conv,
+    head: Conv,
 }
 
 impl UNet {
-    pub fn new(p: &nn::Path, in_channels: i64, width: i64, step_seed: &StepSeed) -> Self {
+    pub fn new(p: &nn::Path, in_channels: i64, width: i64, step_seed: &StepSeed, b: &Build) -> Self {
         let widths: Vec<i64> = (0..=DEPTH).map(|k| width << k).collect();
         let pair = |p: nn::Path, cin: i64, cout: i64| {
-            [ConvBnRelu::new(&p / "conv1", cin, cout, 3, 1), ConvBnRelu::new(&p / "conv2", cout, cout, 3, 1)]
+            [
+                ConvBnRelu::new(&p / "conv1", cin, cout, 3, 1, b.batch_norm),
+                ConvBnRelu::new(&p / "conv2", cout, cout, 3, 1, b.batch_norm),
+            ]
         };
         let encoder = (0..DEPTH)
             .map(|k| {
@@ -53,7 +63,7 @@ impl UNet {
                 EncoderLevel {
                     convs: pair(&level / "block", cin, widths[k]),
                     dropout: (k == DEPTH - 1).then(|| SeededDropout::new(DROPOUT, k as u64, step_seed)),
-                    downsample: ConvBnRelu::new(&level / "stride2", widths[k], widths[k], 3, 2),
+                    downsample: ConvBnRelu::new(&level / "stride2", widths[k], widths[k], 3, 2, b.batch_norm),
                 }
             })
             .collect();
@@ -63,15 +73,16 @@ impl UNet {
             .map(|k| {
                 let level = p / format!("up{k}");
                 DecoderLevel {
-                    up_conv: SameConv2x2::new(&level / "up_conv", widths[k + 1], widths[k], false),
-                    up_bn: nn::batch_norm2d(&level / "up_bn", widths[k], Default::default()),
+                    up_conv: Conv::new(&level / "up_conv", widths[k + 1], widths[k], 2, 1, false, Init::HeNormal),
+                    up_bn: batch_norm(&level / "up_bn", widths[k], b.batch_norm),
                     convs: pair(&level / "block", 2 * widths[k], widths[k]),
                 }
             })
             .collect();
-        let head = conv(p / "head", widths[0], 1, 1, 1, true);
+        let head_conv = Conv::new(p / "head_conv", widths[0], 2, 3, 1, true, Init::HeNormal);
+        let head = Conv::new(p / "head", 2, 1, 1, 1, true, Init::GlorotUniform);
         let bottom_dropout = SeededDropout::new(DROPOUT, DEPTH as u64, step_seed);
-        Self { encoder, bottom, bottom_dropout, decoder, head }
+        Self { encoder, bottom, bottom_dropout, decoder, head_conv, head }
     }
 }
 
@@ -96,6 +107,6 @@ impl ModuleT for UNet {
             let joined = Tensor::cat(&[skip, &up], 1);
             x = level.convs[1].forward_t(&level.convs[0].forward_t(&joined, train), train);
         }
-        x.apply(&self.head).sigmoid()
+        x.apply(&self.head_conv).relu().apply(&self.head).sigmoid()
     }
 }
