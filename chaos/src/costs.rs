@@ -1,10 +1,10 @@
 //! What the faults cost, beyond correctness: leases that expired although their worker was
 //! alive and connected (only an outage of the coordinator or its database can cause that),
-//! whole epochs trained again after an attempt ended, split by whose doing the end was, and
-//! files left behind on either side. Outages of allsweep's own infrastructure must cost
-//! nothing: no expiry, no epoch re-run, no file. Epochs re-run after a killed or cut-off
-//! worker are the price of one checkpoint per epoch (an epoch whose metrics arrived but
-//! whose checkpoint did not).
+//! finished epochs whose work was lost (a later attempt resumed from before them), split by
+//! whose doing the end of the attempt that finished them was, and files left behind on either
+//! side. Outages of allsweep's own infrastructure must cost nothing: no expiry, no epoch lost,
+//! no file. Epochs lost by a killed or cut-off worker are the price of one checkpoint per epoch
+//! (an epoch whose metrics arrived but whose checkpoint did not).
 
 use std::collections::BTreeMap;
 
@@ -54,10 +54,11 @@ pub struct Costs {
     /// Attempts whose lease expired while the coordinator or database was away (cause
     /// `outage`: they used up no attempt).
     pub outage_expiries: i64,
-    /// Epochs trained again after attempts of live workers ended (SIGTERM hand-backs, outages).
+    /// Finished epochs lost (a later attempt resumed from before them) whose attempt ended
+    /// with its worker alive (SIGTERM hand-backs, outages): each (trial, epoch) once.
     pub rerun_after_live: Vec<String>,
     pub epochs_rerun_after_live: i64,
-    /// Epochs trained again after killed or cut-off workers' attempts.
+    /// Finished epochs lost whose attempt's worker was killed or cut off.
     pub epochs_rerun_after_worker_faults: i64,
     /// Files in the coordinator's artifact directory that no checkpoint row names.
     pub orphaned_on_coordinator: Vec<String>,
@@ -72,8 +73,6 @@ struct Attempt {
     ended: Option<i64>,
     outcome: String,
     resumed_from: Option<i64>,
-    /// The last epoch whose metrics earlier attempts of the trial stored.
-    reached_before: Option<i64>,
 }
 
 /// Measures the costs of `run` from its database and directories.
@@ -85,11 +84,7 @@ pub async fn measure(db: &Db, run: &Outcome, orphaned_on_coordinator: Vec<String
         ..Costs::default()
     };
     let rows = db
-        .rows(
-            "SELECT a.trial_id, a.attempt, a.worker_id, a.started_at, a.ended_at, a.outcome, a.resumed_from_epoch, \
-             (SELECT max(m.epoch) FROM metrics m WHERE m.trial_id = a.trial_id AND m.attempt < a.attempt) \
-             FROM attempts a",
-        )
+        .rows("SELECT trial_id, attempt, worker_id, started_at, ended_at, outcome, resumed_from_epoch FROM attempts")
         .await?;
     let mut attempts: BTreeMap<(String, i64), Attempt> = BTreeMap::new();
     for row in rows {
@@ -101,37 +96,39 @@ pub async fn measure(db: &Db, run: &Outcome, orphaned_on_coordinator: Vec<String
                 ended: row.try_get(4)?,
                 outcome: row.try_get(5)?,
                 resumed_from: row.try_get(6)?,
-                reached_before: row.try_get(7)?,
             },
         );
     }
     for ((trial, number), a) in &attempts {
-        let ended = ending(run, trial, *number, &a.worker, a.started, a.ended);
-        costs.expired += u64::from(a.outcome == "expired");
-        if a.outcome == "expired" && ended == Ending::Live {
+        if a.outcome == "expired" && ending(run, trial, *number, &a.worker, a.started, a.ended) == Ending::Live {
             costs.infrastructure_expiries.push(format!(
                 "trial {trial}: attempt {number} of live worker {} expired (held {} ms)",
                 a.worker,
                 a.ended.map_or(-1, |e| e - a.started)
             ));
         }
-        // What the next attempt trained again of what this one and earlier ones had done.
-        let Some(next) = attempts.get(&(trial.clone(), number + 1)) else { continue };
-        let rerun = (next.reached_before.unwrap_or(0) - next.resumed_from.unwrap_or(0)).max(0);
-        if rerun == 0 {
-            continue;
-        }
-        match ended {
+        costs.expired += u64::from(a.outcome == "expired");
+    }
+    // Each epoch's metrics are stored once, by the attempt that finished it first. The epoch's
+    // work was lost when a later attempt resumed from before it; the loss is that attempt's
+    // ending's doing.
+    let finished_by = db.rows("SELECT trial_id, epoch, min(attempt) FROM metrics GROUP BY trial_id, epoch").await?;
+    for row in finished_by {
+        let (trial, epoch, by): (String, i64, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        let lost = attempts
+            .range((trial.clone(), by + 1)..)
+            .take_while(|((t, _), _)| *t == trial)
+            .any(|(_, later)| later.resumed_from.unwrap_or(0) < epoch);
+        let Some(a) = attempts.get(&(trial.clone(), by)).filter(|_| lost) else { continue };
+        match ending(run, &trial, by, &a.worker, a.started, a.ended) {
             Ending::Live => {
-                costs.epochs_rerun_after_live += rerun;
+                costs.epochs_rerun_after_live += 1;
                 costs.rerun_after_live.push(format!(
-                    "trial {trial}: attempt {} re-ran {rerun} epochs after attempt {number} of live worker {} ended {}",
-                    number + 1,
-                    a.worker,
-                    a.outcome
+                    "trial {trial}: epoch {epoch}, finished by attempt {by} of live worker {} (ended {}), was trained again",
+                    a.worker, a.outcome
                 ));
             }
-            Ending::Killed | Ending::Cut => costs.epochs_rerun_after_worker_faults += rerun,
+            Ending::Killed | Ending::Cut => costs.epochs_rerun_after_worker_faults += 1,
         }
     }
     Ok(costs)
@@ -144,7 +141,7 @@ impl Costs {
         let mut expiries = Check::new("only killed or cut-off workers' leases expired");
         expiries.checked = self.expired;
         expiries.violations.clone_from(&self.infrastructure_expiries);
-        let mut work = Check::new("no epoch re-run after a live worker's attempt ended");
+        let mut work = Check::new("no finished epoch lost by a live worker's attempt");
         work.checked = attempts;
         work.violations.clone_from(&self.rerun_after_live);
         let mut files = Check::new("no orphaned file on the coordinator or the workers");

@@ -64,7 +64,7 @@ pub fn summary(reports: &[BackendReport]) -> String {
         "pg restart immediate",
         "partition > lease",
         "leases expired by infrastructure",
-        "work lost: epochs re-run (after live workers / after killed or cut-off ones)",
+        "work lost: finished epochs trained again (live workers' attempts / killed or cut-off ones)",
         "orphaned files (coordinator / workers)",
         "invariants (items checked)",
         "violations",
