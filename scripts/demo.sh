@@ -37,6 +37,7 @@ $dataset
 [model]
 arch = "unet"
 width = 16          # the paper's is 32; halved to fit a CPU demo
+batch_norm = "pytorch"  # Keras's running statistics (momentum 0.99) need the paper's thousands of steps
 
 [train]
 epochs = 4
