@@ -122,9 +122,12 @@ fn hint(reason: &str) -> &'static str {
         // A TLS record read as an HTTP/2 frame: its header decodes to a length over the limit.
         return " (a coordinator that serves TLS needs an https:// address)";
     }
-    if ["connection closed", "broken pipe", "connection reset"].iter().any(|c| reason.contains(c)) {
+    let closed = ["connection closed", "broken pipe", "connection reset", "connection was not ready"];
+    if closed.iter().any(|c| reason.contains(c)) {
         // Under TLS 1.3 a coordinator refuses a client certificate (or its absence) after the
-        // handshake, and the alert that says so may be lost behind the closed connection.
+        // handshake, and the alert that says so may be lost behind the closed connection; when
+        // the close comes before the HTTP/2 handshake ends, hyper says the connection "was not
+        // ready" instead.
         return " (the coordinator closed the connection; if it requires client certificates, \
                  pass --tls-cert and --tls-key; its log says why it refused)";
     }
@@ -173,6 +176,8 @@ mod tests {
     fn a_failed_call_names_its_causes_and_what_to_check() {
         let closed = tonic::Status::unknown("transport error: connection closed");
         assert!(status_reason(&closed).contains("pass --tls-cert and --tls-key"));
+        let not_ready = tonic::Status::cancelled("operation was canceled: transport error: connection was not ready");
+        assert!(status_reason(&not_ready).contains("pass --tls-cert and --tls-key"));
         let plaintext = tonic::Status::internal("h2 protocol error: frame with invalid size");
         assert!(status_reason(&plaintext).contains("needs an https:// address"));
         assert_eq!(status_reason(&tonic::Status::not_found("no sweep x")), "no sweep x");
