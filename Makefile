@@ -37,6 +37,7 @@ bench: build
 vectors: setup
 	$(VENV)/bin/python scripts/reference/make_vectors.py
 	$(VENV)/bin/python scripts/reference/model_vectors.py
+	$(VENV)/bin/python scripts/reference/init_stats.py
 
 # The fuzz targets in fuzz/ (a workspace of its own), each for FUZZ_SECONDS, from the seeds
 # in fuzz/seeds/ and the corpus grown by earlier runs (fuzz/corpus/, not in git). A crash
