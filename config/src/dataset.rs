@@ -114,14 +114,25 @@ pub struct DatasetConfig {
     /// Seed of the split, kept apart from the trial's seed so that trials with different
     /// seeds compare on the same split.
     pub split_seed: u64,
-    /// Share of the training part held out for validation (ISIC, DSB, synthetic). 0: the
-    /// held-out part both validates and tests (the paper's 80:20); 0.15 with
-    /// `train_fraction = 0.75` is the Focal Tversky paper's split (Table 4).
+    /// Share of the training part held out for validation (for DRIVE, of its images or of its
+    /// patches, as the split goes). 0: the held-out part both validates and tests (the
+    /// paper's 80:20); 0.15 with `train_fraction = 0.75` is the Focal Tversky paper's split
+    /// (Table 4).
     pub validation_fraction: f64,
     /// Use at most this many source images (small runs and demos).
     pub limit: Option<usize>,
     pub drive: Option<DrivePatches>,
     pub synthetic: Option<SyntheticData>,
+}
+
+impl DatasetConfig {
+    /// Whether the samples validated on each epoch are the ones tested on at the end: the
+    /// paper's 80:20 split without a `validation_fraction`, unless DRIVE tests on its
+    /// official test images.
+    pub fn validation_is_test(&self) -> bool {
+        let official_test = self.drive.is_some_and(|d| d.test == TestSet::Official);
+        self.validation_fraction == 0.0 && !official_test
+    }
 }
 
 const KINDS: [&str; 4] = ["isic2018", "dsb2018", "drive", "synthetic"];
@@ -148,11 +159,7 @@ impl DatasetConfig {
         let size = size(&mut r, kind.default_size())?;
         let train_fraction = r.number("train_fraction", 0.8, |v| v > 0.0 && v < 1.0, "in (0, 1)")?;
         let split_seed = r.number("split_seed", 0.0, |v| v >= 0.0 && v.fract() == 0.0, "a whole number >= 0")? as u64;
-        let validation_fraction = if kind == DatasetKind::Drive {
-            0.0
-        } else {
-            r.number("validation_fraction", 0.0, |v| (0.0..0.9).contains(&v), "in [0, 0.9)")?
-        };
+        let validation_fraction = r.number("validation_fraction", 0.0, |v| (0.0..0.9).contains(&v), "in [0, 0.9)")?;
         let limit = match r.raw("limit") {
             None => None,
             Some(Value::Integer(n)) if *n >= 2 => Some(*n as usize),

@@ -9,6 +9,7 @@ pub mod lines;
 pub mod loss;
 pub mod model;
 pub mod params;
+pub mod protocol;
 pub mod train;
 pub mod trial;
 
@@ -16,5 +17,6 @@ pub use dataset::DatasetConfig;
 pub use loss::{AdaptiveLog, LossConfig, Reduction};
 pub use model::{Arch, ModelConfig};
 pub use params::ParamError;
-pub use train::TrainConfig;
+pub use protocol::Protocol;
+pub use train::{LrSchedule, Plateau, Selection, TrainConfig};
 pub use trial::TrialConfig;

@@ -5,7 +5,7 @@
 //! seed = 0
 //! [dataset]  kind, root, size, ...   (see `dataset`)
 //! [model]    arch, width
-//! [train]    epochs, batch_size, lr, l2_scale
+//! [train]    epochs, batch_size, lr, l2_scale, select, lr_schedule (and its keys), protocol
 //! [loss]     kind and its parameters
 //! ```
 //!
@@ -18,6 +18,8 @@ use toml::{Table, Value};
 
 use crate::lines::{line_at, line_of};
 use crate::params::{describe, ParamError, ParamReader};
+use crate::protocol;
+use crate::train::Selection;
 use crate::{DatasetConfig, LossConfig, ModelConfig, TrainConfig};
 
 /// A validated trial.
@@ -78,6 +80,8 @@ impl TrialConfig {
 
     /// Parses an already-read table.
     pub fn from_table(table: &Table) -> Result<Self, ParamError> {
+        let (_, table) = protocol::with_defaults(table)?;
+        let table = &table;
         let mut r = ParamReader::new(table, "");
         let name = match r.raw("name") {
             None => "trial".to_string(),
@@ -96,6 +100,15 @@ impl TrialConfig {
         let loss = LossConfig::from_table(section(&mut r, "loss", true)?, "loss")?;
         if table.contains_key("grid") {
             return Err(r.error("grid", "a run config is one trial; submit specs with [grid] to the coordinator"));
+        }
+        if train.select == Selection::BestValidation && dataset.validation_is_test() {
+            return Err(ParamError {
+                key: "train.select".into(),
+                message: "best_validation would select the weights on the test part (validation and test are the \
+                          same held-out samples here); hold out a validation part with dataset.validation_fraction \
+                          (e.g. 0.1), or select = \"last\""
+                    .into(),
+            });
         }
         r.finish()?;
         Ok(Self { name, seed, dataset, model, train, loss })
@@ -173,6 +186,51 @@ epsilon = 0.5
         let err = TrialConfig::from_toml_str("name = \"x\"\n# a \u{1} b\n").unwrap_err();
         assert!(!err.message.trim().is_empty(), "{err}");
         assert_eq!(err.line, Some(2), "{err}");
+    }
+
+    #[test]
+    fn best_validation_is_refused_where_validation_is_the_test_set() {
+        let best = format!("{RUN}\n[train]\nselect = \"best_validation\"\n");
+        let err = TrialConfig::from_toml_str(&best).unwrap_err();
+        assert_eq!(err.key, "train.select");
+        assert!(err.message.contains("validation_fraction"), "{err}");
+        let apart = best.replace("shape = \"nuclei\"", "shape = \"nuclei\"\nvalidation_fraction = 0.1");
+        let t = TrialConfig::from_toml_str(&apart).expect("a validation part apart from the test part");
+        assert_eq!(t.train.select, Selection::BestValidation);
+        let drive = |extra: &str| {
+            best.replace(
+                "kind = \"synthetic\"\nshape = \"nuclei\"",
+                &format!("kind = \"drive\"\nroot = \"DRIVE\"\n{extra}"),
+            )
+        };
+        assert_eq!(TrialConfig::from_toml_str(&drive("split = \"patch\"")).unwrap_err().key, "train.select");
+        assert!(TrialConfig::from_toml_str(&drive("test = \"official\"")).is_ok(), "official test images");
+        assert!(TrialConfig::from_toml_str(&drive("split = \"patch\"\nvalidation_fraction = 0.1")).is_ok());
+    }
+
+    #[test]
+    fn a_protocol_fills_in_the_keys_a_config_leaves_out() {
+        use crate::dataset::SplitLevel;
+        use crate::{LrSchedule, Plateau, Protocol};
+        let drive = RUN.replace("kind = \"synthetic\"\nshape = \"nuclei\"", "kind = \"drive\"\nroot = \"DRIVE\"");
+        let with = |protocol: &str, extra: &str| {
+            TrialConfig::from_toml_str(&format!("{drive}\n[train]\nprotocol = \"{protocol}\"\n{extra}"))
+        };
+        let paper = with("paper", "").expect("the authors' way");
+        assert_eq!(paper.train.protocol, Some(Protocol::Paper));
+        assert_eq!(paper.train.select, Selection::BestValidation);
+        assert_eq!(paper.train.lr_schedule, LrSchedule::Plateau(Plateau::default()));
+        assert_eq!(paper.dataset.drive.expect("DRIVE").split, SplitLevel::Patch);
+        assert_eq!(paper.dataset.validation_fraction, 0.1, "a validation part apart from the test part");
+        let sound = with("sound", "").expect("the sound way");
+        assert_eq!(sound.dataset.drive.expect("DRIVE").split, SplitLevel::Image);
+        assert_eq!((sound.train.select, sound.dataset.validation_fraction), (Selection::BestValidation, 0.1));
+        // Written keys win.
+        let mine = with("paper", "select = \"last\"\nlr_schedule = \"constant\"").expect("overridden");
+        assert_eq!((mine.train.select, mine.train.lr_schedule), (Selection::Last, LrSchedule::Constant));
+        assert_eq!(with("nonsense", "").unwrap_err().key, "train.protocol");
+        // The protocol is part of the config, so the same spec run both ways is two configs.
+        assert_ne!(serde_json::to_string(&paper).unwrap(), serde_json::to_string(&sound).unwrap());
     }
 
     #[test]

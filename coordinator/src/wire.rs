@@ -7,8 +7,8 @@ use allsweep_proto::fault::TrialFault;
 use allsweep_proto::v1 as pb;
 
 use crate::store::{
-    AttemptRef, CheckpointRow, Completion, FinalMetrics, Leased, MetricPoint, Progress, ResultRow, RocPoint,
-    SweepState, TrialState,
+    AttemptRef, CheckpointRow, Completion, FinalMetrics, KerasMetrics, Leased, MetricPoint, Progress, ResultRow,
+    RocPoint, SweepState, TrialState,
 };
 
 /// A wire enum value that names no state (a newer peer, or a broken one).
@@ -115,7 +115,20 @@ impl From<pb::Metrics> for FinalMetrics {
             tnr: m.tnr,
             accuracy: m.accuracy,
             auc: m.auc,
+            keras: None,
         }
+    }
+}
+
+impl From<pb::KerasMetrics> for KerasMetrics {
+    fn from(m: pb::KerasMetrics) -> Self {
+        KerasMetrics { jaccard: m.jaccard, dice: m.dice, recall: m.recall, tnr: m.tnr }
+    }
+}
+
+impl From<KerasMetrics> for pb::KerasMetrics {
+    fn from(m: KerasMetrics) -> Self {
+        pb::KerasMetrics { jaccard: m.jaccard, dice: m.dice, recall: m.recall, tnr: m.tnr }
     }
 }
 
@@ -150,11 +163,12 @@ impl TryFrom<pb::CompleteRequest> for Completed {
     fn try_from(r: pb::CompleteRequest) -> Result<Self, MissingTestMetrics> {
         let test = r.test.ok_or(MissingTestMetrics)?;
         let completion = Completion {
-            metrics: test.into(),
+            metrics: FinalMetrics { keras: r.test_keras.map(KerasMetrics::from), ..test.into() },
             roc: r.roc.into_iter().map(RocPoint::from).collect(),
             split: r.split,
             epochs: r.epochs,
             parameters: r.parameters,
+            selected_epoch: r.selected_epoch,
         };
         Ok(Completed { attempt: AttemptRef { trial_id: r.trial_id, attempt: r.attempt }, completion })
     }
@@ -208,8 +222,10 @@ impl From<ResultRow> for pb::TrialResult {
             label: r.label,
             params_json: r.params_json,
             seed: r.seed,
+            test_keras: r.metrics.keras.map(Into::into),
             test: Some(r.metrics.into()),
             split: r.split,
+            selected_epoch: r.selected_epoch.unwrap_or(0),
         }
     }
 }

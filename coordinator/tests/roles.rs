@@ -186,6 +186,8 @@ async fn a_worker_writes_only_for_its_own_leases_and_keeps_its_id() {
         split: "test".into(),
         epochs: 1,
         parameters: 10,
+        test_keras: None,
+        selected_epoch: 1,
     };
     assert_eq!(a.complete(complete.clone()).await.expect_err("A completes B's").code(), Code::PermissionDenied);
     let fail = pb::FailRequest { trial_id: trial.trial_id.clone(), attempt: trial.attempt, error: "x".into(), kind: 2 };

@@ -147,9 +147,17 @@ fn new_sweep(index: usize, trials: u32, max_attempts: u32) -> NewSweep {
 }
 
 fn completion() -> Completion {
-    let metrics =
-        FinalMetrics { jaccard: 0.5, dice: 0.6, precision: 0.7, recall: 0.6, tnr: 0.9, accuracy: 0.8, auc: Some(0.9) };
-    Completion { metrics, roc: Vec::new(), split: "test".into(), epochs: 3, parameters: 1 }
+    let metrics = FinalMetrics {
+        jaccard: 0.5,
+        dice: 0.6,
+        precision: 0.7,
+        recall: 0.6,
+        tnr: 0.9,
+        accuracy: 0.8,
+        auc: Some(0.9),
+        keras: None,
+    };
+    Completion { metrics, roc: Vec::new(), split: "test".into(), epochs: 3, parameters: 1, selected_epoch: 3 }
 }
 
 /// The store's answer to a worker's write against what the rules say it must be.

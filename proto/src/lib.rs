@@ -20,7 +20,9 @@ pub mod v1 {
 /// The protocol version a worker announces when it registers; the coordinator refuses others.
 /// Version 2: failure kinds instead of a `permanent` flag, and enum states. Version 3: a
 /// worker's calls carry its identity (`auth::WORKER_ID_HEADER`, `auth::WORKER_KEY_HEADER`).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// Version 4: the authors' Keras-style metrics and the learning rate per epoch, and the
+/// tested epoch and its Keras-style metrics with the results.
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Checkpoints travel in chunks of this many bytes, both ways.
 pub const CHECKPOINT_CHUNK_BYTES: usize = 1 << 20;

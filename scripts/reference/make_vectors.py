@@ -155,7 +155,45 @@ def case_record(case, pred, target, out_dir):
         "target": f"{name}/target.npy",
         "losses": entries,
         "metrics": metrics.compute_metrics(pred, target),
+        "keras": keras_record(pred, target),
     }
+
+
+def keras_batches(n):
+    """Batch sizes for the Keras-style metrics: two unequal batches where there are samples
+    enough, so the average is weighted (n = 3: [2, 1]; n = 4: [3, 1])."""
+    return [b for b in (n - n // 3, n // 3) if b > 0]
+
+
+def keras_record(pred, target, batches=None):
+    batches = batches or keras_batches(pred.shape[0])
+    return {"batches": batches, "metrics": metrics.keras_metrics(pred, target, batches)}
+
+
+# Predictions on the rounding edge: 0.5 rounds to 0 (half to even), 0.5 + 1e-6 to 1, and
+# labels of exactly 0 and 1. Stored inline; three batches of 2, 1 and 1 samples.
+KERAS_ROUNDING_CASE = {
+    "name": "keras_rounding_edges",
+    "shape": [4, 1, 2, 2],
+    "pred": [0.5, 0.5 + 1e-6, 0.5 - 1e-6, 1.0,
+             0.5, 0.0, 0.25, 0.75,
+             0.5, 0.5, 0.5, 0.5,
+             0.0, 0.0, 0.0, 0.0],
+    "target": [1.0, 1.0, 0.0, 1.0,
+               0.0, 0.0, 1.0, 1.0,
+               1.0, 1.0, 0.0, 0.0,
+               0.0, 0.0, 0.0, 0.0],
+    "batches": [2, 1, 1],
+}
+
+
+def keras_rounding_record():
+    case = dict(KERAS_ROUNDING_CASE)
+    shape = case["shape"]
+    pred = np.asarray(case["pred"], dtype=np.float64).reshape(shape)
+    target = np.asarray(case["target"], dtype=np.float64).reshape(shape)
+    case["metrics"] = metrics.keras_metrics(pred, target, case["batches"])
+    return case
 
 
 def check_expectations(case, record, pred, target):
@@ -190,7 +228,8 @@ def write_vectors(out_dir):
         record = case_record(case, pred, target, out_dir)
         check_expectations(case, record, pred, target)
         records.append(record)
-    manifest = {"generator": GENERATOR, "torch": torch.__version__, "cases": records}
+    manifest = {"generator": GENERATOR, "torch": torch.__version__, "cases": records,
+                "keras_cases": [keras_rounding_record()]}
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     size = total_bytes(out_dir)
     assert size < MAX_TOTAL_BYTES, f"vectors take {size} bytes"

@@ -104,3 +104,38 @@ def compute_metrics(pred, target):
         "accuracy": _ratio(tp + tn, total),
         "auc": auc(pred, target),
     }
+
+
+# The authors' Keras metrics (chaitanya-kaul/TheFocusNetSeries, losses.py), per batch, then
+# averaged over the batches weighted by their sizes as Keras's evaluate() averages a metric.
+# Written here from those definitions, in NumPy, apart from the Rust code it checks.
+KERAS_SMOOTH = 1.0
+
+
+def keras_batch(pred, target):
+    """One batch's dsc, jacard_coef, tp (recall) and tn (TNR), as the Keras code defines them."""
+    y = _as_flat_numpy(target)
+    p = _as_flat_numpy(pred)
+    intersection = np.sum(y * p)
+    dsc = (2.0 * intersection + KERAS_SMOOTH) / (np.sum(y) + np.sum(p) + KERAS_SMOOTH)
+    jaccard = (intersection + 1.0) / (np.sum(y) + np.sum(p) - intersection + 1.0)
+    p_pos = np.round(np.clip(p, 0.0, 1.0))  # half to even, as K.round (tf.round)
+    y_pos = np.round(np.clip(y, 0.0, 1.0))
+    recall = (np.sum(y_pos * p_pos) + KERAS_SMOOTH) / (np.sum(y_pos) + KERAS_SMOOTH)
+    tnr = (np.sum((1 - y_pos) * (1 - p_pos)) + KERAS_SMOOTH) / (np.sum(1 - y_pos) + KERAS_SMOOTH)
+    return {"jaccard": float(jaccard), "dice": float(dsc), "recall": float(recall), "tnr": float(tnr)}
+
+
+def keras_metrics(pred, target, batch_sizes):
+    """The batch-size-weighted mean of keras_batch over consecutive batches of `batch_sizes`."""
+    pred = np.asarray(pred, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    assert sum(batch_sizes) == pred.shape[0], "the batches cover the samples"
+    totals = {"jaccard": 0.0, "dice": 0.0, "recall": 0.0, "tnr": 0.0}
+    start = 0
+    for size in batch_sizes:
+        batch = keras_batch(pred[start:start + size], target[start:start + size])
+        for name, value in batch.items():
+            totals[name] += value * size
+        start += size
+    return {name: total / pred.shape[0] for name, total in totals.items()}

@@ -77,7 +77,14 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             return Err(error).with_context(|| format!("trial {:?} failed", config.name));
         }
     };
-    reporter.line(json!({ "event": "test", "metrics": outcome.test, "roc": outcome.roc, "split": outcome.split }));
+    reporter.line(json!({
+        "event": "test",
+        "metrics": outcome.test,
+        "keras_metrics": outcome.test_keras,
+        "selected_epoch": outcome.selected_epoch,
+        "roc": outcome.roc,
+        "split": outcome.split
+    }));
     reporter.out.lock().map_err(|_| anyhow::anyhow!("metrics writer poisoned"))?.flush()?;
     print_summary(&outcome);
     println!("checkpoint: {}\nmetrics:    {}", checkpoint.display(), metrics_path.display());
@@ -156,12 +163,13 @@ impl EventSink for Reporter {
 
 fn epoch_line(r: &EpochRecord) -> String {
     format!(
-        "epoch {:>3}: train loss {:.4}, val loss {:.4}, val Jaccard {:.2}%, F1 {:.2}%, {:.1} img/s",
+        "epoch {:>3}: train loss {:.4}, val loss {:.4}, val Jaccard {:.2}%, F1 {:.2}%, lr {:.1e}, {:.1} img/s",
         r.epoch,
         r.train_loss,
         r.validation_loss,
         100.0 * r.validation.jaccard,
         100.0 * r.validation.dice,
+        r.lr,
         r.train_images_per_second
     )
 }
@@ -186,7 +194,22 @@ fn print_summary(outcome: &TrialOutcome) {
     for r in &outcome.epochs {
         table.add_row(row(format!("epoch {}", r.epoch), format!("{:.4}", r.validation_loss), &r.validation));
     }
-    table.add_row(row("test".into(), String::new(), &outcome.test));
+    table.add_row(row(format!("test (epoch {})", outcome.selected_epoch), String::new(), &outcome.test));
+    let k = &outcome.test_keras;
+    let pct = |v: f64| format!("{:.2}", 100.0 * v);
+    table.add_row(vec![
+        "test, Keras-style".into(),
+        String::new(),
+        pct(k.jaccard),
+        pct(k.dice),
+        "-".into(),
+        pct(k.recall),
+        pct(k.tnr),
+        "-".into(),
+    ]);
     println!("{table}");
     println!("split: {}", outcome.split);
+    println!(
+        "test: pooled over every pixel at 0.5; Keras-style: the authors' soft, smoothed, per-batch metrics (docs: README)"
+    );
 }

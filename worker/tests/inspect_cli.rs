@@ -141,8 +141,21 @@ fn metrics_match_the_reference_and_report_undefined_auc_as_null() {
         "--target",
         &vector("moderate_fg10/target.npy"),
         "--json",
+        "--batch-size",
+        "3",
     ]));
     assert!((out["metrics"]["auc"].as_f64().expect("auc") - 0.9801).abs() < 1e-3);
+    // The authors' metrics over batches of 3 and 1 samples, as NumPy computed them.
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(vector("manifest.json")).expect("manifest")).expect("JSON");
+    let case =
+        manifest["cases"].as_array().expect("cases").iter().find(|c| c["name"] == "moderate_fg10").expect("case");
+    assert_eq!(case["keras"]["batches"], serde_json::json!([3, 1]));
+    for name in ["jaccard", "dice", "recall", "tnr"] {
+        let (got, want) =
+            (out["keras_metrics"][name].as_f64().expect(name), case["keras"]["metrics"][name].as_f64().expect(name));
+        assert!((got - want).abs() < 1e-6, "keras {name}: {got} vs {want}");
+    }
 }
 
 #[test]

@@ -1,7 +1,10 @@
 //! Cross-check against an independent implementation: every loss, its gradient and every
 //! metric on the test vectors that `scripts/reference/make_vectors.py` computed with PyTorch
-//! (AUC also with scikit-learn). Losses and gradients agree to 1e-5 relative, AUC to 1e-4.
+//! (AUC also with scikit-learn), and the authors' Keras-style metrics that it computed with
+//! NumPy on the same batches. Losses and gradients agree to 1e-5 relative, AUC to 1e-4, the
+//! Keras-style metrics to 1e-6.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -14,6 +17,25 @@ use allsweep_worker::npy;
 #[derive(Deserialize)]
 struct Manifest {
     cases: Vec<Case>,
+    keras_cases: Vec<InlineKerasCase>,
+}
+
+/// The authors' metrics of a case over consecutive batches of these sizes.
+#[derive(Deserialize)]
+struct KerasVector {
+    batches: Vec<i64>,
+    metrics: BTreeMap<String, f64>,
+}
+
+/// A case small enough to write inline: predictions on the rounding edge.
+#[derive(Deserialize)]
+struct InlineKerasCase {
+    name: String,
+    shape: Vec<i64>,
+    pred: Vec<f64>,
+    target: Vec<f64>,
+    batches: Vec<i64>,
+    metrics: BTreeMap<String, f64>,
 }
 
 #[derive(Deserialize)]
@@ -23,6 +45,7 @@ struct Case {
     target: PathBuf,
     losses: Vec<LossVector>,
     metrics: serde_json::Map<String, serde_json::Value>,
+    keras: KerasVector,
 }
 
 #[derive(Deserialize)]
@@ -120,4 +143,56 @@ fn metrics_agree_with_pytorch_and_scikit_learn() {
             }
         }
     }
+}
+
+/// Feeds `pred` and `target` to the trainer's accumulator in consecutive batches of `batches`
+/// and checks its Keras-style metrics against NumPy's.
+fn check_keras(
+    what: &str,
+    pred: &Tensor,
+    target: &Tensor,
+    batches: &[i64],
+    expected: &BTreeMap<String, f64>,
+    tolerance: f64,
+) {
+    let mut acc = MetricsAccumulator::new();
+    let mut start = 0;
+    for &size in batches {
+        acc.update(&pred.narrow(0, start, size), &target.narrow(0, start, size)).expect("valid");
+        start += size;
+    }
+    assert_eq!(start, pred.size()[0], "{what}: the batches cover the samples");
+    let m = acc.keras_metrics();
+    let actual = [("jaccard", m.jaccard), ("dice", m.dice), ("recall", m.recall), ("tnr", m.tnr)];
+    assert_eq!(expected.len(), actual.len(), "{what}: {expected:?}");
+    for (name, value) in actual {
+        let want = expected[name];
+        assert!((value - want).abs() < tolerance, "{what} / keras {name}: {value} vs NumPy {want}");
+    }
+}
+
+#[test]
+fn keras_style_metrics_agree_with_numpy_on_the_same_batches() {
+    let manifest = manifest();
+    for case in &manifest.cases {
+        let (pred, target) = (load(&case.pred), load(&case.target));
+        check_keras(&case.name, &pred, &target, &case.keras.batches, &case.keras.metrics, 1e-6);
+        // float32 predictions, as the trainer's: the inputs round, the sums stay in float64.
+        let what = format!("{} (float32)", case.name);
+        check_keras(
+            &what,
+            &pred.to_kind(Kind::Float),
+            &target.to_kind(Kind::Float),
+            &case.keras.batches,
+            &case.keras.metrics,
+            1e-5,
+        );
+    }
+    assert!(manifest.cases.iter().any(|c| c.keras.batches.len() > 1 && c.keras.batches[0] != c.keras.batches[1]));
+    for case in &manifest.keras_cases {
+        let pred = Tensor::from_slice(&case.pred).reshape(case.shape.as_slice());
+        let target = Tensor::from_slice(&case.target).reshape(case.shape.as_slice());
+        check_keras(&case.name, &pred, &target, &case.batches, &case.metrics, 1e-6);
+    }
+    assert!(!manifest.keras_cases.is_empty(), "the rounding-edge case is in the manifest");
 }

@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::Args;
 
 use allsweep_coordinator::report::render::{render, Format};
-use allsweep_coordinator::report::{self, groups, Metric, ReportOptions};
+use allsweep_coordinator::report::{self, groups, Family, Metric, ReportOptions};
 use allsweep_coordinator::store;
 
 #[derive(Args)]
@@ -15,10 +15,14 @@ pub struct ReportArgs {
     /// The database [default: $DATABASE_URL, else sqlite://allsweep.db; `allsweep run` writes DIR/allsweep.db].
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://allsweep.db")]
     pub db: String,
-    /// Metrics, comma-separated: jaccard, dice (f1), precision, recall, tnr, accuracy, auc. Pivots and
-    /// comparisons use the first.
+    /// Metrics, comma-separated: jaccard, dice (f1), precision, recall, tnr, accuracy, auc (or
+    /// keras_jaccard, keras_dice, keras_recall, keras_tnr). Pivots and comparisons use the first.
     #[arg(long, default_value = "jaccard,dice,recall,tnr,auc", value_delimiter = ',')]
     pub metric: Vec<String>,
+    /// Which kind of those metrics: pooled (thresholded, over every test pixel), keras (the
+    /// authors': soft or rounded, smoothed, per batch), or both side by side.
+    #[arg(long, value_enum, default_value = "pooled")]
+    pub metrics: Family,
     /// ROW_KEY,COLUMN_KEY: a table of the first metric over two config keys (Table 1: loss.epsilon,loss.omega).
     #[arg(long, value_delimiter = ',')]
     pub pivot: Option<Vec<String>>,
@@ -33,6 +37,7 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
     let metrics =
         args.metric.iter().map(|m| Metric::parse(m)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
     anyhow::ensure!(!metrics.is_empty(), "--metric needs at least one metric");
+    let metrics = Metric::of_family(&metrics, args.metrics).map_err(anyhow::Error::msg)?;
     let baseline = match &args.baseline {
         None => None,
         Some(text) => {

@@ -14,7 +14,7 @@ pub mod render;
 pub mod stats;
 
 pub use groups::{ConfigGroup, TrialResult};
-pub use metric::Metric;
+pub use metric::{Family, Metric};
 
 use std::collections::BTreeMap;
 
@@ -95,6 +95,14 @@ pub fn build(title: &str, groups: &[ConfigGroup], options: &ReportOptions) -> Re
         groups.iter().flat_map(|g| g.completed().filter_map(|t| t.split.as_deref())).collect();
     for split in splits {
         report.notes.push(format!("split: {split}"));
+    }
+    let shown = if options.pivot.is_some() { &options.metrics[..1] } else { &options.metrics[..] };
+    // Once the authors' metrics are in a report, it says which columns are which.
+    if shown.iter().any(Metric::is_keras) {
+        if shown.iter().any(|m| !m.is_keras()) {
+            report.notes.push(metric::POOLED_NOTE.into());
+        }
+        report.notes.push(metric::KERAS_NOTE.into());
     }
     Ok(report)
 }

@@ -31,6 +31,13 @@ fn trial(config_toml: &str, seed: u64, jaccard: f64, recall: f64) -> TrialResult
             accuracy: 0.9,
             precision: 0.8,
             auc: Some(0.9),
+            // The authors' soft metrics run a few points off the pooled ones.
+            keras: Some(crate::store::KerasMetrics {
+                jaccard: jaccard - 0.05,
+                dice: 0.7,
+                recall: recall + 0.01,
+                tnr: 0.96,
+            }),
         }),
         split: Some("by image: 4 train / 1 held out".into()),
     }
@@ -137,4 +144,43 @@ fn a_baseline_that_matches_nothing_names_the_values_seen() {
     o.baseline = Some(("loss.kind".into(), "tversky".into()));
     let err = build("x", &table3(), &o).unwrap_err().to_string();
     assert_eq!(err, "no config has loss.kind = tversky; the values reported are: all, dice");
+}
+
+#[test]
+fn the_authors_metrics_are_reported_beside_the_pooled_ones_and_named_so() {
+    let asked = [Metric::Recall, Metric::Jaccard, Metric::Auc];
+    let both = Metric::of_family(&asked, Family::Both).unwrap();
+    assert_eq!(both, [Metric::Recall, Metric::KerasRecall, Metric::Jaccard, Metric::KerasJaccard, Metric::Auc]);
+    let keras = Metric::of_family(&asked, Family::Keras).unwrap();
+    assert_eq!(keras, [Metric::KerasRecall, Metric::KerasJaccard], "AUC has no Keras form");
+    assert!(Metric::of_family(&[Metric::Auc], Family::Keras).unwrap_err().contains("jaccard, dice, recall and tnr"));
+
+    let report = build("Table 3", &table3(), &options(&both)).unwrap();
+    assert_eq!(report.columns[2..], ["Recall %", "Keras Recall %", "Jaccard %", "Keras Jaccard %", "AUC"]);
+    // unet with dice: recall 72.00 pooled and 73.00 Keras-style, Jaccard 61.00 and 56.00.
+    let row = report.rows.iter().find(|r| r[0] == Cell::Text("loss.kind=dice model.arch=unet".into())).expect("row");
+    let means: Vec<f64> = row[2..6]
+        .iter()
+        .map(|c| match c {
+            Cell::Stat(s) => s.mean,
+            other => panic!("a statistic, got {other:?}"),
+        })
+        .collect();
+    for (got, want) in means.iter().zip([72.0, 73.0, 61.0, 56.0]) {
+        assert!((got - want).abs() < 1e-9, "{means:?}");
+    }
+    assert!(report.notes.iter().any(|n| n.starts_with("pooled: thresholded")), "{:?}", report.notes);
+    assert!(report.notes.iter().any(|n| n.starts_with("Keras: the authors' metrics")), "{:?}", report.notes);
+    let pooled = build("Table 3", &table3(), &options(&asked)).unwrap();
+    assert!(!pooled.notes.iter().any(|n| n.contains("Keras")), "a pooled report stays as it was");
+}
+
+#[test]
+fn results_stored_before_the_keras_metrics_show_empty_cells_not_zeros() {
+    let mut groups = table3();
+    for t in groups.iter_mut().flat_map(|g| g.trials.iter_mut()) {
+        t.metrics.as_mut().expect("completed").keras = None;
+    }
+    let report = build("old", &groups, &options(&[Metric::KerasJaccard])).unwrap();
+    assert!(report.rows.iter().all(|row| row[2] == Cell::Empty), "{:?}", report.rows);
 }

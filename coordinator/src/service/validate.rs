@@ -29,7 +29,7 @@ pub const MAX_ERROR_BYTES: usize = 16 * 1024;
 
 /// Metrics that are rates or durations, never negative. Losses may be: the Combo loss is a
 /// cross-entropy minus a Dice coefficient (`worker/src/losses/pixelwise.rs`).
-const NON_NEGATIVE: [&str; 2] = [metric::SECONDS, metric::TRAIN_IMAGES_PER_SECOND];
+const NON_NEGATIVE: [&str; 3] = [metric::SECONDS, metric::TRAIN_IMAGES_PER_SECOND, metric::LEARNING_RATE];
 
 fn refuse(field: impl std::fmt::Display, problem: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("{field}: {problem}"))
@@ -121,6 +121,12 @@ pub fn completion(done: &Completion, epochs: u32) -> Result<(), Status> {
     if done.epochs == 0 || done.epochs > epochs {
         return Err(refuse("epochs", format!("the trial has {epochs} epoch(s) to train, got {}", done.epochs)));
     }
+    if done.selected_epoch > done.epochs {
+        return Err(refuse(
+            "selected_epoch",
+            format!("must be one of the {} epoch(s) trained, got {}", done.epochs, done.selected_epoch),
+        ));
+    }
     if done.split.trim().is_empty() {
         return Err(refuse("split", "must describe the data split, got an empty string"));
     }
@@ -132,7 +138,7 @@ pub fn completion(done: &Completion, epochs: u32) -> Result<(), Status> {
 
 /// The test metrics, named as the wire names them (`test.jaccard`, ...).
 fn final_metrics(m: &FinalMetrics) -> Result<(), Status> {
-    let FinalMetrics { jaccard, dice, precision, recall, tnr, accuracy, auc } = *m;
+    let FinalMetrics { jaccard, dice, precision, recall, tnr, accuracy, auc, keras } = *m;
     let fields = [
         (metric::JACCARD, Some(jaccard)),
         (metric::DICE, Some(dice)),
@@ -145,6 +151,11 @@ fn final_metrics(m: &FinalMetrics) -> Result<(), Status> {
     for (name, value) in fields {
         if let Some(value) = value {
             fraction(value).map_err(|problem| refuse(format_args!("test.{name}"), problem))?;
+        }
+    }
+    if let Some(k) = keras {
+        for (name, value) in [("jaccard", k.jaccard), ("dice", k.dice), ("recall", k.recall), ("tnr", k.tnr)] {
+            fraction(value).map_err(|problem| refuse(format_args!("test_keras.{name}"), problem))?;
         }
     }
     Ok(())
@@ -222,6 +233,7 @@ impl EpochCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::KerasMetrics;
 
     fn point(epoch: u32, name: &str, value: f64) -> MetricPoint {
         MetricPoint { epoch, name: name.into(), value }
@@ -260,6 +272,7 @@ mod tests {
                 tnr: 0.9,
                 accuracy: 0.8,
                 auc: Some(0.9),
+                keras: Some(KerasMetrics { jaccard: 0.55, dice: 0.7, recall: 0.65, tnr: 0.92 }),
             },
             roc: vec![
                 RocPoint { threshold: f64::INFINITY, fpr: 0.0, tpr: 0.0 },
@@ -269,6 +282,7 @@ mod tests {
             split: "by image: 12 train / 4 held out (validation and test), split seed 0".into(),
             epochs,
             parameters: 1234,
+            selected_epoch: epochs,
         }
     }
 
@@ -376,6 +390,12 @@ mod tests {
         let mut done = completion_of(2);
         done.metrics.tnr = -0.1;
         assert_eq!(refused(completion(&done, 2)), "test.tnr: must be a fraction in [0, 1], got -0.1");
+        let mut done = completion_of(2);
+        done.metrics.keras = Some(KerasMetrics { dice: 1.2, ..done.metrics.keras.expect("set") });
+        assert_eq!(refused(completion(&done, 2)), "test_keras.dice: must be a fraction in [0, 1], got 1.2");
+        let mut done = completion_of(2);
+        done.selected_epoch = 3;
+        assert_eq!(refused(completion(&done, 2)), "selected_epoch: must be one of the 2 epoch(s) trained, got 3");
     }
 
     #[test]

@@ -194,7 +194,37 @@ fn presets_expand_to_the_documented_trial_counts() {
         let spec = Spec::parse(text).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(spec.trials.len(), trials, "{}", spec.name);
         assert!(spec.trials.iter().all(|t| t.epochs == 50), "the paper's protocol");
+        assert!(spec.trials.iter().all(|t| t.config_toml.contains("protocol = \"paper\"")), "{}", spec.name);
     }
+}
+
+/// Each table's sound preset is its paper preset with the other protocol: the same grid, seeds
+/// and schedule, so the two can only differ where the protocols do.
+#[test]
+fn every_paper_preset_has_a_sound_twin_that_differs_only_in_its_protocol() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../presets");
+    let mut twins = 0;
+    for entry in std::fs::read_dir(&dir).expect("presets/") {
+        let path = entry.expect("an entry").path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let paper = std::fs::read_to_string(&path).expect("a preset");
+        let sound_path = dir.join("sound").join(path.file_name().expect("a name"));
+        let sound = std::fs::read_to_string(&sound_path).unwrap_or_else(|e| panic!("{}: {e}", sound_path.display()));
+        let normalise = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter(|l| !l.starts_with("protocol = ") && !l.starts_with("name = "))
+                .map(str::to_string)
+                .collect()
+        };
+        assert_eq!(normalise(&paper), normalise(&sound), "{} and its sound twin drifted apart", path.display());
+        let (paper, sound) = (Spec::parse(&paper).expect("paper"), Spec::parse(&sound).expect("sound"));
+        assert_eq!(paper.trials.len(), sound.trials.len());
+        assert!(sound.trials.iter().all(|t| t.config_toml.contains("protocol = \"sound\"")), "{}", sound.name);
+        twins += 1;
+    }
+    assert_eq!(twins, 6, "one sound preset per table");
 }
 
 /// Two grid points that resolve to the same trial config (a default written out, or one

@@ -491,6 +491,11 @@ impl Store for SqlStore {
             .bind(i64::from(done.epochs))
             .bind(done.parameters as i64)
             .bind(now)
+            .bind(NullableReal(m.keras.map(|k| k.jaccard)))
+            .bind(NullableReal(m.keras.map(|k| k.dice)))
+            .bind(NullableReal(m.keras.map(|k| k.recall)))
+            .bind(NullableReal(m.keras.map(|k| k.tnr)))
+            .bind((done.selected_epoch > 0).then_some(i64::from(done.selected_epoch)))
             .execute(&mut *tx)
             .await?;
         for (c, chunk) in done.roc.chunks(sql::ROWS_PER_INSERT).enumerate() {

@@ -19,11 +19,13 @@ const SQLITE_MIGRATIONS: Migrations = &[
     (1, "0001_schema", include_str!("../../../migrations/sqlite/0001_schema.sql")),
     (2, "0002_access", include_str!("../../../migrations/sqlite/0002_access.sql")),
     (3, "0003_attempt_cause", include_str!("../../../migrations/sqlite/0003_attempt_cause.sql")),
+    (4, "0004_keras_metrics", include_str!("../../../migrations/sqlite/0004_keras_metrics.sql")),
 ];
 const POSTGRES_MIGRATIONS: Migrations = &[
     (1, "0001_schema", include_str!("../../../migrations/postgres/0001_schema.sql")),
     (2, "0002_access", include_str!("../../../migrations/postgres/0002_access.sql")),
     (3, "0003_attempt_cause", include_str!("../../../migrations/postgres/0003_attempt_cause.sql")),
+    (4, "0004_keras_metrics", include_str!("../../../migrations/postgres/0004_keras_metrics.sql")),
 ];
 
 /// The advisory lock that serialises the migrations of Postgres coordinators starting together.

@@ -231,6 +231,20 @@ pub struct FinalMetrics {
     pub tnr: f64,
     pub accuracy: f64,
     pub auc: Option<f64>,
+    /// The authors' Keras-style metrics of the same test samples; `None` for results stored
+    /// before they were measured.
+    pub keras: Option<KerasMetrics>,
+}
+
+/// The authors' Keras-style test metrics: soft Jaccard and Dice, +1-smoothed, recall and TNR
+/// rounded at 0.5, each per batch and averaged over the batches (the worker's
+/// `metrics::keras` says how).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct KerasMetrics {
+    pub jaccard: f64,
+    pub dice: f64,
+    pub recall: f64,
+    pub tnr: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -248,6 +262,8 @@ pub struct Completion {
     pub split: String,
     pub epochs: u32,
     pub parameters: u64,
+    /// The 1-based epoch whose weights were tested (`train.select`); 0 when not said.
+    pub selected_epoch: u32,
 }
 
 /// A completed trial's results, for reports.
@@ -260,6 +276,8 @@ pub struct ResultRow {
     pub seed: u64,
     pub metrics: FinalMetrics,
     pub split: String,
+    /// The epoch whose weights were tested; `None` when not recorded.
+    pub selected_epoch: Option<u32>,
 }
 
 /// The latest checkpoint of a trial.

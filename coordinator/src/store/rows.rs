@@ -6,8 +6,8 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{
-    AttemptOutcome, AttemptRow, CheckpointRow, FinalMetrics, MetricPoint, Result, ResultRow, RocPoint, StoreError,
-    SweepRow, SweepState, TokenRow, TrialRow, TrialState, WorkerRow,
+    AttemptOutcome, AttemptRow, CheckpointRow, FinalMetrics, KerasMetrics, MetricPoint, Result, ResultRow, RocPoint,
+    StoreError, SweepRow, SweepState, TokenRow, TrialRow, TrialState, WorkerRow,
 };
 use crate::access::Role;
 
@@ -141,8 +141,24 @@ pub(super) fn result_row(r: &impl Cols) -> Result<ResultRow> {
             tnr: r.real("tnr")?,
             accuracy: r.real("accuracy")?,
             auc: r.real_opt("auc")?,
+            keras: keras_metrics(r)?,
         },
         split: r.text("split")?,
+        selected_epoch: r.int_opt("selected_epoch")?.map(small),
+    })
+}
+
+/// The Keras-style columns of a result: all four, or none (a result stored before them).
+fn keras_metrics(r: &impl Cols) -> Result<Option<KerasMetrics>> {
+    let read = [
+        r.real_opt("keras_jaccard")?,
+        r.real_opt("keras_dice")?,
+        r.real_opt("keras_recall")?,
+        r.real_opt("keras_tnr")?,
+    ];
+    Ok(match read {
+        [Some(jaccard), Some(dice), Some(recall), Some(tnr)] => Some(KerasMetrics { jaccard, dice, recall, tnr }),
+        _ => None,
     })
 }
 

@@ -105,8 +105,8 @@ pub(super) const SELECT_CHECKPOINT: &str =
     "SELECT trial_id, attempt, epoch, step, file, sha256, bytes FROM checkpoints WHERE trial_id = $1";
 
 pub(super) const INSERT_RESULT: &str = "INSERT INTO results (trial_id, jaccard, dice, precision, recall, tnr, \
-     accuracy, auc, split, epochs, parameters, completed_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+     accuracy, auc, split, epochs, parameters, completed_at, keras_jaccard, keras_dice, keras_recall, keras_tnr, \
+     selected_epoch) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
 
 /// Stores `rows` ROC points (trial_id, idx, threshold, fpr, tpr) in one statement.
 pub(super) fn insert_roc(rows: usize) -> String {
@@ -158,7 +158,8 @@ pub(super) const CANCEL_ATTEMPTS: &str = "UPDATE attempts SET outcome = 'cancell
      WHERE outcome = 'running' AND trial_id IN (SELECT id FROM trials WHERE sweep_id = $1 AND state = 'cancelled')";
 
 pub(super) const SELECT_RESULTS: &str = "SELECT t.id, t.label, t.params_json, t.config_key, t.seed, \
-     r.jaccard, r.dice, r.precision, r.recall, r.tnr, r.accuracy, r.auc, r.split \
+     r.jaccard, r.dice, r.precision, r.recall, r.tnr, r.accuracy, r.auc, r.split, \
+     r.keras_jaccard, r.keras_dice, r.keras_recall, r.keras_tnr, r.selected_epoch \
      FROM results r JOIN trials t ON t.id = r.trial_id WHERE t.sweep_id = $1 ORDER BY t.ordinal";
 
 pub(super) const SELECT_METRICS: &str =

@@ -156,7 +156,16 @@ fn new_sweep(id: &str, configs: u32, seeds: u32, max_attempts: u32, keep_checkpo
 
 fn completion(jaccard: f64, recall: f64, auc: Option<f64>) -> Completion {
     Completion {
-        metrics: FinalMetrics { jaccard, dice: 0.8, precision: 0.7, recall, tnr: 0.95, accuracy: 0.9, auc },
+        metrics: FinalMetrics {
+            jaccard,
+            dice: 0.8,
+            precision: 0.7,
+            recall,
+            tnr: 0.95,
+            accuracy: 0.9,
+            auc,
+            keras: Some(KerasMetrics { jaccard: jaccard - 0.03, dice: 0.76, recall: recall + 0.02, tnr: 0.96 }),
+        },
         roc: vec![
             RocPoint { threshold: f64::INFINITY, fpr: 0.0, tpr: 0.0 },
             RocPoint { threshold: 0.5, fpr: 0.1, tpr: 0.8 },
@@ -165,6 +174,7 @@ fn completion(jaccard: f64, recall: f64, auc: Option<f64>) -> Completion {
         split: "test".into(),
         epochs: 5,
         parameters: 1234,
+        selected_epoch: 4,
     }
 }
 
@@ -422,7 +432,8 @@ async fn completion_stores_results_roc_and_drops_the_checkpoint(ctx: Ctx) {
     assert_eq!(results.len(), 1);
     assert_eq!((results[0].trial_id.as_str(), results[0].seed, results[0].split.as_str()), ("s-t0", 0, "test"));
     assert_eq!((results[0].label.as_str(), results[0].config_key.as_str()), ("loss.omega=6 seed=0", "s-c0"));
-    assert_eq!(results[0].metrics, done.metrics);
+    assert_eq!(results[0].metrics, done.metrics, "the pooled and the Keras-style metrics come back");
+    assert_eq!(results[0].selected_epoch, Some(4), "and the epoch whose weights were tested");
     assert_eq!(store.roc("s-t0").await.expect("roc"), done.roc);
     let t = trial(store, "s", "s-t0").await;
     assert_eq!((t.state, t.epoch, t.lease_expires_at), (TrialState::Completed, 5, None));

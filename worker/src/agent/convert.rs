@@ -8,7 +8,7 @@ use allsweep_proto::v1 as pb;
 
 use super::trial::{Lease, MetricPoint, Progress};
 use crate::config::TrialConfig;
-use crate::metrics::{Metrics, RocPoint};
+use crate::metrics::{KerasMetrics, Metrics, RocPoint};
 use crate::train::TrialOutcome;
 
 /// A lease this worker cannot read: its config does not parse here (a coordinator of
@@ -84,6 +84,12 @@ impl From<&Metrics> for pb::Metrics {
     }
 }
 
+impl From<&KerasMetrics> for pb::KerasMetrics {
+    fn from(m: &KerasMetrics) -> Self {
+        pb::KerasMetrics { jaccard: m.jaccard, dice: m.dice, recall: m.recall, tnr: m.tnr }
+    }
+}
+
 impl From<&RocPoint> for pb::RocPoint {
     fn from(p: &RocPoint) -> Self {
         pb::RocPoint { threshold: p.threshold, fpr: p.fpr, tpr: p.tpr }
@@ -102,6 +108,8 @@ impl From<&TrialOutcome> for pb::CompleteRequest {
             split: outcome.split.clone(),
             epochs: outcome.epochs.len() as u32,
             parameters: outcome.parameters as u64,
+            test_keras: Some((&outcome.test_keras).into()),
+            selected_epoch: outcome.selected_epoch as u32,
         }
     }
 }
@@ -148,6 +156,8 @@ mod tests {
         let outcome = TrialOutcome {
             epochs: Vec::new(),
             test: Metrics::from_counts(Confusion { tp: 6, fp: 2, tn: 10, fn_: 4 }, None),
+            test_keras: KerasMetrics { jaccard: 0.55, dice: 0.7, recall: 0.65, tnr: 0.85 },
+            selected_epoch: 3,
             roc: vec![RocPoint { threshold: 0.5, fpr: 0.1, tpr: 0.8 }],
             split: "by image".into(),
             parameters: 1234,
@@ -158,6 +168,9 @@ mod tests {
         assert_eq!((test.jaccard, test.precision, test.auc), (0.5, 0.75, None));
         assert_eq!(request.roc, vec![pb::RocPoint { threshold: 0.5, fpr: 0.1, tpr: 0.8 }]);
         assert_eq!((request.split.as_str(), request.epochs, request.parameters), ("by image", 0, 1234));
+        let keras = request.test_keras.expect("the authors' metrics");
+        assert_eq!((keras.jaccard, keras.dice, keras.recall, keras.tnr), (0.55, 0.7, 0.65, 0.85));
+        assert_eq!(request.selected_epoch, 3);
     }
 
     #[test]

@@ -188,7 +188,7 @@ fn handle(
             let failure = match result {
                 Ok(outcome) => {
                     if !abandoned {
-                        outbox.push(Report::Complete { trial_id, attempt, outcome: Box::new(outcome) });
+                        outbox.push(Report::Complete { trial_id, attempt, outcome });
                     }
                     return None;
                 }

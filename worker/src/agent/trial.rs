@@ -55,7 +55,7 @@ pub enum TrialEvent {
         step: u32,
         bytes: Vec<u8>,
     },
-    Finished(Result<TrialOutcome, Failure>),
+    Finished(Result<Box<TrialOutcome>, Failure>),
     /// Ended by a stop request (shutdown, cancellation) after writing its checkpoint: no failure.
     Stopped,
 }
@@ -172,7 +172,7 @@ pub async fn start(
             loss_read_every: train::loss_read_every(device),
         };
         let ended = match train::train(&config, &run, &sink) {
-            Ok(outcome) => TrialEvent::Finished(Ok(outcome)),
+            Ok(outcome) => TrialEvent::Finished(Ok(Box::new(outcome))),
             Err(error) => match error.fault() {
                 None => TrialEvent::Stopped,
                 Some(fault) => TrialEvent::Finished(Err(Failure { message: error.to_string(), fault })),
@@ -222,6 +222,11 @@ fn epoch_points(r: &train::EpochRecord) -> Vec<MetricPoint> {
         (metric::TNR, Some(m.tnr)),
         (metric::ACCURACY, Some(m.accuracy)),
         (metric::AUC, m.auc),
+        (metric::KERAS_JACCARD, Some(r.validation_keras.jaccard)),
+        (metric::KERAS_DICE, Some(r.validation_keras.dice)),
+        (metric::KERAS_RECALL, Some(r.validation_keras.recall)),
+        (metric::KERAS_TNR, Some(r.validation_keras.tnr)),
+        (metric::LEARNING_RATE, Some(r.lr)),
         (metric::SECONDS, Some(r.seconds)),
         (metric::TRAIN_IMAGES_PER_SECOND, Some(r.train_images_per_second)),
     ];
@@ -237,7 +242,7 @@ pub fn local_checkpoint(work_dir: &Path, trial_id: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::{Confusion, Metrics};
+    use crate::metrics::{Confusion, KerasMetrics, Metrics};
 
     fn record(auc: Option<f64>) -> train::EpochRecord {
         train::EpochRecord {
@@ -245,6 +250,8 @@ mod tests {
             train_loss: 0.5,
             validation_loss: 0.6,
             validation: Metrics::from_counts(Confusion { tp: 6, fp: 2, tn: 10, fn_: 4 }, auc),
+            validation_keras: KerasMetrics { jaccard: 0.4, dice: 0.6, recall: 0.7, tnr: 0.9 },
+            lr: 1e-4,
             seconds: 2.0,
             train_images_per_second: 40.0,
         }

@@ -50,10 +50,9 @@ pub fn whole_images(
     if config.validation_fraction > 0.0 {
         // The Focal Tversky protocol: validation carved out of the training part; the held-out
         // part is only tested on.
-        if train.len() < 2 {
-            return Err(DataError::TooSmall("the training part is too small to hold out a validation set".into()));
-        }
-        let (train, validation) = train.split_at(train_count(train.len(), 1.0 - config.validation_fraction));
+        let (train, Some(validation)) = carve_validation(train, config.validation_fraction)? else {
+            unreachable!("a validation fraction above 0 carves a validation part")
+        };
         return Ok(LoadedData {
             train: side(train),
             validation: side(validation),
@@ -95,23 +94,26 @@ pub fn drive_patches(
     for (i, image) in training.iter().enumerate() {
         per_image.push(sample_patches(image, i as u32, h, w, patches, rng(config.split_seed, 1 + i as u64))?);
     }
-    let (train, heldout, description) = match patches.split {
+    let (train, validation, heldout, description) = match patches.split {
         SplitLevel::Image => {
             let mut order: Vec<usize> = (0..training.len()).collect();
             order.shuffle(&mut rng(config.split_seed, 0));
             let (a, b) = order.split_at(train_count(order.len(), config.train_fraction));
+            let (a, v) = carve_validation(a, config.validation_fraction)?;
             let gather = |ids: &[usize]| ids.iter().flat_map(|&i| per_image[i].iter().copied()).collect::<Vec<_>>();
             let names =
                 |ids: &[usize]| ids.iter().map(|&i| training[i].image.name.clone()).collect::<Vec<_>>().join(" ");
+            let validation = v.map(|v| (gather(v), format!("{} validation images ({}) / ", v.len(), names(v))));
             let description = format!(
-                "DRIVE by source image: {} train / {} held out images ({}), {} patches of {h}x{w} each, split seed {}",
+                "DRIVE by source image: {} train / {}{} held out images ({}), {} patches of {h}x{w} each, split seed {}",
                 a.len(),
+                validation.as_ref().map_or("", |(_, said)| said.as_str()),
                 b.len(),
                 names(b),
                 patches.per_image,
                 config.split_seed
             );
-            (gather(a), gather(b), description)
+            (gather(a), validation.map(|(samples, _)| samples), gather(b), description)
         }
         SplitLevel::Patch => {
             let mut all: Vec<Sample> = per_image.into_iter().flatten().collect();
@@ -121,20 +123,26 @@ pub fn drive_patches(
             all.shuffle(&mut rng(config.split_seed, 0));
             let n_train = train_count(all.len(), config.train_fraction);
             let heldout = all.split_off(n_train);
+            let (train, validation) = match carve_validation(&all, config.validation_fraction)? {
+                (train, Some(validation)) => (train.to_vec(), Some(validation.to_vec())),
+                (_, None) => (all, None),
+            };
             let description = format!(
-                "DRIVE by patch (the paper's protocol; overlapping patches of one image fall on both sides): {} train / {} held out patches of {h}x{w}, split seed {}",
-                all.len(),
+                "DRIVE by patch (the paper's protocol; overlapping patches of one image fall on both sides): {} train / {}{} held out patches of {h}x{w}, split seed {}",
+                train.len(),
+                validation.as_ref().map_or(String::new(), |v| format!("{} validation / ", v.len())),
                 heldout.len(),
                 config.split_seed
             );
-            (all, heldout, description)
+            (train, validation, heldout, description)
         }
     };
     let training_images = Arc::new(training.into_iter().map(|d| d.image).collect::<Vec<_>>());
     let side = |samples: Vec<Sample>| Split { images: training_images.clone(), samples, height: h, width: w };
-    let validation = side(heldout);
+    let heldout = side(heldout);
+    let validation = validation.map(side).unwrap_or_else(|| heldout.clone());
     let (test, description) = match official_test {
-        None => (validation.clone(), description),
+        None => (heldout, description),
         Some(test_images) => {
             let mut samples = Vec::new();
             for (i, image) in test_images.iter().enumerate() {
@@ -156,6 +164,19 @@ pub fn drive_patches(
         }
     };
     Ok(LoadedData { train: side(train), validation, test, split_description: description })
+}
+
+/// Splits `validation_fraction` of the training part (the last ones of its shuffled order)
+/// off as a validation part; none when the fraction is 0.
+fn carve_validation<T>(train: &[T], validation_fraction: f64) -> Result<(&[T], Option<&[T]>), DataError> {
+    if validation_fraction == 0.0 {
+        return Ok((train, None));
+    }
+    if train.len() < 2 {
+        return Err(DataError::TooSmall("the training part is too small to hold out a validation set".into()));
+    }
+    let (train, validation) = train.split_at(train_count(train.len(), 1.0 - validation_fraction));
+    Ok((train, Some(validation)))
 }
 
 /// Draws the patches of one image: `edge_fraction` of them centred in the field of view but

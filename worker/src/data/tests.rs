@@ -71,6 +71,27 @@ fn drive_patches_are_split_by_source_image_and_mostly_inside_the_fov() {
 }
 
 #[test]
+fn drive_holds_a_validation_part_out_of_its_training_images_or_patches() {
+    let by_image = "kind = \"drive\"\nroot = \"DRIVE\"\nlimit = 10\npatches_per_image = 20\nvalidation_fraction = 0.25";
+    let data = load_uncached(&dataset(by_image), Some(&shared_data())).unwrap();
+    // 8 training images (6 train, 2 validate), 2 held out for the test.
+    assert_eq!((data.train.len(), data.validation.len(), data.test.len()), (120, 40, 40));
+    let images = |split: &Split| split.samples.iter().map(|s| s.image).collect::<std::collections::BTreeSet<u32>>();
+    let (train, validation, test) = (images(&data.train), images(&data.validation), images(&data.test));
+    assert_eq!((train.len(), validation.len(), test.len()), (6, 2, 2));
+    assert!(train.is_disjoint(&validation) && train.is_disjoint(&test) && validation.is_disjoint(&test));
+    assert!(data.split_description.contains("2 validation images"), "{}", data.split_description);
+
+    let by_patch = format!("{by_image}\nsplit = \"patch\"");
+    let data = load_uncached(&dataset(&by_patch), Some(&shared_data())).unwrap();
+    assert_eq!((data.train.len(), data.validation.len(), data.test.len()), (120, 40, 40));
+    let key = |s: &crate::data::Sample| (s.image, s.y, s.x);
+    let test: std::collections::BTreeSet<_> = data.test.samples.iter().map(key).collect();
+    assert!(data.validation.samples.iter().all(|s| !test.contains(&key(s))), "validation patches are not test patches");
+    assert!(data.split_description.contains("40 validation / 40 held out"), "{}", data.split_description);
+}
+
+#[test]
 fn drive_edge_patches_cross_the_field_of_view_and_the_rest_do_not() {
     let images = drive::load(&shared_data().join("DRIVE"), drive::Subset::Training, Some(1)).unwrap();
     let patches = DrivePatches { per_image: 100, edge_fraction: 0.2, split: SplitLevel::Image, test: TestSet::Heldout };

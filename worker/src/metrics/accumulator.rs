@@ -5,6 +5,7 @@
 
 use tch::{Device, Kind, Tensor};
 
+use super::keras::{KerasAccumulator, KerasMetrics};
 use super::roc::{self, RocPoint, BINS, LOGIT_RANGE};
 use super::{Confusion, Metrics};
 use crate::inputs::{self, InputError};
@@ -15,6 +16,8 @@ pub struct MetricsAccumulator {
     counts: Option<Tensor>,
     /// Score histogram: bins [0, BINS) hold negatives, [BINS, 2 BINS) positives.
     histogram: Option<Tensor>,
+    /// The authors' per-batch metrics, averaged over the same batches.
+    keras: KerasAccumulator,
 }
 
 impl Default for MetricsAccumulator {
@@ -25,7 +28,7 @@ impl Default for MetricsAccumulator {
 
 impl MetricsAccumulator {
     pub fn new() -> Self {
-        Self { counts: None, histogram: None }
+        Self { counts: None, histogram: None, keras: KerasAccumulator::new() }
     }
 
     /// Adds a batch after validating it fully (shapes and value ranges).
@@ -37,6 +40,7 @@ impl MetricsAccumulator {
     /// Adds a batch whose value ranges are known to be valid (the training loop).
     pub fn update_unchecked_values(&mut self, pred: &Tensor, target: &Tensor) -> Result<(), InputError> {
         inputs::check_shapes(pred, target)?;
+        self.keras.update(pred, target)?;
         let _no_grad = tch::no_grad_guard();
         let pred = pred.detach().to_kind(Kind::Double).flatten(0, -1);
         let truth = target.flatten(0, -1).to_device(pred.device()).gt(0.5);
@@ -58,6 +62,11 @@ impl MetricsAccumulator {
         add_into(&mut self.counts, batch_counts);
         add_into(&mut self.histogram, batch_histogram);
         Ok(())
+    }
+
+    /// The authors' Keras-style metrics over the batches seen ([`super::keras`]).
+    pub fn keras_metrics(&self) -> KerasMetrics {
+        self.keras.metrics()
     }
 
     /// The confusion counts so far.

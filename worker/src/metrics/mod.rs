@@ -11,11 +11,15 @@
 //! counts nothing that could have gone wrong (no predicted positives for precision, no real
 //! positives for recall, nothing on either side for Jaccard and Dice) and is 1.0. AUC needs
 //! both classes: with no positive or no negative pixel it is `None` (null in JSON).
+//!
+//! Beside them, the authors' own Keras metrics (soft, smoothed, per batch): [`keras`].
 
 mod accumulator;
+pub mod keras;
 pub mod roc;
 
 pub use accumulator::MetricsAccumulator;
+pub use keras::KerasMetrics;
 pub use roc::RocPoint;
 
 use allsweep_proto::metric;

@@ -62,6 +62,11 @@ impl Adam {
         }
     }
 
+    /// Sets the learning rate of the steps to come (a schedule's, between epochs).
+    pub fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
     /// Steps taken so far.
     pub fn steps(&self) -> i64 {
         self.step

@@ -2,7 +2,9 @@
 //! stopped: weights and batch-norm statistics, Adam's moments and step count, the position
 //! (epoch and step), the running sums of the epoch in progress and the history so far.
 //! Data order and dropout masks are derived from (seed, epoch, step), so no generator state
-//! needs saving. Written atomically: a temporary file renamed into place.
+//! needs saving; the learning rate and the best epoch follow from the history
+//! ([`super::protocol`]), so only the best epoch's weights are saved besides, when the trial
+//! tests them. Written atomically: a temporary file renamed into place.
 
 use std::path::{Path, PathBuf};
 
@@ -43,13 +45,26 @@ pub enum CheckpointError {
 
 const META: &str = "allsweep.position";
 const MODEL_PREFIX: &str = "model.";
+const BEST_PREFIX: &str = "best.";
 
-/// Writes the checkpoint at `path` atomically.
-pub fn save(path: &Path, vs: &nn::VarStore, adam: &Adam, position: &Position) -> Result<(), CheckpointError> {
+/// The weights and batch-norm statistics of one epoch, by variable name.
+pub type Weights = std::collections::HashMap<String, Tensor>;
+
+/// Writes the checkpoint at `path` atomically, with the best epoch's weights when given.
+pub fn save(
+    path: &Path,
+    vs: &nn::VarStore,
+    adam: &Adam,
+    best: Option<&Weights>,
+    position: &Position,
+) -> Result<(), CheckpointError> {
     let fail = |reason: String| CheckpointError::Write { path: path.to_path_buf(), reason };
     let meta = serde_json::to_vec(position).map_err(|e| fail(e.to_string()))?;
     let mut named: Vec<(String, Tensor)> =
         vs.variables().into_iter().map(|(name, t)| (format!("{MODEL_PREFIX}{name}"), t)).collect();
+    if let Some(best) = best {
+        named.extend(best.iter().map(|(name, t)| (format!("{BEST_PREFIX}{name}"), t.shallow_clone())));
+    }
     named.extend(adam.state());
     named.push((META.to_string(), Tensor::from_slice(&meta)));
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -100,5 +115,15 @@ impl Loaded {
             var.copy_(&saved.to_device(var.device()));
         }
         adam.restore(self.position.adam_steps, &|key| self.tensors.get(key).map(Tensor::shallow_clone)).map_err(fail)
+    }
+
+    /// The best epoch's weights saved with the checkpoint, on `device`; `None` when it holds none.
+    pub fn best_weights(&self, device: tch::Device) -> Option<Weights> {
+        let best: Weights = self
+            .tensors
+            .iter()
+            .filter_map(|(name, t)| Some((name.strip_prefix(BEST_PREFIX)?.to_string(), t.to_device(device))))
+            .collect();
+        (!best.is_empty()).then_some(best)
     }
 }

@@ -6,7 +6,7 @@ use std::sync::mpsc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::Metrics;
+use crate::metrics::{KerasMetrics, Metrics};
 
 /// One finished epoch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,6 +19,10 @@ pub struct EpochRecord {
     pub validation_loss: f64,
     /// Every metric on the validation samples.
     pub validation: Metrics,
+    /// The authors' Keras-style metrics on the same samples.
+    pub validation_keras: KerasMetrics,
+    /// The learning rate the epoch trained at.
+    pub lr: f64,
     /// Wall time of the epoch (training and validation).
     pub seconds: f64,
     /// Training samples per second over the training phase alone.

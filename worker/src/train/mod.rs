@@ -1,21 +1,24 @@
 //! The trainer: one trial from config to final metrics, resumable from any checkpoint.
 //!
-//! Adam at the configured learning rate, initial weights from the seed, mini-batches in an
+//! Adam at the configured learning rate (constant, or cut on plateaus or at milestones:
+//! [`protocol`]), initial weights from the seed, mini-batches in an
 //! order drawn from (seed, epoch), dropout masks from (seed, epoch, step), nothing from
 //! libtorch's shared generator once training runs: the same config and seed give the same result on
 //! CPU, and a resumed run continues exactly where the checkpoint stopped. After every epoch:
 //! training loss, validation loss and every metric, then a checkpoint; at the end, the test
-//! metrics and the ROC curve. A NaN or infinite loss ends the run as diverged.
+//! metrics and the ROC curve of the last epoch's weights, or of the best validation epoch's.
+//! A NaN or infinite loss ends the run as diverged.
 
 pub mod adam;
 pub mod checkpoint;
 pub mod events;
+pub mod protocol;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use allsweep_config::TrialConfig;
+use allsweep_config::{Selection, TrialConfig};
 use allsweep_proto::fault::TrialFault;
 use rand::seq::SliceRandom;
 use serde::Serialize;
@@ -23,10 +26,10 @@ use tch::{nn, Device};
 
 use crate::data::{self, DataError, LoadedData, Split};
 use crate::losses::{Loss, LossError};
-use crate::metrics::{Metrics, MetricsAccumulator, RocPoint};
+use crate::metrics::{KerasMetrics, Metrics, MetricsAccumulator, RocPoint};
 use crate::models::{self, ModelError, Segmenter};
 use adam::Adam;
-use checkpoint::{CheckpointError, Position};
+use checkpoint::{CheckpointError, Position, Weights};
 pub use events::{EpochRecord, EventSink, TrainEvent};
 
 /// Points kept of the final ROC curve.
@@ -107,6 +110,10 @@ impl TrainError {
 pub struct TrialOutcome {
     pub epochs: Vec<EpochRecord>,
     pub test: Metrics,
+    /// The authors' Keras-style metrics on the test samples.
+    pub test_keras: KerasMetrics,
+    /// The 1-based epoch whose weights were tested (`train.select`).
+    pub selected_epoch: usize,
     pub roc: Vec<RocPoint>,
     pub split: String,
     pub parameters: i64,
@@ -147,6 +154,9 @@ pub fn train_on(
         fingerprint: fingerprint.clone(),
     };
     let mut resumed_from = None;
+    // The weights of the best validation epoch so far, kept only when they are the ones tested.
+    let keeps_best = config.train.select == Selection::BestValidation;
+    let mut best: Option<Weights> = None;
     if let Some(path) = &options.resume {
         let loaded = checkpoint::load(path)?;
         if loaded.position.fingerprint != fingerprint {
@@ -158,6 +168,9 @@ pub fn train_on(
             .into());
         }
         loaded.restore(path, &mut vs, &mut adam)?;
+        if keeps_best {
+            best = loaded.best_weights(options.device);
+        }
         position = loaded.position;
         resumed_from = Some((position.epoch, position.step));
         tracing::info!(epoch = position.epoch, step = position.step, checkpoint = %path.display(), "resuming");
@@ -174,6 +187,8 @@ pub fn train_on(
     while position.epoch < config.train.epochs {
         let epoch = position.epoch;
         let started = Instant::now();
+        let lr = protocol::lr_for_next_epoch(&config.train, &position.history);
+        adam.set_lr(lr);
         let order = epoch_order(data.train.len(), config.seed, epoch);
         let train_started = Instant::now();
         let mut unread = UnreadLosses::default();
@@ -183,7 +198,7 @@ pub fn train_on(
                 unread.read(epoch, &mut position, events)?;
                 position.train_seconds += train_started.elapsed().as_secs_f64();
                 position.adam_steps = adam.steps();
-                save_checkpoint(options, &vs, &adam, &position, events)?;
+                save_checkpoint(options, &vs, &adam, best.as_ref(), &position, events)?;
                 return Err(TrainError::Stopped { epoch, step });
             }
             model.set_step_seed(step_seed(config.seed, epoch, step));
@@ -218,21 +233,36 @@ pub fn train_on(
             train_loss: position.train_loss_sum / position.train_samples.max(1) as f64,
             validation_loss,
             validation: validation.metrics(),
+            validation_keras: validation.keras_metrics(),
+            lr,
             seconds: started.elapsed().as_secs_f64(),
             train_images_per_second: position.train_samples as f64 / position.train_seconds.max(1e-9),
         };
         events.send(TrainEvent::Epoch(record.clone()));
+        let finished = record.epoch;
         position.history.push(record);
+        if keeps_best && protocol::selected_epoch(&config.train, &position.history) == Some(finished) {
+            best = Some(snapshot(&vs));
+        }
         position.epoch += 1;
         position.step = 0;
         position.train_loss_sum = 0.0;
         position.train_samples = 0;
         position.train_seconds = 0.0;
         position.adam_steps = adam.steps();
-        save_checkpoint(options, &vs, &adam, &position, events)?;
+        save_checkpoint(options, &vs, &adam, best.as_ref(), &position, events)?;
     }
+    let selected_epoch = match &best {
+        Some(weights) => {
+            load_weights(&mut vs, weights);
+            protocol::selected_epoch(&config.train, &position.history)
+        }
+        None => position.history.last().map(|r| r.epoch),
+    };
     let (_, test) = evaluate(&model, &loss, &data.test, batch, options.device)?;
     Ok(TrialOutcome {
+        selected_epoch: selected_epoch.unwrap_or(position.epoch),
+        test_keras: test.keras_metrics(),
         epochs: position.history,
         test: test.metrics(),
         roc: test.roc_curve(ROC_POINTS),
@@ -281,15 +311,32 @@ impl UnreadLosses {
     }
 }
 
+/// A copy of the model's weights and batch-norm statistics as they are now.
+fn snapshot(vs: &nn::VarStore) -> Weights {
+    let _guard = tch::no_grad_guard();
+    vs.variables().into_iter().map(|(name, t)| (name, t.detach().copy())).collect()
+}
+
+/// Copies `weights` back into the model.
+fn load_weights(vs: &mut nn::VarStore, weights: &Weights) {
+    let _guard = tch::no_grad_guard();
+    for (name, mut var) in vs.variables() {
+        if let Some(saved) = weights.get(&name) {
+            var.copy_(saved);
+        }
+    }
+}
+
 fn save_checkpoint(
     options: &RunOptions,
     vs: &nn::VarStore,
     adam: &Adam,
+    best: Option<&Weights>,
     position: &Position,
     events: &dyn EventSink,
 ) -> Result<(), TrainError> {
     if let Some(path) = &options.checkpoint {
-        checkpoint::save(path, vs, adam, position)?;
+        checkpoint::save(path, vs, adam, best, position)?;
         events.send(TrainEvent::Checkpoint { epoch: position.epoch, step: position.step, path: path.clone() });
     }
     Ok(())
