@@ -68,6 +68,11 @@ target/release/allsweep report "$out/drive-dice-vs-all.toml" --db "$db" \
   --metric jaccard,dice,recall,tnr,auc --baseline loss.kind=dice
 echo "ALL at the paper's gamma = 0.1 equals Dice to the last digit: above gamma ALL(L) = L - C has Dice's gradients, and 4 short epochs never take a batch's Dice loss L below 0.1."
 echo
+echo "== The same test samples measured two ways: pooled (thresholded at 0.5, over every pixel) beside the authors' Keras-style metrics"
+target/release/allsweep report "$out/drive-dice-vs-all.toml" --db "$db" --metric jaccard,dice,recall,tnr --metrics both
+echo "The Keras-style Jaccard and Dice are soft (no threshold), +1-smoothed and averaged over batches, as the authors' code reported them;"
+echo "a short run's probabilities are far from saturated, so the two kinds differ most here."
+echo
 echo "== The paper's claim is about recall (small errors on thin structures): the same paired test on recall"
 target/release/allsweep report "$out/drive-dice-vs-all.toml" --db "$db" --metric recall --baseline loss.kind=dice
 echo "ALL at gamma = 0.5, whose log branch the batches reach from the second epoch on, trains differently from Dice;"
