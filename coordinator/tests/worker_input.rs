@@ -111,8 +111,9 @@ async fn metric_points_no_run_can_produce_are_refused_and_none_of_their_batch_is
     let value = |name: &str| if name == metric::TRAIN_LOSS { -0.25 } else { 0.5 };
     let mut good: Vec<pb::MetricPoint> = metric::ALL.iter().map(|name| point(1, name, value(name))).collect();
     good.push(point(2, "custom.learning_rate", 0.001));
-    assert_eq!(send(&mut client, &trial, good).await.expect("a well-formed batch"), 12);
-    assert_eq!(c.store.metric_points(&trial.trial_id).await.unwrap().len(), 12);
+    let sent = metric::ALL.len() as u64 + 1;
+    assert_eq!(send(&mut client, &trial, good).await.expect("a well-formed batch"), sent);
+    assert_eq!(c.store.metric_points(&trial.trial_id).await.unwrap().len(), sent as usize);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,6 +133,10 @@ async fn a_completion_no_run_can_produce_is_refused_and_the_trial_stays_running(
     epochs.epochs = 999;
     let mut split = completion(&trial);
     split.split = String::new();
+    let mut keras = completion(&trial);
+    keras.test_keras.as_mut().unwrap().tnr = -0.5;
+    let mut selected = completion(&trial);
+    selected.selected_epoch = 3;
     let cases = [
         (jaccard, "test.jaccard: must be a fraction in [0, 1], got 1.5"),
         (auc, "test.auc: must be a fraction in [0, 1], got NaN"),
@@ -140,6 +145,8 @@ async fn a_completion_no_run_can_produce_is_refused_and_the_trial_stays_running(
         (threshold_nan, "roc[1].threshold: must be a number or +inf, got NaN"),
         (epochs, "epochs: the trial has 2 epoch(s) to train, got 999"),
         (split, "split: must describe the data split, got an empty string"),
+        (keras, "test_keras.tnr: must be a fraction in [0, 1], got -0.5"),
+        (selected, "selected_epoch: must be one of the 2 epoch(s) trained, got 3"),
     ];
     for (request, expected) in cases {
         assert_refused(client.complete(request).await, expected);
