@@ -18,5 +18,5 @@ pub use loss::{AdaptiveLog, LossConfig, Reduction};
 pub use model::{Arch, ModelConfig};
 pub use params::ParamError;
 pub use protocol::Protocol;
-pub use train::{LrSchedule, Plateau, Selection, TrainConfig};
+pub use train::{LrSchedule, Plateau, Precision, Selection, TrainConfig};
 pub use trial::TrialConfig;

@@ -65,6 +65,27 @@ impl LrSchedule {
     }
 }
 
+/// The floating-point format the network's convolutions compute in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// float32 throughout.
+    Fp32,
+    /// Convolutions in bfloat16 (inputs, kernels and biases cast to it, outputs back to
+    /// float32); batch norms, activations, losses, metrics and the weights Adam updates stay
+    /// float32. The tensor cores' format on a GPU; it runs on a CPU too, slowly.
+    Bf16,
+}
+
+impl Precision {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
 /// The authors' step schedule's epochs (see [`LrSchedule::Step`]).
 pub const AUTHORS_MILESTONES: [usize; 3] = [16, 26, 41];
 
@@ -83,6 +104,7 @@ pub struct TrainConfig {
     pub lr_schedule: LrSchedule,
     /// The protocol whose defaults filled in the keys not written (`crate::protocol`).
     pub protocol: Option<Protocol>,
+    pub precision: Precision,
 }
 
 impl Default for TrainConfig {
@@ -95,6 +117,7 @@ impl Default for TrainConfig {
             select: Selection::Last,
             lr_schedule: LrSchedule::Constant,
             protocol: None,
+            precision: Precision::Fp32,
         }
     }
 }
@@ -126,8 +149,12 @@ impl TrainConfig {
             "step" => step(&mut r)?,
             _ => LrSchedule::Constant,
         };
+        let precision = match r.choice("precision", "fp32", &["fp32", "bf16"])? {
+            "bf16" => Precision::Bf16,
+            _ => Precision::Fp32,
+        };
         r.finish()?;
-        Ok(Self { epochs, batch_size, lr, l2_scale, select, lr_schedule, protocol })
+        Ok(Self { epochs, batch_size, lr, l2_scale, select, lr_schedule, protocol, precision })
     }
 }
 
@@ -204,6 +231,8 @@ mod tests {
             tuned.lr_schedule,
             LrSchedule::Plateau(Plateau { factor: 0.5, patience: 2, threshold: 0.0, floor: 1e-6 })
         );
+        assert_eq!(parse("precision = \"bf16\"").expect("bf16").precision, Precision::Bf16);
+        assert_eq!(parse("precision = \"fp16\"").expect_err("no fp16").key, "train.precision");
         let step = parse("lr_schedule = \"step\"").expect("step");
         assert_eq!(step.lr_schedule, LrSchedule::Step { milestones: vec![16, 26, 41], factor: 0.1 });
     }

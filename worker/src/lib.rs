@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod data;
+pub mod device;
 pub mod inputs;
 pub mod losses;
 pub mod metrics;

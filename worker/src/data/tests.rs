@@ -278,3 +278,20 @@ fn synthetic_data_reaches_its_foreground_share_and_is_reproducible() {
         assert_ne!(images[0].label, images[1].label, "{shape:?} images differ");
     }
 }
+
+#[test]
+fn a_resident_split_gives_the_batches_the_host_assembles() {
+    let config = dataset("kind = \"drive\"\nroot = \"DRIVE\"\nlimit = 3\npatches_per_image = 9");
+    let data = load_uncached(&config, Some(&shared_data())).unwrap();
+    // On the CPU here; the trainer makes its splits resident on a GPU, by the same code.
+    let resident = ResidentSplit::new(&data.train, tch::Device::Cpu);
+    for indices in [vec![0, 1, 2], vec![17, 3, 3, 5], (0..data.train.len()).rev().collect()] {
+        let (host_input, host_target) = data.train.batch(&indices, tch::Device::Cpu);
+        let (input, target) = resident.batch(&indices);
+        assert_eq!((input.kind(), target.kind()), (tch::Kind::Float, tch::Kind::Float));
+        assert_eq!(input, host_input, "inputs of {indices:?}");
+        assert_eq!(target, host_target, "targets of {indices:?}");
+    }
+    let empty = Split { samples: Vec::new(), ..data.train.clone() };
+    assert_eq!(ResidentSplit::new(&empty, tch::Device::Cpu).batch(&[]).0.size(), [0, 3, 48, 48]);
+}

@@ -41,16 +41,7 @@ pub fn parse_size(text: &str) -> Result<(i64, i64), String> {
 
 /// Parses `--device`: `auto` (CUDA when present), `cpu`, `cuda` or `cuda:N`.
 pub fn parse_device(text: &str) -> Result<tch::Device, String> {
-    match text {
-        "auto" => Ok(tch::Device::cuda_if_available()),
-        "cpu" => Ok(tch::Device::Cpu),
-        "cuda" => Ok(tch::Device::Cuda(0)),
-        other => other
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse::<usize>().ok())
-            .map(tch::Device::Cuda)
-            .ok_or_else(|| format!("unknown device {other:?}; expected auto, cpu, cuda or cuda:N")),
-    }
+    allsweep_worker::device::parse(text)
 }
 
 /// Prints `value` as one JSON line.

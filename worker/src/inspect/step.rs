@@ -8,6 +8,7 @@ use clap::Args;
 use serde_json::json;
 use tch::{nn, Device, Kind, Tensor};
 
+use allsweep_config::Precision;
 use allsweep_worker::losses::{Loss, LossConfig, Reduction};
 use allsweep_worker::models::{self, Segmenter};
 use allsweep_worker::train::adam::Adam;
@@ -36,8 +37,26 @@ pub struct StepArgs {
     /// auto (CUDA when present), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto", value_parser = super::parse_device)]
     pub device: Device,
+    /// fp32, or bf16 (convolutions in bfloat16, as `[train] precision = "bf16"`).
+    #[arg(long, value_enum, default_value = "fp32")]
+    pub precision: PrecisionArg,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum PrecisionArg {
+    Fp32,
+    Bf16,
+}
+
+impl From<PrecisionArg> for Precision {
+    fn from(p: PrecisionArg) -> Self {
+        match p {
+            PrecisionArg::Fp32 => Precision::Fp32,
+            PrecisionArg::Bf16 => Precision::Bf16,
+        }
+    }
 }
 
 pub fn run(args: StepArgs) -> anyhow::Result<()> {
@@ -48,7 +67,12 @@ pub fn run(args: StepArgs) -> anyhow::Result<()> {
     tch::manual_seed(0);
     let device = args.device;
     let vs = nn::VarStore::new(device);
-    let model = Segmenter::new(&vs.root(), model_config(args.arch, args.width)?, args.channels)?;
+    let mut model = Segmenter::new(&vs.root(), model_config(args.arch, args.width)?, args.channels)?;
+    let precision = Precision::from(args.precision);
+    model.set_precision(precision);
+    if device.is_cuda() {
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
     let mut optimizer = Adam::new(&vs, 1e-4);
     let loss = Loss::new(LossConfig::Dice { smooth: 1.0, reduction: Reduction::Batch });
     let input = Tensor::rand([args.batch, args.channels, height, width], (Kind::Float, device));
@@ -79,12 +103,13 @@ pub fn run(args: StepArgs) -> anyhow::Result<()> {
         return super::print_json(&json!({
             "impl": "allsweep", "arch": args.arch_name(), "height": height, "width": width, "batch": args.batch,
             "steps": args.steps, "seconds_per_step_median": median, "seconds_per_step_mean": mean,
-            "params": parameters, "device": format!("{device:?}"),
+            "params": parameters, "device": format!("{device:?}"), "precision": precision.name(),
         }));
     }
     println!(
-        "{} {height}x{width} batch {} on {device:?}: {median:.4} s/step (median of {}), {parameters} parameters",
+        "{} {height}x{width} batch {} on {device:?} in {}: {median:.4} s/step (median of {}), {parameters} parameters",
         args.arch_name(),
+        precision.name(),
         args.batch,
         args.steps
     );

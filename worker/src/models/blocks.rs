@@ -69,6 +69,27 @@ pub struct Conv {
     conv: nn::Conv2D,
     /// Explicit (left, right, top, bottom) padding where TensorFlow's is not symmetric.
     pad: Option<[i64; 4]>,
+    /// The stride and the symmetric padding `conv` was made with (for the bf16 path).
+    stride: i64,
+    padding: i64,
+}
+
+thread_local! {
+    /// The kind convolutions compute in on this thread (`None`: their weights' kind).
+    static CONV_KIND: std::cell::Cell<Option<Kind>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with every [`Conv`] on this thread computing in `kind` (bfloat16 for
+/// `precision = "bf16"`): input, kernel and bias are cast to it, the output back to float32,
+/// so batch norms, activations, the sigmoid, the losses and the float32 master weights
+/// Adam updates stay in float32, and the gradients reach the weights through the casts.
+/// This is what CUDA autocast does to convolutions, made explicit (tch 0.24 cannot set
+/// autocast's dtype to bfloat16, and its CPU autocast is out of reach).
+pub fn with_conv_kind<T>(kind: Option<Kind>, f: impl FnOnce() -> T) -> T {
+    let previous = CONV_KIND.with(|k| k.replace(kind));
+    let result = f();
+    CONV_KIND.with(|k| k.set(previous));
+    result
 }
 
 impl Conv {
@@ -85,7 +106,8 @@ impl Conv {
         };
         let mut conv = nn::conv2d(p, cin, cout, k, config);
         init.apply(&mut conv.ws);
-        Self { conv, pad: (!symmetric).then_some([before, after, before, after]) }
+        let padding = if symmetric { before } else { 0 };
+        Self { conv, pad: (!symmetric).then_some([before, after, before, after]), stride, padding }
     }
 
     /// A "valid" convolution (no padding): the 1x1 stride-2 shortcut of a residual block.
@@ -93,7 +115,7 @@ impl Conv {
         let config = nn::ConvConfig { stride, bias: true, bs_init: nn::Init::Const(0.0), ..Default::default() };
         let mut conv = nn::conv2d(p, cin, cout, k, config);
         init.apply(&mut conv.ws);
-        Self { conv, pad: None }
+        Self { conv, pad: None, stride, padding: 0 }
     }
 
     pub fn kernel(&self) -> &Tensor {
@@ -103,9 +125,19 @@ impl Conv {
 
 impl Module for Conv {
     fn forward(&self, xs: &Tensor) -> Tensor {
-        match self.pad {
-            Some(pad) => xs.constant_pad_nd(pad).apply(&self.conv),
-            None => xs.apply(&self.conv),
+        let padded = match self.pad {
+            Some(pad) => xs.constant_pad_nd(pad),
+            None => xs.shallow_clone(),
+        };
+        match CONV_KIND.with(std::cell::Cell::get) {
+            None => padded.apply(&self.conv),
+            Some(kind) => {
+                let bias = self.conv.bs.as_ref().map(|b| b.to_kind(kind));
+                let (stride, padding) = ([self.stride; 2], [self.padding; 2]);
+                let out =
+                    padded.to_kind(kind).conv2d(&self.conv.ws.to_kind(kind), bias.as_ref(), stride, padding, [1, 1], 1);
+                out.to_kind(Kind::Float)
+            }
         }
     }
 }

@@ -12,8 +12,9 @@ pub use focusnet::FocusNet;
 pub use unet::UNet;
 
 pub use allsweep_config::model::{Arch, ModelConfig};
+use allsweep_config::Precision;
 use tch::nn::{self, ModuleT};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 /// Input sides must be multiples of this: both networks halve the resolution four times.
 pub const SIDE_MULTIPLE: i64 = 16;
@@ -51,6 +52,8 @@ pub struct Segmenter {
     config: ModelConfig,
     /// The kernels the authors' Keras layers regularise, with their L2 coefficients.
     l2: Vec<(Tensor, f64)>,
+    /// The kind the convolutions compute in (`None`: float32, as the weights).
+    conv_kind: Option<Kind>,
 }
 
 impl Segmenter {
@@ -65,7 +68,7 @@ impl Segmenter {
             Arch::Unet => Box::new(UNet::new(path, in_channels, config.width, &step_seed, &build)),
             Arch::Focusnet => Box::new(FocusNet::new(path, in_channels, config.width, &step_seed, &build)),
         };
-        Ok(Self { net, step_seed, in_channels, config, l2: build.l2.into_inner() })
+        Ok(Self { net, step_seed, in_channels, config, l2: build.l2.into_inner(), conv_kind: None })
     }
 
     pub fn config(&self) -> ModelConfig {
@@ -82,6 +85,14 @@ impl Segmenter {
         let terms: Vec<Tensor> =
             self.l2.iter().map(|(kernel, c)| kernel.square().sum(kernel.kind()) * (c * scale)).collect();
         Some(Tensor::stack(&terms, 0).sum(terms[0].kind()))
+    }
+
+    /// Runs the convolutions in `precision` from now on (see [`blocks::with_conv_kind`]).
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.conv_kind = match precision {
+            Precision::Fp32 => None,
+            Precision::Bf16 => Some(Kind::BFloat16),
+        };
     }
 
     /// Sets the seed of the dropout masks for the following training passes.
@@ -102,7 +113,7 @@ impl Segmenter {
     /// Probabilities `[N, 1, H, W]` for `input`; `train` enables dropout and batch statistics.
     pub fn forward_t(&self, input: &Tensor, train: bool) -> Result<Tensor, ModelError> {
         self.check_input(input)?;
-        Ok(self.net.forward_t(input, train))
+        Ok(blocks::with_conv_kind(self.conv_kind, || self.net.forward_t(input, train)))
     }
 }
 

@@ -227,3 +227,31 @@ fn focusnet_fits_a_fixed_batch() {
     // 0.81 to 0.04-0.06 here, as the CPU's kernels round (0.0593 on one machine, under 0.05 on another).
     assert!(after < 0.1 && after < before / 8.0, "FocusNet Dice loss {before} before, {after} after 300 Adam steps");
 }
+
+/// bf16 convolutions: the same network computes nearly what it does in float32 (bfloat16
+/// keeps 8 bits of mantissa), its output stays float32 probabilities, and the gradients
+/// reach the float32 weights through the casts.
+#[test]
+fn bf16_convolutions_track_float32_and_train_float32_weights() {
+    for arch in [Arch::Unet, Arch::Focusnet] {
+        let (vs, mut model) = build(arch, 8, 3);
+        let input =
+            (Tensor::arange(2 * 3 * 32 * 32, (Kind::Float, Device::Cpu)) * 0.37).sin().abs().view([2, 3, 32, 32]);
+        let fp32 = tch::no_grad(|| model.forward_t(&input, false)).expect("fp32");
+        model.set_precision(Precision::Bf16);
+        let bf16 = model.forward_t(&input, false).expect("bf16");
+        assert_eq!(bf16.kind(), Kind::Float, "{arch:?}: probabilities come back as float32");
+        let gap = (&bf16 - &fp32).abs().max().double_value(&[]);
+        assert!(gap > 0.0, "{arch:?}: the convolutions did run in bfloat16");
+        assert!(gap < 0.05, "{arch:?}: bf16 and fp32 outputs differ by {gap}");
+        bf16.mean(Kind::Float).backward();
+        for (name, var) in vs.trainable_variables().iter().enumerate() {
+            assert_eq!(var.kind(), Kind::Float, "{arch:?}: master weight {name} stays float32");
+        }
+        let with_grad = vs.trainable_variables().iter().filter(|v| v.grad().defined()).count();
+        assert_eq!(with_grad, vs.trainable_variables().len(), "{arch:?}: every weight gets a gradient");
+        model.set_precision(Precision::Fp32);
+        let back = tch::no_grad(|| model.forward_t(&input, false)).expect("fp32 again");
+        assert_eq!(back, fp32, "{arch:?}: fp32 again computes exactly as before");
+    }
+}

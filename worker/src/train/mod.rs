@@ -24,7 +24,7 @@ use rand::seq::SliceRandom;
 use serde::Serialize;
 use tch::{nn, Device};
 
-use crate::data::{self, DataError, LoadedData, Split};
+use crate::data::{self, Batches, DataError, LoadedData};
 use crate::losses::{Loss, LossError};
 use crate::metrics::{KerasMetrics, Metrics, MetricsAccumulator, RocPoint};
 use crate::models::{self, ModelError, Segmenter};
@@ -138,8 +138,14 @@ pub fn train_on(
     if data.train.len() < 2 {
         return Err(TrainError::TooFewSamples(data.train.len()));
     }
-    let (mut vs, model) =
+    let (mut vs, mut model) =
         models::build_seeded(options.device, config.model, data.train.channels() as i64, config.seed)?;
+    model.set_precision(config.train.precision);
+    if options.device.is_cuda() {
+        // cuDNN times its algorithms once per shape and keeps the fastest; a trial's shapes
+        // never change, so the search pays off from the second step.
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
     let loss = Loss::new(config.loss.clone());
     let mut adam = Adam::new(&vs, config.train.lr);
     let fingerprint = fingerprint(config);
@@ -176,6 +182,9 @@ pub fn train_on(
         tracing::info!(epoch = position.epoch, step = position.step, checkpoint = %path.display(), "resuming");
     }
     let steps_per_epoch = steps_per_epoch(data.train.len(), batch);
+    // On a GPU the samples live there for the whole run, and each batch is gathered there.
+    let train_batches = Batches::new(&data.train, options.device);
+    let validation_batches = Batches::new(&data.validation, options.device);
     events.send(TrainEvent::Started {
         epoch: position.epoch,
         step: position.step,
@@ -203,7 +212,7 @@ pub fn train_on(
             }
             model.set_step_seed(step_seed(config.seed, epoch, step));
             let indices = batch_indices(&order, step, batch, steps_per_epoch);
-            let (input, target) = data.train.batch(indices, options.device);
+            let (input, target) = train_batches.batch(indices);
             let pred = model.forward_t(&input, true)?;
             let value = loss.compute_checked_shapes(&pred, &target)?;
             adam.zero_grad();
@@ -222,7 +231,7 @@ pub fn train_on(
         }
         unread.read(epoch, &mut position, events)?;
         position.train_seconds += train_started.elapsed().as_secs_f64();
-        let (validation_loss, validation) = evaluate(&model, &loss, &data.validation, batch, options.device)?;
+        let (validation_loss, validation) = evaluate(&model, &loss, &validation_batches, batch)?;
         if !validation_loss.is_finite() {
             // Weights that give a non-finite loss on held-out data have diverged, even when
             // every training batch stayed finite.
@@ -259,7 +268,8 @@ pub fn train_on(
         }
         None => position.history.last().map(|r| r.epoch),
     };
-    let (_, test) = evaluate(&model, &loss, &data.test, batch, options.device)?;
+    drop((train_batches, validation_batches));
+    let (_, test) = evaluate(&model, &loss, &Batches::new(&data.test, options.device), batch)?;
     Ok(TrialOutcome {
         selected_epoch: selected_epoch.unwrap_or(position.epoch),
         test_keras: test.keras_metrics(),
@@ -342,25 +352,30 @@ fn save_checkpoint(
     Ok(())
 }
 
-/// Mean loss and accumulated metrics of `split`, model in eval mode.
+/// Mean loss and accumulated metrics of `split`, model in eval mode. The losses are summed
+/// on the device (in float64, as the host would) and read once at the end.
 fn evaluate(
     model: &Segmenter,
     loss: &Loss,
-    split: &Split,
+    split: &Batches,
     batch: usize,
-    device: Device,
 ) -> Result<(f64, MetricsAccumulator), TrainError> {
     let _guard = tch::no_grad_guard();
     let mut metrics = MetricsAccumulator::new();
-    let (mut sum, mut count) = (0.0, 0);
+    let (mut sum, mut count): (Option<tch::Tensor>, usize) = (None, 0);
     let all: Vec<usize> = (0..split.len()).collect();
     for indices in all.chunks(batch) {
-        let (input, target) = split.batch(indices, device);
+        let (input, target) = split.batch(indices);
         let pred = model.forward_t(&input, false)?;
-        sum += loss.compute_checked_shapes(&pred, &target)?.double_value(&[]) * indices.len() as f64;
+        let weighted = loss.compute_checked_shapes(&pred, &target)?.to_kind(tch::Kind::Double) * indices.len() as f64;
+        sum = Some(match sum {
+            None => weighted,
+            Some(total) => total + weighted,
+        });
         count += indices.len();
         metrics.update_unchecked_values(&pred, &target).map_err(LossError::from)?;
     }
+    let sum = sum.map_or(0.0, |s| s.double_value(&[]));
     Ok((sum / count.max(1) as f64, metrics))
 }
 

@@ -6,7 +6,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 
 use allsweep_config::TrialConfig;
-use tch::Device;
 
 use super::*;
 
@@ -20,8 +19,11 @@ fn config(loss: &str, epochs: usize) -> TrialConfig {
 
 /// Losses are read every 3 steps, as on a GPU (every 16 there): a read that does not fall on
 /// an epoch's end, a stop or a divergence between two reads are all exercised on the CPU.
+/// On the device `ALLSWEEP_TEST_DEVICE` names (the CPU by default; scripts/gpu-check.sh runs
+/// these tests on CUDA).
 fn options<'a>(checkpoint: Option<PathBuf>, resume: Option<PathBuf>, stop: Option<&'a AtomicBool>) -> RunOptions<'a> {
-    RunOptions { device: Device::Cpu, data_dir: None, checkpoint, resume, stop, loss_read_every: 3 }
+    let device = crate::device::for_tests();
+    RunOptions { device, data_dir: None, checkpoint, resume, stop, loss_read_every: 3 }
 }
 
 fn quiet() -> impl Fn(TrainEvent) {
@@ -233,4 +235,18 @@ fn best_validation_tests_the_best_epoch_s_weights_and_the_plateau_rule_cuts_the_
     assert!(matches!(stopped, Err(TrainError::Stopped { .. })), "{stopped:?}");
     let resumed = train(&config, &options(Some(ckpt.clone()), Some(ckpt), None), &quiet()).unwrap();
     assert_eq!((resumed.selected_epoch, &resumed.test), (chosen, &best.test));
+}
+
+#[test]
+fn a_bf16_trial_learns_and_records_its_precision() {
+    let text = config("kind = \"dice\"", 3);
+    let mut bf16 = text.clone();
+    bf16.train.precision = allsweep_config::Precision::Bf16;
+    let outcome = train(&bf16, &options(None, None, None), &quiet()).unwrap();
+    let (first, last) = (&outcome.epochs[0], &outcome.epochs[2]);
+    assert!(last.train_loss < first.train_loss, "{} -> {}", first.train_loss, last.train_loss);
+    assert!(outcome.test.jaccard > 0.2, "test Jaccard {}", outcome.test.jaccard);
+    let fp32 = train(&text, &options(None, None, None), &quiet()).unwrap();
+    assert_ne!(fp32.epochs[0].train_loss, first.train_loss, "the two precisions train differently");
+    assert!(fingerprint(&bf16).contains("\"precision\":\"bf16\""), "the precision is part of the config");
 }
