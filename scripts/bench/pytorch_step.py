@@ -7,6 +7,10 @@ zero_grad - on the reference models in scripts/reference/models.py, and prints o
 line with the same keys as the Rust side ("impl": "pytorch").
 
     .venv/bin/python scripts/bench/pytorch_step.py --arch unet --size 48x48 --steps 5 --warmup 1
+
+On a GPU (`--device cuda`) a step is timed up to the device's finishing it, and `--precision
+bf16` runs the network under `torch.autocast(dtype=torch.bfloat16)` (the loss in fp32), the
+peer of allsweep's `[train] precision = "bf16"`.
 """
 
 import argparse
@@ -42,36 +46,46 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=5, help="timed steps")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps before timing")
     p.add_argument("--channels", type=int, default=3, choices=(1, 2, 3))
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     args = p.parse_args(argv)
     if args.steps < 1 or args.warmup < 0 or args.batch < 1:
         p.error("need --steps >= 1, --warmup >= 0, --batch >= 1")
     return args
 
 
-def make_batch(batch, channels, height, width):
+def make_batch(batch, channels, height, width, device):
     """Uniform random input and a random {0,1} target."""
-    x = torch.rand(batch, channels, height, width)
-    y = (torch.rand(batch, 1, height, width) < 0.5).float()
+    x = torch.rand(batch, channels, height, width, device=device)
+    y = (torch.rand(batch, 1, height, width, device=device) < 0.5).float()
     return x, y
 
 
-def train_step(model, optimizer, x, y):
-    pred = model(x)
-    loss = losses.dice_loss(pred, y, smooth=1.0, reduction="batch")
+def train_step(model, optimizer, x, y, precision="fp32"):
+    with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        pred = model(x)
+    loss = losses.dice_loss(pred.float(), y, smooth=1.0, reduction="batch")
     loss.backward()
     optimizer.step()
     optimizer.zero_grad()
     return loss
 
 
-def time_steps(model, optimizer, x, y, steps, warmup):
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(model, optimizer, x, y, steps, warmup, precision="fp32"):
     """Seconds taken by each of `steps` timed steps after `warmup` untimed ones."""
     for _ in range(warmup):
-        train_step(model, optimizer, x, y)
+        train_step(model, optimizer, x, y, precision)
+    synchronize(x.device)
     times = []
     for _ in range(steps):
         start = time.perf_counter()
-        train_step(model, optimizer, x, y)
+        train_step(model, optimizer, x, y, precision)
+        synchronize(x.device)
         times.append(time.perf_counter() - start)
     return times
 
@@ -80,11 +94,12 @@ def main(argv=None):
     args = parse_args(argv)
     torch.manual_seed(0)
     height, width = args.size
-    model = models.build(args.arch, in_ch=args.channels)
+    device = torch.device(args.device)
+    model = models.build(args.arch, in_ch=args.channels).to(device)
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    x, y = make_batch(args.batch, args.channels, height, width)
-    times = time_steps(model, optimizer, x, y, args.steps, args.warmup)
+    x, y = make_batch(args.batch, args.channels, height, width, device)
+    times = time_steps(model, optimizer, x, y, args.steps, args.warmup, args.precision)
     print(json.dumps({
         "impl": "pytorch",
         "arch": args.arch,
@@ -95,6 +110,8 @@ def main(argv=None):
         "seconds_per_step_median": statistics.median(times),
         "seconds_per_step_mean": statistics.fmean(times),
         "params": models.count_params(model),
+        "device": str(device),
+        "precision": args.precision,
     }))
 
 

@@ -15,6 +15,7 @@ then prints a markdown table and a machine line, and appends every raw JSON line
 
     .venv/bin/python scripts/bench/training_step.py            # the full benchmark
     .venv/bin/python scripts/bench/training_step.py --archs unet --sizes 48x48 --steps 1
+    python3 scripts/bench/training_step.py --device cuda --precisions fp32,bf16   # on a GPU
 """
 
 import argparse
@@ -46,6 +47,9 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (both sides)")
+    p.add_argument("--precisions", type=csv_list(str, ("fp32", "bf16")), default=["fp32"],
+                   help="comma list of fp32, bf16 (bf16: allsweep's precision = bf16, PyTorch autocast)")
     p.add_argument("--bin", type=Path, default=DEFAULT_BIN, help="the allsweep-worker binary")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="raw JSON lines go here")
     p.add_argument("--pytorch-only", action="store_true",
@@ -66,17 +70,18 @@ def steps_for(size, args):
     return max(args.steps, 10) if h * w <= 48 * 48 else args.steps
 
 
-def step_args(arch, size, args):
+def step_args(arch, size, precision, args):
     return ["--arch", arch, "--size", size, "--batch", str(args.batch),
-            "--steps", str(steps_for(size, args)), "--warmup", str(args.warmup)]
+            "--steps", str(steps_for(size, args)), "--warmup", str(args.warmup),
+            "--device", args.device, "--precision", precision]
 
 
-def commands(arch, size, args):
-    """impl name -> argv for both sides of one (arch, size)."""
-    cmds = {"pytorch": [sys.executable, str(PYTORCH_SCRIPT), *step_args(arch, size, args)]}
+def commands(arch, size, precision, args):
+    """impl name -> argv for both sides of one (arch, size, precision)."""
+    argv = step_args(arch, size, precision, args)
+    cmds = {"pytorch": [sys.executable, str(PYTORCH_SCRIPT), *argv]}
     if not args.pytorch_only:
-        cmds["allsweep"] = [str(args.bin), "inspect", "step", *step_args(arch, size, args),
-                            "--json"]
+        cmds["allsweep"] = [str(args.bin), "inspect", "step", *argv, "--json"]
     return cmds
 
 
@@ -98,9 +103,9 @@ def run_json(argv):
     return record
 
 
-def run_pair(index, arch, size, args):
-    """Both sides of one (arch, size); who goes first alternates with `index`."""
-    cmds = commands(arch, size, args)
+def run_pair(index, arch, size, precision, args):
+    """Both sides of one (arch, size, precision); who goes first alternates with `index`."""
+    cmds = commands(arch, size, precision, args)
     order = sorted(cmds, reverse=(index % 2 == 1))
     return {impl: run_json(cmds[impl]) for impl in order}
 
@@ -109,12 +114,13 @@ def fmt_seconds(record):
     return "-" if record is None else f"{record['seconds_per_step_median']:.4f}"
 
 
-def table_row(arch, size, batch, results):
+def table_row(arch, size, precision, batch, results):
     ours, theirs = results.get("allsweep"), results.get("pytorch")
     ratio = "-"
     if ours is not None and theirs is not None:
         ratio = f"{ours['seconds_per_step_median'] / theirs['seconds_per_step_median']:.2f}"
-    return f"| {arch} | {size} | {batch} | {fmt_seconds(ours)} | {fmt_seconds(theirs)} | {ratio} |"
+    return (f"| {arch} | {size} | {precision} | {batch} | {fmt_seconds(ours)} | {fmt_seconds(theirs)} "
+            f"| {ratio} |")
 
 
 def machine_line():
@@ -129,15 +135,16 @@ def main(argv=None):
     args.out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     with open(args.out, "a") as out:
-        pairs = [(a, s) for a in args.archs for s in args.sizes]
-        for index, (arch, size) in enumerate(pairs):
-            results = run_pair(index, arch, size, args)
+        pairs = [(a, s, p) for a in args.archs for s in args.sizes for p in args.precisions]
+        for index, (arch, size, precision) in enumerate(pairs):
+            results = run_pair(index, arch, size, precision, args)
             for record in results.values():
                 out.write(json.dumps(record) + "\n")
                 out.flush()
-            rows.append(table_row(arch, size, args.batch, results))
-    print("| arch | size | batch | allsweep s/step | PyTorch s/step | ratio (allsweep/PyTorch) |")
-    print("|---|---|---|---|---|---|")
+            rows.append(table_row(arch, size, precision, args.batch, results))
+    print(f"Device: {args.device}")
+    print("| arch | size | precision | batch | allsweep s/step | PyTorch s/step | ratio (allsweep/PyTorch) |")
+    print("|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     print()
     print(f"{machine_line()}; median of {args.steps} timed steps (10 at 48x48) after {args.warmup} warm-up")
