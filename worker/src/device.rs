@@ -1,6 +1,6 @@
-//! Which libtorch device to run on, from its name: the `--device` of every command, and the
-//! `ALLSWEEP_TEST_DEVICE` of the trainer's tests, so that the same tests run on a GPU machine
-//! (scripts/gpu-check.sh) as here.
+//! Which libtorch device to run on, from its name: the `--device` of every command (a worker's
+//! may name several: every GPU of its host by default), and the `ALLSWEEP_TEST_DEVICE` of the
+//! trainer's tests, so that the same tests run on a GPU machine (scripts/gpu-check.sh) as here.
 
 use tch::Device;
 
@@ -16,6 +16,48 @@ pub fn parse(text: &str) -> Result<Device, String> {
             .map(Device::Cuda)
             .ok_or_else(|| format!("unknown device {other:?}; expected auto, cpu, cuda or cuda:N")),
     }
+}
+
+/// A worker's devices: `auto` (every visible GPU, else the CPU), `all` (every visible GPU; an
+/// error without one), or a comma-separated list of single devices (`cuda:0,cuda:2`), each
+/// named once. `gpus` is how many CUDA devices libtorch sees.
+pub fn parse_list(text: &str, gpus: usize) -> Result<Vec<Device>, String> {
+    let every_gpu = || (0..gpus).map(Device::Cuda).collect::<Vec<_>>();
+    match text.trim() {
+        "auto" if gpus > 0 => return Ok(every_gpu()),
+        "auto" => return Ok(vec![Device::Cpu]),
+        "all" if gpus > 0 => return Ok(every_gpu()),
+        "all" => return Err("all: libtorch sees no CUDA device on this machine".into()),
+        _ => {}
+    }
+    let mut devices = Vec::new();
+    for name in text.split(',').map(str::trim) {
+        if name == "auto" || name == "all" {
+            return Err(format!("{name} cannot be part of a list"));
+        }
+        let device = match parse(name)? {
+            Device::Cuda(n) if n >= gpus => {
+                return Err(format!("{name}: libtorch sees {gpus} CUDA device(s) on this machine"))
+            }
+            device => device,
+        };
+        if devices.contains(&device) {
+            return Err(format!("{name} is named twice"));
+        }
+        devices.push(device);
+    }
+    Ok(devices)
+}
+
+/// The device of the next trial: the one with the fewest of `running` (the devices of the
+/// trials already running), the first listed on a tie; `None` when each has `slots` trials.
+pub fn least_loaded(devices: &[Device], running: &[Device], slots: u32) -> Option<Device> {
+    devices
+        .iter()
+        .map(|d| (running.iter().filter(|r| *r == d).count(), *d))
+        .filter(|(load, _)| *load < slots as usize)
+        .min_by_key(|(load, _)| *load)
+        .map(|(_, d)| d)
 }
 
 /// The device the trainer's tests run on: `ALLSWEEP_TEST_DEVICE` (`cpu`, `cuda`, `cuda:N`),
@@ -41,5 +83,31 @@ mod tests {
         assert_eq!(parse("cuda:2"), Ok(Device::Cuda(2)));
         assert!(parse("gpu").unwrap_err().contains("expected auto, cpu, cuda or cuda:N"));
         assert!(parse("cuda:x").is_err());
+    }
+
+    #[test]
+    fn a_worker_takes_every_gpu_by_default_or_the_ones_named() {
+        assert_eq!(parse_list("auto", 0), Ok(vec![Device::Cpu]), "a CPU machine");
+        assert_eq!(parse_list("auto", 2), Ok(vec![Device::Cuda(0), Device::Cuda(1)]));
+        assert_eq!(parse_list("all", 3).map(|d| d.len()), Ok(3));
+        assert!(parse_list("all", 0).unwrap_err().contains("no CUDA device"));
+        assert_eq!(parse_list("cuda:0, cuda:2", 4), Ok(vec![Device::Cuda(0), Device::Cuda(2)]));
+        assert_eq!(parse_list("cpu", 4), Ok(vec![Device::Cpu]));
+        assert!(parse_list("cuda:5", 4).unwrap_err().contains("sees 4 CUDA device(s)"));
+        assert!(parse_list("cuda:1,cuda:1", 4).unwrap_err().contains("named twice"));
+        assert!(parse_list("cuda:0,auto", 4).unwrap_err().contains("auto cannot be part of a list"));
+        assert!(parse_list("cuda:0,gpu", 4).unwrap_err().contains("unknown device \"gpu\""));
+    }
+
+    #[test]
+    fn trials_go_to_the_least_loaded_device_up_to_its_slots() {
+        let gpus = [Device::Cuda(0), Device::Cuda(1)];
+        assert_eq!(least_loaded(&gpus, &[], 2), Some(Device::Cuda(0)));
+        assert_eq!(least_loaded(&gpus, &[Device::Cuda(0)], 2), Some(Device::Cuda(1)));
+        let both = [Device::Cuda(0), Device::Cuda(1)];
+        assert_eq!(least_loaded(&gpus, &both, 2), Some(Device::Cuda(0)));
+        let full = [Device::Cuda(0), Device::Cuda(1), Device::Cuda(1), Device::Cuda(0)];
+        assert_eq!(least_loaded(&gpus, &full, 2), None, "two slots on each, all taken");
+        assert_eq!(least_loaded(&[Device::Cpu], &[Device::Cpu], 3), Some(Device::Cpu));
     }
 }

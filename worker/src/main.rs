@@ -45,10 +45,11 @@ struct AgentArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "ALLSWEEP_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
-    /// auto (CUDA when present), cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto", value_parser = inspect::parse_device)]
-    device: tch::Device,
-    /// Trials trained at once.
+    /// auto (every visible GPU, else the CPU), all (every visible GPU), cpu, or GPUs by name:
+    /// cuda:0,cuda:2.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Trials trained at once on each device.
     #[arg(long, default_value_t = 1)]
     slots: u32,
     /// Where relative data-set roots resolve [default: $ALLSWEEP_DATA, else ../shared/data].
@@ -81,15 +82,19 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         );
     };
     anyhow::ensure!(args.slots >= 1, "--slots must be at least 1");
+    let gpus = if tch::Cuda::is_available() { tch::Cuda::device_count().max(0) as usize } else { 0 };
+    let devices =
+        allsweep_worker::device::parse_list(&args.device, gpus).map_err(|e| anyhow::anyhow!("--device: {e}"))?;
+    let trials_at_once = args.slots.saturating_mul(devices.len() as u32);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i32;
-    let threads = args.threads.unwrap_or((cores / args.slots as i32).max(1));
+    let threads = args.threads.unwrap_or((cores / trials_at_once.max(1) as i32).max(1));
     anyhow::ensure!(threads >= 1, "--threads must be at least 1");
     tch::set_num_threads(threads);
     let options = agent::AgentOptions {
         coordinator,
         token: allsweep_proto::auth::resolve_token(args.token, args.token_file.as_deref())?,
         tls: allsweep_proto::tls::ClientTls { ca: args.tls_ca, cert: args.tls_cert, key: args.tls_key },
-        device: args.device,
+        devices,
         slots: args.slots,
         data_dir: allsweep_worker::data::data_dir(args.data_dir),
         work_root: args.work_dir.unwrap_or_else(agent::default_work_root),

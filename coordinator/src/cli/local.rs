@@ -27,7 +27,8 @@ pub struct RunArgs {
     /// Trials each worker trains at once.
     #[arg(long, default_value_t = 1)]
     pub slots: u32,
-    /// auto (CUDA when present), cpu, cuda or cuda:N.
+    /// auto (every visible GPU, else the CPU), all, cpu, or GPUs by name (cuda:0,cuda:2):
+    /// each local worker trains on them, --slots trials at once on each.
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// Folder for the database, checkpoints and worker logs.

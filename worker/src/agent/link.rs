@@ -42,9 +42,9 @@ impl Link {
         let register = pb::RegisterRequest {
             protocol_version: PROTOCOL_VERSION,
             host: hostname(),
-            device: format!("{:?}", options.device).to_lowercase(),
+            device: options.devices.iter().map(|d| format!("{d:?}").to_lowercase()).collect::<Vec<_>>().join(","),
             memory_bytes: memory_bytes(),
-            slots: options.slots,
+            slots: options.capacity(),
             version: env!("CARGO_PKG_VERSION").into(),
             worker_id: String::new(),
         };

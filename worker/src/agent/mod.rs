@@ -37,7 +37,9 @@ pub struct AgentOptions {
     pub token: Option<String>,
     /// The TLS files for an `https://` coordinator.
     pub tls: allsweep_proto::tls::ClientTls,
-    pub device: Device,
+    /// The devices trials run on; each takes up to `slots` trials at once.
+    pub devices: Vec<Device>,
+    /// Trials at once per device.
     pub slots: u32,
     pub data_dir: Option<PathBuf>,
     /// The host's work directory: the worker keeps its local checkpoints in a folder of its
@@ -47,13 +49,20 @@ pub struct AgentOptions {
 
 pub use work_dir::default_root as default_work_root;
 
+impl AgentOptions {
+    /// Trials this worker trains at once: its slots on each of its devices.
+    pub fn capacity(&self) -> u32 {
+        self.slots.saturating_mul(self.devices.len() as u32)
+    }
+}
+
 /// Runs until `shutdown` resolves, then checkpoints, uploads and gives leases back.
 pub async fn run(options: AgentOptions, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     let work = work_dir::WorkDir::claim(&options.work_root)?;
     work_dir::collect_abandoned(&options.work_root);
     let mut link = Link::new(&options)?;
     let heartbeat_every = link.register_with_retry().await?.heartbeat_every;
-    tracing::info!(worker = %link.worker_id(), coordinator = %options.coordinator, slots = options.slots, device = ?options.device, "registered");
+    tracing::info!(worker = %link.worker_id(), coordinator = %options.coordinator, slots = options.slots, devices = ?options.devices, "registered");
 
     let (events_tx, mut events) = mpsc::unbounded_channel::<TrialMessage>();
     let mut running: HashMap<String, RunningTrial> = HashMap::new();
@@ -111,7 +120,7 @@ pub async fn run(options: AgentOptions, shutdown: impl std::future::Future<Outpu
                 outbox.flush(&mut link).await;
             }
             _ = lease_tick.tick(), if !draining && missing.is_none() => {
-                let free = options.slots.saturating_sub(running.len() as u32);
+                let free = options.capacity().saturating_sub(running.len() as u32);
                 if free > 0 && outbox.is_empty() {
                     match link.lease(free).await {
                         Ok(leased) => {
@@ -125,7 +134,14 @@ pub async fn run(options: AgentOptions, shutdown: impl std::future::Future<Outpu
                                         continue;
                                     }
                                 };
-                                match trial::start(lease, &options, work.path(), &mut link, events_tx.clone()).await {
+                                let busy: Vec<Device> = running.values().map(|t| t.device).collect();
+                                let Some(device) = crate::device::least_loaded(&options.devices, &busy, options.slots) else {
+                                    // The coordinator leases at most the free slots asked for; were it to
+                                    // send more, the trial goes back at once rather than overloading a device.
+                                    outbox.push(Report::Release { trial_id: lease.trial_id, attempt: lease.attempt });
+                                    continue;
+                                };
+                                match trial::start(lease, &options, device, work.path(), &mut link, events_tx.clone()).await {
                                     Ok(t) => { running.insert(t.id.clone(), t); }
                                     Err((lease, error)) => {
                                         tracing::error!(trial = %lease.trial_id, %error, "could not start the trial");

@@ -97,6 +97,8 @@ pub struct RunningTrial {
     pub attempt: u32,
     /// The trial's data set, named when this machine cannot serve it.
     pub data: DataLocation,
+    /// The device it trains on.
+    pub device: tch::Device,
     epoch: Arc<AtomicU32>,
     stop: Arc<AtomicBool>,
     /// The coordinator no longer wants this attempt: report nothing more about it.
@@ -129,6 +131,7 @@ impl RunningTrial {
 pub async fn start(
     lease: Lease,
     options: &AgentOptions,
+    device: tch::Device,
     work_dir: &Path,
     link: &mut Link,
     events: UnboundedSender<TrialMessage>,
@@ -155,7 +158,6 @@ pub async fn start(
     let (id, attempt) = (lease.trial_id.clone(), lease.attempt);
     let config = lease.config.clone();
     let thread_stop = stop.clone();
-    let device = options.device;
     let data_dir = options.data_dir.clone();
     let spawned = std::thread::Builder::new().name(format!("trial-{id}")).spawn(move || {
         let send = |event: TrialEvent| {
@@ -191,7 +193,7 @@ pub async fn start(
         return Err((lease, anyhow::anyhow!("cannot start a training thread: {e}")));
     }
     tracing::info!(trial = %lease.trial_id, attempt = lease.attempt, "training");
-    Ok(RunningTrial { id: lease.trial_id, attempt: lease.attempt, data, epoch, stop, abandoned: false })
+    Ok(RunningTrial { id: lease.trial_id, attempt: lease.attempt, data, device, epoch, stop, abandoned: false })
 }
 
 /// Trainer events the coordinator cares about: epoch metrics and checkpoints.
