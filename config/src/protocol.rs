@@ -37,12 +37,12 @@ impl Protocol {
 /// The validation share both protocols hold out of the training part.
 pub const VALIDATION_FRACTION: f64 = 0.1;
 
-/// The protocol `table` names in `[train] protocol`, if any, and `table` with the protocol's
-/// defaults written into the keys it leaves out.
-pub fn with_defaults(table: &Table) -> Result<(Option<Protocol>, Table), ParamError> {
+/// `table` with the defaults of the protocol its `[train] protocol` names written into the keys
+/// it leaves out (unchanged without one). `TrainConfig` records which protocol it was.
+pub fn with_defaults(table: &Table) -> Result<Table, ParamError> {
     let named = table.get("train").and_then(Value::as_table).and_then(|t| t.get("protocol"));
     let protocol = match named {
-        None => return Ok((None, table.clone())),
+        None => return Ok(table.clone()),
         Some(Value::String(s)) if s == "paper" => Protocol::Paper,
         Some(Value::String(s)) if s == "sound" => Protocol::Sound,
         Some(Value::String(s)) => {
@@ -77,5 +77,5 @@ pub fn with_defaults(table: &Table) -> Result<(Option<Protocol>, Table), ParamEr
             set(dataset, "split", Value::String(split.into()));
         }
     }
-    Ok((Some(protocol), table))
+    Ok(table)
 }

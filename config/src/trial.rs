@@ -80,7 +80,7 @@ impl TrialConfig {
 
     /// Parses an already-read table.
     pub fn from_table(table: &Table) -> Result<Self, ParamError> {
-        let (_, table) = protocol::with_defaults(table)?;
+        let table = protocol::with_defaults(table)?;
         let table = &table;
         let mut r = ParamReader::new(table, "");
         let name = match r.raw("name") {

@@ -86,10 +86,16 @@ thread_local! {
 /// This is what CUDA autocast does to convolutions, made explicit (tch 0.24 cannot set
 /// autocast's dtype to bfloat16, and its CPU autocast is out of reach).
 pub fn with_conv_kind<T>(kind: Option<Kind>, f: impl FnOnce() -> T) -> T {
-    let previous = CONV_KIND.with(|k| k.replace(kind));
-    let result = f();
-    CONV_KIND.with(|k| k.set(previous));
-    result
+    /// Puts the previous kind back when dropped, so a panic inside `f` (libtorch's errors
+    /// are panics in tch's infallible calls) leaves the thread as it found it.
+    struct Restore(Option<Kind>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CONV_KIND.with(|k| k.set(self.0));
+        }
+    }
+    let _restore = Restore(CONV_KIND.with(|k| k.replace(kind)));
+    f()
 }
 
 impl Conv {
