@@ -7,6 +7,7 @@
 pub mod dataset;
 pub mod lines;
 pub mod loss;
+pub mod memory;
 pub mod model;
 pub mod params;
 pub mod protocol;
@@ -15,6 +16,7 @@ pub mod trial;
 
 pub use dataset::DatasetConfig;
 pub use loss::{AdaptiveLog, LossConfig, Reduction};
+pub use memory::MemoryEstimate;
 pub use model::{Arch, ModelConfig};
 pub use params::ParamError;
 pub use protocol::Protocol;

@@ -7,8 +7,8 @@ use allsweep_proto::fault::TrialFault;
 use allsweep_proto::v1 as pb;
 
 use crate::store::{
-    AttemptRef, CheckpointRow, Completion, FinalMetrics, KerasMetrics, Leased, MetricPoint, Progress, ResultRow,
-    RocPoint, SweepState, TrialState,
+    AttemptRef, CheckpointRow, Completion, FinalMetrics, GpuStatus, KerasMetrics, Leased, MetricPoint, Progress,
+    ResultRow, RocPoint, SweepState, TrialState,
 };
 
 /// A wire enum value that names no state (a newer peer, or a broken one).
@@ -79,6 +79,32 @@ pub fn trial_state_word(value: i32) -> &'static str {
 /// The word a person reads for a wire sweep state.
 pub fn sweep_state_word(value: i32) -> &'static str {
     SweepState::try_from(value).map_or("unknown", |s| s.as_str())
+}
+
+impl From<&pb::GpuInfo> for GpuStatus {
+    fn from(g: &pb::GpuInfo) -> Self {
+        Self {
+            index: g.index,
+            name: g.name.clone(),
+            memory_total_bytes: g.memory_total_bytes,
+            memory_used_bytes: g.memory_used_bytes,
+            utilization_percent: g.utilization_percent,
+            trials: g.trials,
+        }
+    }
+}
+
+impl From<&GpuStatus> for pb::GpuInfo {
+    fn from(g: &GpuStatus) -> Self {
+        Self {
+            index: g.index,
+            name: g.name.clone(),
+            memory_total_bytes: g.memory_total_bytes,
+            memory_used_bytes: g.memory_used_bytes,
+            utilization_percent: g.utilization_percent,
+            trials: g.trials,
+        }
+    }
 }
 
 impl From<pb::TrialProgress> for Progress {
@@ -198,6 +224,7 @@ impl From<Leased> for pb::LeasedTrial {
             has_checkpoint: l.checkpoint_epoch.is_some(),
             checkpoint_epoch: l.checkpoint_epoch.unwrap_or(0),
             lease_expires_at_ms: l.lease_expires_at,
+            memory_bytes: l.memory_bytes,
         }
     }
 }

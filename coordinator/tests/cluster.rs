@@ -274,3 +274,32 @@ async fn a_lease_lost_in_a_coordinator_outage_costs_no_attempt() {
     assert_eq!(attempts[0].cause.as_deref(), Some("outage"), "{attempts:?}");
     assert_eq!(attempts.last().map(|a| a.outcome), Some(AttemptOutcome::Completed), "{attempts:?}");
 }
+
+/// Memory-aware slots on a CPU worker with a declared budget: four slots, but memory for only
+/// two of the trials' estimates, so exactly two train at once; the worker's registration shows
+/// in `allsweep workers`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_memory_budget_packs_only_the_trials_that_fit() {
+    let cluster = Cluster::sqlite("memory", &[]);
+    let mut client = cluster.client().await;
+    let text = SyntheticSpec::new("packed").seeds(0..6).epochs(3).to_toml();
+    let submitted = submit(&mut client, &text).await;
+    let store = cluster.store().await;
+    let trials = store.trials(&submitted.sweep_id).await.unwrap();
+    let config = allsweep_config::TrialConfig::from_toml_str(&trials[0].config_toml).unwrap();
+    let estimate = allsweep_config::memory::estimate(&config).bytes;
+    let budget = (estimate * 5 / 2).to_string();
+    let _worker = cluster.worker("packed", &["--slots", "4", "--memory-budget", &budget]);
+
+    let done = wait_for(&mut client, &submitted.sweep_id, LONG, finished).await;
+    assert_eq!((done.completed, done.failed), (6, 0));
+    // The most attempts that overlapped in time.
+    let mut spans = Vec::new();
+    for t in &trials {
+        for a in store.attempts(&t.id).await.unwrap() {
+            spans.push((a.started_at, a.ended_at.expect("ended")));
+        }
+    }
+    let most = spans.iter().map(|(start, _)| spans.iter().filter(|(s, e)| s <= start && start < e).count()).max();
+    assert_eq!(most, Some(2), "2.5 trials' memory holds two at once, though four slots are free: {spans:?}");
+}

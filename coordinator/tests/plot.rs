@@ -165,6 +165,7 @@ async fn a_sweep_without_completed_trials_is_refused_by_name() {
         seed: 0,
         epochs: 2,
         columns: TrialColumns::default(),
+        memory: Default::default(),
     };
     let sweep = NewSweep {
         id: "queued".into(),

@@ -141,6 +141,7 @@ fn new_sweep(index: usize, trials: u32, max_attempts: u32) -> NewSweep {
             seed: u64::from(ordinal),
             epochs: 3,
             columns: TrialColumns { lr: 1e-3, batch_size: 4, ..TrialColumns::default() },
+            memory: Default::default(),
         })
         .collect();
     NewSweep { name: id.clone(), id, spec_toml: String::new(), keep_checkpoints: false, max_attempts, trials }

@@ -55,9 +55,12 @@ fuzz_target!(|data: &[u8]| {
         }),
         2 => decoded(bytes, |r: pb::HeartbeatRequest| {
             let field = r.worker_id.clone();
-            if let Some((worker, running)) = passed(edge::heartbeat(r, CALLER)) {
+            if let Some(beat) = passed(edge::heartbeat(r, CALLER)) {
+                let worker = &beat.worker;
                 assert!(worker == CALLER && (field.is_empty() || field == CALLER), "{field:?} renewed for {worker}");
-                assert!(running.iter().all(|p| is_id(&p.trial_id)));
+                assert!(beat.running.iter().all(|p| is_id(&p.trial_id)));
+                assert!(beat.gpus.len() <= edge::MAX_GPUS);
+                assert!(beat.gpus.iter().all(|g| g.memory_used_bytes <= g.memory_total_bytes && g.utilization_percent <= 100));
             }
         }),
         3 => decoded(bytes, |r: pb::MetricBatch| {

@@ -68,6 +68,10 @@ pub enum TrialFault {
     /// trial goes back to the queue for another worker without counting an attempt, and the
     /// worker stops leasing.
     Worker,
+    /// The device ran out of memory: the trial needs more room than its estimate gave it.
+    /// The trial goes back to the queue asking twice the memory, without counting an
+    /// attempt, a few times at most.
+    OutOfMemory,
 }
 
 impl From<TrialFault> for FailureKind {
@@ -76,6 +80,7 @@ impl From<TrialFault> for FailureKind {
             TrialFault::Retry => FailureKind::Retry,
             TrialFault::Permanent => FailureKind::Permanent,
             TrialFault::Worker => FailureKind::Worker,
+            TrialFault::OutOfMemory => FailureKind::OutOfMemory,
         }
     }
 }
@@ -88,6 +93,7 @@ impl From<FailureKind> for TrialFault {
             FailureKind::Unspecified | FailureKind::Retry => TrialFault::Retry,
             FailureKind::Permanent => TrialFault::Permanent,
             FailureKind::Worker => TrialFault::Worker,
+            FailureKind::OutOfMemory => TrialFault::OutOfMemory,
         }
     }
 }
@@ -106,7 +112,7 @@ mod tests {
 
     #[test]
     fn failure_kinds_round_trip_and_unspecified_means_retry() {
-        for fault in [TrialFault::Retry, TrialFault::Permanent, TrialFault::Worker] {
+        for fault in [TrialFault::Retry, TrialFault::Permanent, TrialFault::Worker, TrialFault::OutOfMemory] {
             assert_eq!(TrialFault::from(FailureKind::from(fault)), fault);
         }
         assert_eq!(TrialFault::from(FailureKind::Unspecified), TrialFault::Retry);

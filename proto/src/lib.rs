@@ -21,8 +21,10 @@ pub mod v1 {
 /// Version 2: failure kinds instead of a `permanent` flag, and enum states. Version 3: a
 /// worker's calls carry its identity (`auth::WORKER_ID_HEADER`, `auth::WORKER_KEY_HEADER`).
 /// Version 4: the authors' Keras-style metrics and the learning rate per epoch, and the
-/// tested epoch and its Keras-style metrics with the results.
-pub const PROTOCOL_VERSION: u32 = 4;
+/// tested epoch and its Keras-style metrics with the results. Version 5: memory-aware leases
+/// (`free_memory_bytes`), out-of-memory failures, and each GPU's name, memory and
+/// utilisation at registration and in heartbeats.
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Checkpoints travel in chunks of this many bytes, both ways.
 pub const CHECKPOINT_CHUNK_BYTES: usize = 1 << 20;

@@ -19,19 +19,25 @@ def read_lines(path):
 
 def step_table(records):
     """One row per (arch, size, precision): both sides, their ratio, and bf16 against fp32 PyTorch."""
-    by_key = {}
+    by_key, memory = {}, {}
     for r in records:
         key = (r["arch"], f"{r['height']}x{r['width']}", r.get("precision", "fp32"))
         by_key.setdefault(key, {})[r["impl"]] = r["seconds_per_step_median"]
-    lines = ["| arch | size | precision | allsweep s/step | PyTorch s/step | allsweep/PyTorch | PyTorch fp32 / allsweep |",
-             "|---|---|---|---|---|---|---|"]
+        if r["impl"] == "allsweep":
+            memory[key] = (r.get("peak_memory_bytes"), r.get("estimated_memory_bytes"))
+    lines = ["| arch | size | precision | allsweep s/step | PyTorch s/step | allsweep/PyTorch | PyTorch fp32 / allsweep "
+             "| peak MiB measured | MiB estimated |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    mib = lambda v: f"{v / 2**20:.0f}" if v else "not measured"
     for (arch, size, precision), sides in sorted(by_key.items()):
         ours, theirs = sides.get("allsweep"), sides.get("pytorch")
         fp32 = by_key.get((arch, size, "fp32"), {}).get("pytorch")
         ratio = f"{ours / theirs:.2f}" if ours and theirs else "not measured"
         speedup = f"{fp32 / ours:.2f}x" if ours and fp32 else "not measured"
         fmt = lambda v: f"{v:.4f}" if v else "not measured"
-        lines.append(f"| {arch} | {size} | {precision} | {fmt(ours)} | {fmt(theirs)} | {ratio} | {speedup} |")
+        measured, estimated = memory.get((arch, size, precision), (None, None))
+        lines.append(f"| {arch} | {size} | {precision} | {fmt(ours)} | {fmt(theirs)} | {ratio} | {speedup} "
+                     f"| {mib(measured)} | {mib(estimated)} |")
     return lines
 
 

@@ -49,17 +49,6 @@ pub fn parse_list(text: &str, gpus: usize) -> Result<Vec<Device>, String> {
     Ok(devices)
 }
 
-/// The device of the next trial: the one with the fewest of `running` (the devices of the
-/// trials already running), the first listed on a tie; `None` when each has `slots` trials.
-pub fn least_loaded(devices: &[Device], running: &[Device], slots: u32) -> Option<Device> {
-    devices
-        .iter()
-        .map(|d| (running.iter().filter(|r| *r == d).count(), *d))
-        .filter(|(load, _)| *load < slots as usize)
-        .min_by_key(|(load, _)| *load)
-        .map(|(_, d)| d)
-}
-
 /// The device the trainer's tests run on: `ALLSWEEP_TEST_DEVICE` (`cpu`, `cuda`, `cuda:N`),
 /// the CPU when it is not set. A name that does not parse, or a CUDA device on a machine
 /// without one, stops the test with the reason rather than testing the CPU in its place.
@@ -97,17 +86,5 @@ mod tests {
         assert!(parse_list("cuda:1,cuda:1", 4).unwrap_err().contains("named twice"));
         assert!(parse_list("cuda:0,auto", 4).unwrap_err().contains("auto cannot be part of a list"));
         assert!(parse_list("cuda:0,gpu", 4).unwrap_err().contains("unknown device \"gpu\""));
-    }
-
-    #[test]
-    fn trials_go_to_the_least_loaded_device_up_to_its_slots() {
-        let gpus = [Device::Cuda(0), Device::Cuda(1)];
-        assert_eq!(least_loaded(&gpus, &[], 2), Some(Device::Cuda(0)));
-        assert_eq!(least_loaded(&gpus, &[Device::Cuda(0)], 2), Some(Device::Cuda(1)));
-        let both = [Device::Cuda(0), Device::Cuda(1)];
-        assert_eq!(least_loaded(&gpus, &both, 2), Some(Device::Cuda(0)));
-        let full = [Device::Cuda(0), Device::Cuda(1), Device::Cuda(1), Device::Cuda(0)];
-        assert_eq!(least_loaded(&gpus, &full, 2), None, "two slots on each, all taken");
-        assert_eq!(least_loaded(&[Device::Cpu], &[Device::Cpu], 3), Some(Device::Cpu));
     }
 }

@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod data;
 pub mod device;
+pub mod gpu;
 pub mod inputs;
 pub mod losses;
 pub mod metrics;

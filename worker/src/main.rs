@@ -16,7 +16,7 @@ mod train_command;
     version,
     about = "allsweep's worker: trains segmentation networks with the paper's losses"
 )]
-#[command(arg_required_else_help = true, args_conflicts_with_subcommands = true)]
+#[command(arg_required_else_help = true, args_conflicts_with_subcommands = true, args_override_self = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -49,9 +49,16 @@ struct AgentArgs {
     /// cuda:0,cuda:2.
     #[arg(long, default_value = "auto")]
     device: String,
-    /// Trials trained at once on each device.
-    #[arg(long, default_value_t = 1)]
-    slots: u32,
+    /// Trials trained at once on each device, at most. Where the device's memory is known (a
+    /// GPU NVML can read, or --memory-budget), it also takes trials only while their memory
+    /// estimates fit [default: 16 where memory is known, else 1].
+    #[arg(long)]
+    slots: Option<u32>,
+    /// The memory trials may take on each device, e.g. 24GiB: leases then go by the trials'
+    /// memory estimates as well as by --slots [default: a GPU's free memory at start less
+    /// 1 GiB for the worker's CUDA context; none on a CPU].
+    #[arg(long, value_parser = allsweep_config::memory::parse_bytes)]
+    memory_budget: Option<u64>,
     /// Where relative data-set roots resolve [default: $ALLSWEEP_DATA, else ../shared/data].
     #[arg(long)]
     data_dir: Option<std::path::PathBuf>,
@@ -81,11 +88,13 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
             "give --coordinator URL (or ALLSWEEP_COORDINATOR) to work for a coordinator, or a subcommand (see --help)"
         );
     };
-    anyhow::ensure!(args.slots >= 1, "--slots must be at least 1");
+    anyhow::ensure!(args.slots.is_none_or(|s| s >= 1), "--slots must be at least 1");
     let gpus = if tch::Cuda::is_available() { tch::Cuda::device_count().max(0) as usize } else { 0 };
     let devices =
         allsweep_worker::device::parse_list(&args.device, gpus).map_err(|e| anyhow::anyhow!("--device: {e}"))?;
-    let trials_at_once = args.slots.saturating_mul(devices.len() as u32);
+    // CPU threads are shared by the trials a CPU worker may run at once.
+    let cpu_slots = args.slots.unwrap_or(if args.memory_budget.is_some() { agent::MEMORY_AWARE_SLOTS } else { 1 });
+    let trials_at_once = cpu_slots.saturating_mul(devices.len() as u32);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i32;
     let threads = args.threads.unwrap_or((cores / trials_at_once.max(1) as i32).max(1));
     anyhow::ensure!(threads >= 1, "--threads must be at least 1");
@@ -96,6 +105,7 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         tls: allsweep_proto::tls::ClientTls { ca: args.tls_ca, cert: args.tls_cert, key: args.tls_key },
         devices,
         slots: args.slots,
+        memory_budget: args.memory_budget,
         data_dir: allsweep_worker::data::data_dir(args.data_dir),
         work_root: args.work_dir.unwrap_or_else(agent::default_work_root),
     };

@@ -248,3 +248,18 @@ fn step_times_a_small_training_step() {
     assert_eq!(out["steps"], 2);
     assert!(out["seconds_per_step_median"].as_f64().expect("seconds") > 0.0);
 }
+
+/// The memory estimator against the peak a real training step reaches, each network in its
+/// own process (the peak resident size is the process's): on the CPU it must not fall short,
+/// and not ask for more than twice what is used (a GPU would then idle half its memory).
+#[test]
+fn the_memory_estimate_covers_the_measured_peak_of_a_step_without_doubling_it() {
+    for (arch, batch) in [("unet", "16"), ("focusnet", "8")] {
+        let args = ["inspect", "step", "--arch", arch, "--size", "48x48", "--batch", batch, "--steps", "1"];
+        let out = json_of(&worker(&[&args[..], &["--warmup", "1", "--device", "cpu", "--json"]].concat()));
+        let measured = out["peak_memory_bytes"].as_f64().expect("measured on the CPU");
+        let estimated = out["estimated_memory_bytes"].as_f64().expect("estimated");
+        let ratio = estimated / measured;
+        assert!((1.0..2.0).contains(&ratio), "{arch}: estimated {estimated}, measured {measured} (x{ratio:.2})");
+    }
+}

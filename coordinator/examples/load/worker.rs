@@ -85,6 +85,7 @@ pub async fn simulate(index: usize, channel: Channel, start: Arc<Barrier>, pace:
             slots: 1,
             version: env!("CARGO_PKG_VERSION").into(),
             worker_id: String::new(),
+            gpus: Vec::new(),
         })
         .await
         .map_err(|s| anyhow::anyhow!("worker {index}: register: {s}"))?
@@ -98,9 +99,11 @@ pub async fn simulate(index: usize, channel: Channel, start: Arc<Barrier>, pace:
     let mut last_heartbeat = Instant::now();
     loop {
         stats.first_lease.get_or_insert_with(Instant::now);
-        let leased =
-            timed!(stats.lease, client.lease(pb::LeaseRequest { worker_id: worker_id.clone(), free_slots: 1 }))
-                .map_err(|s| anyhow::anyhow!("worker {index}: lease: {s}"))?;
+        let leased = timed!(
+            stats.lease,
+            client.lease(pb::LeaseRequest { worker_id: worker_id.clone(), free_slots: 1, free_memory_bytes: 0 })
+        )
+        .map_err(|s| anyhow::anyhow!("worker {index}: lease: {s}"))?;
         let Some(trial) = leased.trials.into_iter().next() else { break };
         // Small enough that every value is a valid fraction (< 0.2).
         let seed = (index % 100) as f64 / 1000.0;
@@ -131,6 +134,7 @@ pub async fn simulate(index: usize, channel: Channel, start: Arc<Barrier>, pace:
                         attempt: trial.attempt,
                         epoch: batch[0].epoch,
                     }],
+                    gpus: Vec::new(),
                 };
                 let r = timed!(stats.heartbeat, client.heartbeat(request.clone()))
                     .map_err(|s| anyhow::anyhow!("worker {index}: heartbeat: {s}"))?;

@@ -222,8 +222,9 @@ pub async fn workers(args: WorkersArgs) -> anyhow::Result<()> {
     }
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header(["worker", "host", "device", "slots", "running", "alive", "version"]);
+    table.set_header(["worker", "host", "device", "slots", "running", "alive", "version", "GPUs"]);
     for w in workers {
+        let gpus = w.gpus.iter().map(gpu_line).collect::<Vec<_>>().join("\n");
         table.add_row(vec![
             w.worker_id,
             w.host,
@@ -232,10 +233,26 @@ pub async fn workers(args: WorkersArgs) -> anyhow::Result<()> {
             w.running.to_string(),
             if w.alive { "yes".into() } else { "no".into() },
             w.version,
+            gpus,
         ]);
     }
     println!("{table}");
     Ok(())
+}
+
+/// One GPU of a worker for `allsweep workers`: `cuda:0 NVIDIA H200 21.3/139.8 GiB 87% 3 trials`.
+pub fn gpu_line(g: &pb::GpuInfo) -> String {
+    const GIB: f64 = (1u64 << 30) as f64;
+    format!(
+        "cuda:{} {} {:.1}/{:.1} GiB {}% {} trial{}",
+        g.index,
+        g.name,
+        g.memory_used_bytes as f64 / GIB,
+        g.memory_total_bytes as f64 / GIB,
+        g.utilization_percent,
+        g.trials,
+        if g.trials == 1 { "" } else { "s" }
+    )
 }
 
 pub async fn results(args: SweepArg) -> anyhow::Result<()> {
@@ -248,4 +265,23 @@ pub async fn results(args: SweepArg) -> anyhow::Result<()> {
         .results;
     println!("{}", summary::per_config(&results));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gpu_shows_its_memory_utilisation_and_trials() {
+        let gpu = pb::GpuInfo {
+            index: 1,
+            name: "NVIDIA H200".into(),
+            memory_total_bytes: 150 << 30,
+            memory_used_bytes: 21 << 30,
+            utilization_percent: 87,
+            trials: 3,
+        };
+        assert_eq!(gpu_line(&gpu), "cuda:1 NVIDIA H200 21.0/150.0 GiB 87% 3 trials");
+        assert_eq!(gpu_line(&pb::GpuInfo { trials: 1, ..gpu }), "cuda:1 NVIDIA H200 21.0/150.0 GiB 87% 1 trial");
+    }
 }

@@ -30,6 +30,8 @@
 //! | running | queued | [`Transition::Expire`]: no heartbeat for a lease time, attempts remain |
 //! | running | queued | [`Transition::Release`]: the holder is leaving and gives it back |
 //! | running | queued | [`Transition::WorkerFault`]: the holder cannot serve it on its machine ([`TrialFault::Worker`]) |
+//! | running | queued | [`Transition::OutOfMemory`]: its device ran out of memory ([`TrialFault::OutOfMemory`]); it asks twice the memory now |
+//! | running | failed | [`Transition::OutOfMemoryGiveUp`]: it ran out of memory [`MAX_OUT_OF_MEMORY`] times |
 //! | queued, running | cancelled | [`Transition::Cancel`]: a user cancels the sweep |
 //!
 //! Completed, failed and cancelled are final. A trial goes back to the queue with its latest
@@ -44,6 +46,7 @@
 //!              ┌──► completed   Complete
 //!              ├──► failed      FailRetry, FailPermanent, FailOutOfAttempts (counts)
 //!   running ───┼──► expired     Expire, and FailOutOfAttempts by expiry (counts)
+//!              ├──► failed      OutOfMemory, OutOfMemoryGiveUp (cause 'oom'; does not count)
 //!              ├──► released    Release, WorkerFault (does not count)
 //!              └──► cancelled   Cancel (does not count)
 //! ```
@@ -66,6 +69,10 @@
 //!   lease; a worker is alive while it was seen within three lease times.
 //! - **Failures** ([`after_failure`]): one classification, [`TrialFault`], shared with the
 //!   worker (which classifies its errors) and sent as the wire's `FailureKind`.
+//! - **Memory** ([`MemoryFit`]): a worker that knows its free device memory leases only
+//!   trials whose estimate (`trials.memory_bytes`, from `allsweep_config::memory`) fits, as
+//!   many as fit together. A trial that runs out of memory anyway doubles its estimate, and
+//!   that of every queued trial of its shape, without using up an attempt.
 
 mod expiry;
 mod states;
@@ -81,6 +88,10 @@ pub const LEASE_ORDER: &str = "s.created_at, s.id, t.ordinal";
 
 /// The most trials one lease call hands out.
 pub const MAX_LEASE_BATCH: u32 = 64;
+
+/// How many times a trial may run out of device memory before it fails for good: its
+/// estimate has doubled this many times by then (16x), so it fits no device it was offered.
+pub const MAX_OUT_OF_MEMORY: u32 = 4;
 
 /// The attempt outcomes that count against `max_attempts`, but for an expiry caused by an
 /// outage ([`ExpiryCause::Outage`]).
@@ -98,6 +109,8 @@ pub enum Transition {
     Expire,
     Release,
     WorkerFault,
+    OutOfMemory,
+    OutOfMemoryGiveUp,
     Cancel,
 }
 
@@ -130,6 +143,9 @@ impl ExpiryCause {
     }
 }
 
+/// Why an attempt that failed without counting failed, as `attempts.cause` records it.
+pub const OUT_OF_MEMORY_CAUSE: &str = "oom";
+
 /// How an attempt that did not complete ended, and what becomes of its trial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ending {
@@ -144,6 +160,17 @@ pub struct Ending {
     pub transition: Transition,
 }
 
+impl Ending {
+    /// What `attempts.cause` records for this ending: why it expired, or that it ran out of
+    /// memory; `None` for other endings.
+    pub fn cause(&self) -> Option<&'static str> {
+        match self.transition {
+            Transition::OutOfMemory | Transition::OutOfMemoryGiveUp => Some(OUT_OF_MEMORY_CAUSE),
+            _ => self.expiry.map(ExpiryCause::as_str),
+        }
+    }
+}
+
 /// Why an attempt ended without completing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cause {
@@ -154,8 +181,18 @@ pub enum Cause {
 }
 
 /// Decides what an attempt that ended by `cause` becomes and where its trial goes.
-/// `counted_before` is how many earlier attempts of the trial count against `max_attempts`.
-pub fn after_failure(cause: Cause, counted_before: u32, max_attempts: u32) -> Ending {
+/// `before` says how many earlier attempts of the trial count against `max_attempts`, and
+/// how many ran out of memory.
+pub fn after_failure(cause: Cause, before: Earlier, max_attempts: u32) -> Ending {
+    if cause == Cause::Failed(TrialFault::OutOfMemory) {
+        let (next, transition) = if before.out_of_memory + 1 >= MAX_OUT_OF_MEMORY {
+            (Requeue::Failed, Transition::OutOfMemoryGiveUp)
+        } else {
+            (Requeue::Queued, Transition::OutOfMemory)
+        };
+        return Ending { outcome: AttemptOutcome::Failed, counts: false, expiry: None, next, transition };
+    }
+    let counted_before = before.counted;
     let (outcome, expiry) = match cause {
         Cause::Failed(TrialFault::Worker) => (AttemptOutcome::Released, None),
         Cause::Failed(_) => (AttemptOutcome::Failed, None),
@@ -173,10 +210,24 @@ pub fn after_failure(cause: Cause, counted_before: u32, max_attempts: u32) -> En
     Ending { outcome, counts, expiry, next, transition }
 }
 
+/// A trial's earlier attempts, as [`after_failure`] weighs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Earlier {
+    /// Those that count against `max_attempts`.
+    pub counted: u32,
+    /// Those that ran out of device memory.
+    pub out_of_memory: u32,
+}
+
 /// The error a trial keeps when its attempt failed or expired; `counted` includes this attempt.
 pub fn trial_error(ending: Ending, counted: u32, error: &str) -> String {
     match ending.transition {
         Transition::FailOutOfAttempts => format!("gave up after {counted} failed attempts; last: {error}"),
+        Transition::OutOfMemoryGiveUp => {
+            format!(
+                "ran out of device memory {MAX_OUT_OF_MEMORY} times, asking twice the memory each time; last: {error}"
+            )
+        }
         _ => error.to_string(),
     }
 }
@@ -195,6 +246,37 @@ pub fn expiry_error(worker_id: &str, why: ExpiryCause) -> String {
 /// once: never more than its slots, nor than [`MAX_LEASE_BATCH`].
 pub fn lease_batch(free_slots: u32, slots: u32) -> u32 {
     free_slots.min(slots).min(MAX_LEASE_BATCH)
+}
+
+/// The memory a lease may fill: trials whose estimate is at most `bytes` each, and at most
+/// `bytes` together, taken in lease order (a trial too big for this worker is passed over,
+/// not waited for). A worker that sends no free memory leases by slots alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryFit {
+    pub bytes: i64,
+}
+
+impl MemoryFit {
+    /// From a lease request's `free_memory_bytes` (0: not memory-aware).
+    pub fn from_request(free_memory_bytes: u64) -> Self {
+        let bytes =
+            if free_memory_bytes == 0 { i64::MAX } else { i64::try_from(free_memory_bytes).unwrap_or(i64::MAX) };
+        Self { bytes }
+    }
+}
+
+/// The largest memory estimate stored (1 PiB): the sums a lease takes stay far from
+/// overflowing.
+pub const MAX_MEMORY_ESTIMATE: i64 = 1 << 50;
+
+/// The estimate a trial asks for after running out of memory with `estimate` bytes.
+pub fn after_out_of_memory(estimate: i64) -> i64 {
+    estimate.max(1).saturating_mul(2).min(MAX_MEMORY_ESTIMATE)
+}
+
+/// A config's estimate as stored.
+pub fn stored_estimate(bytes: u64) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX).min(MAX_MEMORY_ESTIMATE)
 }
 
 /// The lease, heartbeat, expiry and liveness clocks, all derived from the lease time.
@@ -236,30 +318,57 @@ mod tests {
 
     #[test]
     fn permanent_failures_fail_at_once_and_retried_ones_until_the_last_attempt() {
-        let permanent = after_failure(Cause::Failed(TrialFault::Permanent), 0, 3);
+        let permanent = after_failure(Cause::Failed(TrialFault::Permanent), counted(0), 3);
         assert_eq!((permanent.outcome, permanent.next), (AttemptOutcome::Failed, Requeue::Failed));
-        assert_eq!(after_failure(Cause::Failed(TrialFault::Retry), 1, 3).next, Requeue::Queued);
-        let last = after_failure(Cause::Failed(TrialFault::Retry), 2, 3);
+        assert_eq!(after_failure(Cause::Failed(TrialFault::Retry), counted(1), 3).next, Requeue::Queued);
+        let last = after_failure(Cause::Failed(TrialFault::Retry), counted(2), 3);
         assert_eq!((last.next, last.transition), (Requeue::Failed, Transition::FailOutOfAttempts));
         assert_eq!(trial_error(last, 3, "boom"), "gave up after 3 failed attempts; last: boom");
     }
 
     #[test]
     fn expiries_count_and_worker_faults_do_not() {
-        let expired = after_failure(Cause::Expired(ExpiryCause::Worker), 2, 3);
+        let expired = after_failure(Cause::Expired(ExpiryCause::Worker), counted(2), 3);
         assert_eq!((expired.outcome, expired.next), (AttemptOutcome::Expired, Requeue::Failed));
-        let worker = after_failure(Cause::Failed(TrialFault::Worker), 2, 3);
+        let worker = after_failure(Cause::Failed(TrialFault::Worker), counted(2), 3);
         assert_eq!((worker.outcome, worker.next), (AttemptOutcome::Released, Requeue::Queued));
         assert_eq!(worker.transition, Transition::WorkerFault);
     }
 
     #[test]
     fn an_expiry_after_an_outage_never_uses_up_an_attempt() {
-        let outage = after_failure(Cause::Expired(ExpiryCause::Outage), 2, 3);
+        let outage = after_failure(Cause::Expired(ExpiryCause::Outage), counted(2), 3);
         assert_eq!((outage.outcome, outage.counts, outage.next), (AttemptOutcome::Expired, false, Requeue::Queued));
         assert_eq!(outage.expiry, Some(ExpiryCause::Outage));
-        let worker = after_failure(Cause::Expired(ExpiryCause::Worker), 2, 3);
+        assert_eq!(outage.cause(), Some("outage"));
+        let worker = after_failure(Cause::Expired(ExpiryCause::Worker), counted(2), 3);
         assert_eq!((worker.counts, worker.next), (true, Requeue::Failed), "the third counted expiry fails it");
+    }
+
+    fn counted(n: u32) -> Earlier {
+        Earlier { counted: n, out_of_memory: 0 }
+    }
+
+    #[test]
+    fn running_out_of_memory_never_uses_up_an_attempt_but_gives_up_after_a_few() {
+        let oom = Cause::Failed(TrialFault::OutOfMemory);
+        // The last counted attempt is used up, yet an out-of-memory failure queues it again.
+        let first = after_failure(oom, Earlier { counted: 2, out_of_memory: 0 }, 3);
+        assert_eq!((first.outcome, first.counts, first.next), (AttemptOutcome::Failed, false, Requeue::Queued));
+        assert_eq!((first.transition, first.cause()), (Transition::OutOfMemory, Some("oom")));
+        let last = after_failure(oom, Earlier { counted: 0, out_of_memory: MAX_OUT_OF_MEMORY - 1 }, 3);
+        assert_eq!((last.next, last.transition), (Requeue::Failed, Transition::OutOfMemoryGiveUp));
+        assert!(trial_error(last, 0, "CUDA out of memory").starts_with("ran out of device memory 4 times"));
+        assert_eq!(after_out_of_memory(3 << 30), 6 << 30);
+        assert_eq!(after_out_of_memory(i64::MAX), MAX_MEMORY_ESTIMATE, "saturates");
+        assert_eq!(stored_estimate(u64::MAX), MAX_MEMORY_ESTIMATE);
+    }
+
+    #[test]
+    fn a_worker_without_memory_figures_leases_by_slots_alone() {
+        assert_eq!(MemoryFit::from_request(0).bytes, i64::MAX);
+        assert_eq!(MemoryFit::from_request(8 << 30).bytes, 8 << 30);
+        assert_eq!(MemoryFit::from_request(u64::MAX).bytes, i64::MAX, "a hostile size is clamped, not wrapped");
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub use super::validate::{
     MAX_ROC_POINTS, MAX_SPLIT_BYTES,
 };
 use crate::artifacts::MAX_CHECKPOINT_BYTES;
-use crate::store::{AttemptRef, MetricPoint, Progress};
+use crate::store::{AttemptRef, GpuStatus, MetricPoint, Progress};
 use crate::wire::{Completed, Failure};
 
 /// `Register`: the protocol version, the slots, the registered strings, and the worker id
@@ -42,7 +42,53 @@ pub fn register(r: &pb::RegisterRequest) -> Result<(), Status> {
     if !r.worker_id.is_empty() {
         id("worker_id", &r.worker_id)?;
     }
+    gpus("gpus", &r.gpus)?;
     Ok(())
+}
+
+/// The most GPUs one worker may report (a large host has 8 or 16).
+pub const MAX_GPUS: usize = 64;
+
+/// A worker's GPUs, at registration or in a heartbeat: at most [`MAX_GPUS`], each index
+/// named once and below [`MAX_GPUS`] too, a name of at most [`MAX_LABEL_BYTES`], no more
+/// memory in use than there is, a utilisation of at most 100%; converted as the store keeps them.
+pub fn gpus(field: &str, gpus: &[pb::GpuInfo]) -> Result<Vec<GpuStatus>, Status> {
+    if gpus.len() > MAX_GPUS {
+        return Err(Status::invalid_argument(format!("{field}: {} GPUs; at most {MAX_GPUS}", gpus.len())));
+    }
+    let mut seen = Vec::with_capacity(gpus.len());
+    for (i, g) in gpus.iter().enumerate() {
+        let at = |name: &str| format!("{field}[{i}].{name}");
+        if g.index as usize >= MAX_GPUS || seen.contains(&g.index) {
+            return Err(Status::invalid_argument(format!(
+                "{}: {} is out of range or named twice (indexes 0 to {})",
+                at("index"),
+                g.index,
+                MAX_GPUS - 1
+            )));
+        }
+        seen.push(g.index);
+        text(&at("name"), &g.name, MAX_LABEL_BYTES)?;
+        if g.memory_used_bytes > g.memory_total_bytes {
+            return Err(Status::invalid_argument(format!(
+                "{}: {} bytes in use of {} in all",
+                at("memory_used_bytes"),
+                g.memory_used_bytes,
+                g.memory_total_bytes
+            )));
+        }
+        if g.utilization_percent > 100 {
+            return Err(Status::invalid_argument(format!(
+                "{}: {} is over 100",
+                at("utilization_percent"),
+                g.utilization_percent
+            )));
+        }
+        if g.trials > MAX_SLOTS {
+            return Err(Status::invalid_argument(format!("{}: {} is over {MAX_SLOTS}", at("trials"), g.trials)));
+        }
+    }
+    Ok(gpus.iter().map(GpuStatus::from).collect())
 }
 
 /// Refuses a `worker_id` field that names another worker than `caller`, the worker the
@@ -64,14 +110,22 @@ pub fn lease(r: &pb::LeaseRequest, caller: &str) -> Result<String, Status> {
     Ok(caller.to_string())
 }
 
-/// `Heartbeat` from `caller`: the worker and each running trial's id; the running trials as
-/// the store takes them.
-pub fn heartbeat(r: pb::HeartbeatRequest, caller: &str) -> Result<(String, Vec<Progress>), Status> {
+/// A checked `Heartbeat`: the worker, its running trials and its GPUs as the store takes them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Heartbeat {
+    pub worker: String,
+    pub running: Vec<Progress>,
+    pub gpus: Vec<GpuStatus>,
+}
+
+/// `Heartbeat` from `caller`: the worker, each running trial's id, and its GPUs ([`gpus`]).
+pub fn heartbeat(r: pb::HeartbeatRequest, caller: &str) -> Result<Heartbeat, Status> {
     same_worker(&r.worker_id, caller)?;
     for (i, t) in r.running.iter().enumerate() {
         id(&format!("running[{i}].trial_id"), &t.trial_id)?;
     }
-    Ok((caller.to_string(), r.running.into_iter().map(Progress::from).collect()))
+    let gpus = gpus("gpus", &r.gpus)?;
+    Ok(Heartbeat { worker: caller.to_string(), running: r.running.into_iter().map(Progress::from).collect(), gpus })
 }
 
 /// One `StreamMetrics` batch before its values are checked against the trial's epochs
@@ -203,22 +257,77 @@ mod tests {
         let r = pb::ReleaseRequest { worker_id: "w-1".into(), trials: vec![progress("t-1"), progress("../t")] };
         let (_, message) = refused(release(r, "w-1"));
         assert!(message.starts_with("trials[1].trial_id: only letters"), "{message}");
-        let r = pb::HeartbeatRequest { worker_id: String::new(), running: vec![progress("t-1")] };
-        let (worker, running) = heartbeat(r, "w-1").expect("a heartbeat");
-        assert_eq!((worker.as_str(), running.len()), ("w-1", 1));
+        let r = pb::HeartbeatRequest { worker_id: String::new(), running: vec![progress("t-1")], gpus: Vec::new() };
+        let beat = heartbeat(r, "w-1").expect("a heartbeat");
+        assert_eq!((beat.worker.as_str(), beat.running.len()), ("w-1", 1));
+    }
+
+    #[test]
+    fn gpu_reports_are_checked_field_by_field() {
+        let gpu = |index: u32| pb::GpuInfo {
+            index,
+            name: "NVIDIA H200".into(),
+            memory_total_bytes: 150_000_000_000,
+            memory_used_bytes: 20_000_000_000,
+            utilization_percent: 87,
+            trials: 3,
+        };
+        let beat =
+            |gpus: Vec<pb::GpuInfo>| pb::HeartbeatRequest { worker_id: String::new(), running: Vec::new(), gpus };
+        let ok = heartbeat(beat(vec![gpu(0), gpu(1)]), "w-1").expect("two GPUs");
+        assert_eq!(
+            ok.gpus[1],
+            GpuStatus {
+                index: 1,
+                name: "NVIDIA H200".into(),
+                memory_total_bytes: 150_000_000_000,
+                memory_used_bytes: 20_000_000_000,
+                utilization_percent: 87,
+                trials: 3
+            }
+        );
+        let cases: [(pb::GpuInfo, &str); 5] = [
+            (
+                pb::GpuInfo { memory_used_bytes: u64::MAX, ..gpu(1) },
+                "gpus[1].memory_used_bytes: 18446744073709551615 bytes in use of 150000000000",
+            ),
+            (pb::GpuInfo { utilization_percent: 101, ..gpu(1) }, "gpus[1].utilization_percent: 101 is over 100"),
+            (pb::GpuInfo { name: "x".repeat(MAX_LABEL_BYTES + 1), ..gpu(1) }, "gpus[1].name"),
+            (gpu(0), "gpus[1].index: 0 is out of range or named twice"),
+            (gpu(u32::MAX), "gpus[1].index: 4294967295 is out of range"),
+        ];
+        for (bad, expected) in cases {
+            let (code, message) = refused(heartbeat(beat(vec![gpu(0), bad]), "w-1"));
+            assert_eq!(code, tonic::Code::InvalidArgument);
+            assert!(message.starts_with(expected), "{message}");
+        }
+        let many = (0..=MAX_GPUS as u32).map(gpu).collect();
+        let (_, message) = refused(heartbeat(beat(many), "w-1"));
+        assert!(message.starts_with("gpus: 65 GPUs; at most 64"), "{message}");
+        let r = pb::RegisterRequest {
+            protocol_version: PROTOCOL_VERSION,
+            slots: 1,
+            gpus: vec![gpu(0), gpu(0)],
+            ..Default::default()
+        };
+        assert!(refused(register(&r)).1.starts_with("gpus[1].index"));
     }
 
     #[test]
     fn a_worker_acts_only_for_itself() {
         assert_eq!(
-            lease(&pb::LeaseRequest { worker_id: String::new(), free_slots: 1 }, "w-1").expect("the caller"),
+            lease(&pb::LeaseRequest { worker_id: String::new(), free_slots: 1, free_memory_bytes: 0 }, "w-1")
+                .expect("the caller"),
             "w-1"
         );
-        lease(&pb::LeaseRequest { worker_id: "w-1".into(), free_slots: 1 }, "w-1").expect("the caller by name");
-        let (code, message) = refused(lease(&pb::LeaseRequest { worker_id: "w-2".into(), free_slots: 1 }, "w-1"));
+        lease(&pb::LeaseRequest { worker_id: "w-1".into(), free_slots: 1, free_memory_bytes: 0 }, "w-1")
+            .expect("the caller by name");
+        let (code, message) =
+            refused(lease(&pb::LeaseRequest { worker_id: "w-2".into(), free_slots: 1, free_memory_bytes: 0 }, "w-1"));
         assert_eq!(code, tonic::Code::PermissionDenied);
         assert!(message.starts_with("worker_id: w-2 is not the worker these credentials name (w-1)"), "{message}");
-        let (code, _) = refused(lease(&pb::LeaseRequest { worker_id: "../w".into(), free_slots: 1 }, "w-1"));
+        let (code, _) =
+            refused(lease(&pb::LeaseRequest { worker_id: "../w".into(), free_slots: 1, free_memory_bytes: 0 }, "w-1"));
         assert_eq!(code, tonic::Code::InvalidArgument, "a malformed id is a malformed id");
     }
 }

@@ -116,6 +116,7 @@ impl UserService for UserApi {
                 running: w.running,
                 last_seen_ms: w.last_seen_at,
                 version: w.version,
+                gpus: w.gpus.iter().map(pb::GpuInfo::from).collect(),
             })
             .collect();
         Ok(Response::new(pb::ListWorkersResponse { workers, next_page_token }))

@@ -58,6 +58,7 @@ impl WorkerService for WorkerApi {
             registered_at: now,
             last_seen_at: now,
             running: 0,
+            gpus: edge::gpus("gpus", &r.gpus)?,
         };
         if !self.shared.store.register_worker(&row, &key_hash).await.map_err(status)? {
             return Err(Status::permission_denied(format!(
@@ -83,8 +84,9 @@ impl WorkerService for WorkerApi {
             return Err(Status::not_found(format!("unknown worker {worker}: register first")));
         };
         let count = scheduler::lease_batch(r.free_slots, slots);
-        let leased =
-            self.shared.store.lease(&worker, count, now, self.shared.clocks.lease_expiry(now)).await.map_err(status)?;
+        let memory = scheduler::MemoryFit::from_request(r.free_memory_bytes);
+        let expires_at = self.shared.clocks.lease_expiry(now);
+        let leased = self.shared.store.lease_fitting(&worker, count, memory, now, expires_at).await.map_err(status)?;
         for l in &leased {
             tracing::info!(trial = %l.trial_id, attempt = l.attempt, worker = %worker, resume_epoch = ?l.checkpoint_epoch, "trial leased");
         }
@@ -102,9 +104,12 @@ impl WorkerService for WorkerApi {
             // A coordinator that lost this worker (a new database): the worker registers again.
             return Ok(Response::new(pb::HeartbeatResponse { stop_trial_ids: Vec::new(), known: false }));
         };
-        let (worker, running) = edge::heartbeat(request.into_inner(), &caller)?;
+        let edge::Heartbeat { worker, running, gpus } = edge::heartbeat(request.into_inner(), &caller)?;
         let now = now_ms();
         let known = self.shared.store.touch_worker(&worker, now).await.map_err(status)?.is_some();
+        if known && !gpus.is_empty() {
+            self.shared.store.record_gpus(&worker, &gpus).await.map_err(status)?;
+        }
         let stop = if known {
             // The expiry counts from the renewal's write, not from when the call came in: a
             // call that waited for the database must not write a lease that is already over.

@@ -212,6 +212,7 @@ fn trial(
         seed,
         epochs,
         columns: columns(&config),
+        memory: allsweep_config::memory::estimate(&config),
     })
 }
 

@@ -11,9 +11,9 @@ use super::dialect::Dialect;
 use super::rows::{self, Cols, Holder};
 use super::statements::{self as sql, NullableReal};
 use super::{
-    AttemptOutcome, AttemptRef, AttemptRow, CheckpointRow, Completion, Expired, Leased, MetricPoint, MetricsStored,
-    Millis, NewSweep, Progress, Requeue, Result, ResultRow, RocPoint, Store, SweepRow, SweepState, TokenRow,
-    TrialFault, TrialRow, WorkerRow,
+    AttemptOutcome, AttemptRef, AttemptRow, CheckpointRow, Completion, Expired, GpuStatus, Leased, MemoryFit,
+    MetricPoint, MetricsStored, Millis, NewSweep, Progress, Requeue, Result, ResultRow, RocPoint, Store, SweepRow,
+    SweepState, TokenRow, TrialFault, TrialRow, WorkerRow,
 };
 use crate::scheduler::{self, Cause, ExpiryCause};
 
@@ -95,14 +95,25 @@ impl SqlStore {
     ) -> Result<Requeue> {
         let trial_id = attempt.trial_id.as_str();
         let counted = sqlx::query(&sql::count_counted_attempts()).bind(trial_id).fetch_one(&mut *conn).await?;
-        let counted_before = rows::small(counted.int("n")?);
-        let ending = scheduler::after_failure(cause, counted_before, holder.max_attempts);
+        let before = scheduler::Earlier {
+            counted: rows::small(counted.int("n")?),
+            out_of_memory: rows::small(counted.int("oom")?),
+        };
+        let ending = scheduler::after_failure(cause, before, holder.max_attempts);
         close_attempt(conn, attempt, ending.outcome, Some(error), now).await?;
-        if let Some(why) = ending.expiry {
+        if let Some(why) = ending.cause() {
             let q = sqlx::query(sql::SET_ATTEMPT_CAUSE).bind(trial_id).bind(i64::from(attempt.attempt));
-            q.bind(why.as_str()).execute(&mut *conn).await?;
+            q.bind(why).execute(&mut *conn).await?;
         }
-        let counted_now = counted_before + u32::from(ending.counts);
+        if ending.transition == scheduler::Transition::OutOfMemory {
+            // The trial asks twice the memory, and so does every queued trial of its shape.
+            let row = sqlx::query(sql::MEMORY_ESTIMATE).bind(trial_id).fetch_one(&mut *conn).await?;
+            let raised = scheduler::after_out_of_memory(row.int("memory_bytes")?);
+            sqlx::query(sql::SET_MEMORY_ESTIMATE).bind(trial_id).bind(raised).execute(&mut *conn).await?;
+            let shape = row.text("memory_shape")?;
+            sqlx::query(sql::RAISE_SHAPE_ESTIMATE).bind(shape).bind(raised).execute(&mut *conn).await?;
+        }
+        let counted_now = before.counted + u32::from(ending.counts);
         let state = match ending.next {
             Requeue::Queued => super::TrialState::Queued,
             Requeue::Failed => super::TrialState::Failed,
@@ -215,6 +226,8 @@ impl Store for SqlStore {
                 .bind(c.batch_size)
                 .bind(i64::from(t.epochs))
                 .bind(now)
+                .bind(scheduler::stored_estimate(t.memory.bytes))
+                .bind(&t.memory.shape)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -274,6 +287,7 @@ impl Store for SqlStore {
             .bind(w.registered_at)
             .bind(w.last_seen_at)
             .bind(key_hash)
+            .bind(gpus_json(&w.gpus))
             .execute(&self.pool)
             .await?
             .rows_affected();
@@ -290,16 +304,29 @@ impl Store for SqlStore {
         touched.map(|r| r.int("slots").map(rows::small)).transpose()
     }
 
+    async fn record_gpus(&self, id: &str, gpus: &[GpuStatus]) -> Result<()> {
+        sqlx::query(sql::RECORD_GPUS).bind(id).bind(gpus_json(gpus)).execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn workers(&self) -> Result<Vec<WorkerRow>> {
         sqlx::query(sql::SELECT_WORKERS).fetch_all(&self.pool).await?.iter().map(rows::worker_row).collect()
     }
 
-    async fn lease(&self, worker_id: &str, count: u32, now: Millis, expires_at: Millis) -> Result<Vec<Leased>> {
+    async fn lease_fitting(
+        &self,
+        worker_id: &str,
+        count: u32,
+        memory: MemoryFit,
+        now: Millis,
+        expires_at: Millis,
+    ) -> Result<Vec<Leased>> {
         if count == 0 {
             return Ok(Vec::new());
         }
         let lease = self.dialect.lease_statement();
-        let q = sqlx::query(&lease).bind(worker_id).bind(i64::from(count)).bind(now).bind(expires_at);
+        let q =
+            sqlx::query(&lease).bind(worker_id).bind(i64::from(count)).bind(now).bind(expires_at).bind(memory.bytes);
         let (found, tx) = if self.dialect.lease_opens_attempts() {
             (q.fetch_all(&self.pool).await?, None)
         } else {
@@ -316,6 +343,7 @@ impl Store for SqlStore {
                 config_toml: r.text("config_toml")?,
                 checkpoint_epoch: r.int_opt("checkpoint_epoch")?.map(rows::small),
                 lease_expires_at: r.int("lease_expires_at")?,
+                memory_bytes: r.int("memory_bytes")?.max(0) as u64,
             };
             leased.push((order, lease));
         }
@@ -581,4 +609,9 @@ impl Store for SqlStore {
         let row = sqlx::query(sql::REVOKE_TOKEN).bind(id).bind(now).fetch_optional(&self.pool).await?;
         row.as_ref().map(rows::token_row).transpose()
     }
+}
+
+/// `workers.gpus`: NULL for a worker without GPUs.
+fn gpus_json(gpus: &[GpuStatus]) -> Option<String> {
+    (!gpus.is_empty()).then(|| serde_json::to_string(gpus).unwrap_or_default())
 }

@@ -20,12 +20,14 @@ const SQLITE_MIGRATIONS: Migrations = &[
     (2, "0002_access", include_str!("../../../migrations/sqlite/0002_access.sql")),
     (3, "0003_attempt_cause", include_str!("../../../migrations/sqlite/0003_attempt_cause.sql")),
     (4, "0004_keras_metrics", include_str!("../../../migrations/sqlite/0004_keras_metrics.sql")),
+    (5, "0005_memory_and_gpus", include_str!("../../../migrations/sqlite/0005_memory_and_gpus.sql")),
 ];
 const POSTGRES_MIGRATIONS: Migrations = &[
     (1, "0001_schema", include_str!("../../../migrations/postgres/0001_schema.sql")),
     (2, "0002_access", include_str!("../../../migrations/postgres/0002_access.sql")),
     (3, "0003_attempt_cause", include_str!("../../../migrations/postgres/0003_attempt_cause.sql")),
     (4, "0004_keras_metrics", include_str!("../../../migrations/postgres/0004_keras_metrics.sql")),
+    (5, "0005_memory_and_gpus", include_str!("../../../migrations/postgres/0005_memory_and_gpus.sql")),
 ];
 
 /// The advisory lock that serialises the migrations of Postgres coordinators starting together.
@@ -85,31 +87,44 @@ impl Dialect {
     }
 
     /// Takes up to `$2` queued trials of active sweeps in the scheduler's lease order and
-    /// leases them to worker `$1` at `$3` until `$4`; a trial resumes at its checkpoint's
-    /// epoch. Returns each trial with its sweep's `created_at`, to sort the batch. On
+    /// leases them to worker `$1` at `$3` until `$4`, passing over trials whose memory
+    /// estimate is over `$5` bytes and stopping where together they would be (the scheduler's
+    /// `MemoryFit`); a trial resumes at its checkpoint's epoch. Returns each trial with its sweep's `created_at`, to sort the batch. On
     /// Postgres the statement also opens each trial's attempt ([`Dialect::lease_opens_attempts`]).
     pub fn lease_statement(self) -> String {
         let resume_epoch = "COALESCE((SELECT c.epoch FROM checkpoints c WHERE c.trial_id = trials.id), 0)";
         let checkpoint_epoch = "(SELECT c.epoch FROM checkpoints c WHERE c.trial_id = trials.id) AS checkpoint_epoch";
-        let queued = "FROM trials t JOIN sweeps s ON s.id = t.sweep_id WHERE t.state = 'queued' AND s.state = 'active'";
+        // The queued trials that fit one by one ($5 bytes), at most $2 of them in lease order;
+        // of those, the leading ones that fit together.
+        let candidates = "SELECT t.id, t.memory_bytes, s.created_at AS sweep_created_at, s.id AS sweep_key, t.ordinal \
+             FROM trials t JOIN sweeps s ON s.id = t.sweep_id \
+             WHERE t.state = 'queued' AND s.state = 'active' AND t.memory_bytes <= $5";
+        let fitting = |columns: &str| {
+            format!(
+                "SELECT {columns} FROM (SELECT c.id, c.sweep_created_at, SUM(c.memory_bytes) \
+                 OVER (ORDER BY c.sweep_created_at, c.sweep_key, c.ordinal ROWS UNBOUNDED PRECEDING) AS needed \
+                 FROM candidates c) w WHERE w.needed <= $5"
+            )
+        };
+        let (fitting_ids, fitting_rows) = (fitting("id"), fitting("id, sweep_created_at"));
         match self {
             Dialect::Sqlite => format!(
                 "UPDATE trials SET state = 'running', attempt = attempt + 1, worker_id = $1, \
                  lease_expires_at = $4, started_at = COALESCE(started_at, $3), epoch = {resume_epoch} \
-                 WHERE id IN (SELECT t.id {queued} ORDER BY {LEASE_ORDER} LIMIT $2) \
-                 RETURNING id, sweep_id, ordinal, attempt, config_toml, lease_expires_at, \
+                 WHERE id IN (WITH candidates AS ({candidates} ORDER BY {LEASE_ORDER} LIMIT $2) {fitting_ids}) \
+                 RETURNING id, sweep_id, ordinal, attempt, config_toml, lease_expires_at, memory_bytes, \
                  (SELECT s.created_at FROM sweeps s WHERE s.id = trials.sweep_id) AS sweep_created_at, \
                  {checkpoint_epoch}"
             ),
             // One statement, committed on its own: the attempts are opened by the same statement.
             Dialect::Postgres => format!(
-                "WITH picked AS (SELECT t.id, s.created_at AS sweep_created_at {queued} \
-                 ORDER BY {LEASE_ORDER} LIMIT $2 FOR UPDATE OF t SKIP LOCKED), \
+                "WITH candidates AS ({candidates} ORDER BY {LEASE_ORDER} LIMIT $2 FOR UPDATE OF t SKIP LOCKED), \
+                 picked AS ({fitting_rows}), \
                  leased AS (UPDATE trials SET state = 'running', attempt = trials.attempt + 1, worker_id = $1, \
                  lease_expires_at = $4, started_at = COALESCE(trials.started_at, $3), epoch = {resume_epoch} \
                  FROM picked WHERE trials.id = picked.id \
                  RETURNING trials.id, trials.sweep_id, trials.ordinal, trials.attempt, trials.config_toml, \
-                 trials.lease_expires_at, picked.sweep_created_at, {checkpoint_epoch}), \
+                 trials.lease_expires_at, trials.memory_bytes, picked.sweep_created_at, {checkpoint_epoch}), \
                  opened AS (INSERT INTO attempts (trial_id, attempt, worker_id, started_at, outcome, \
                  resumed_from_epoch) SELECT id, attempt, $1, $3, 'running', checkpoint_epoch FROM leased) \
                  SELECT * FROM leased"

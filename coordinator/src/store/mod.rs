@@ -17,7 +17,7 @@ pub use body::SqlStore;
 pub use dialect::Dialect;
 
 pub use crate::access::Role;
-pub use crate::scheduler::{AttemptOutcome, Requeue, SweepState, TrialFault, TrialState};
+pub use crate::scheduler::{AttemptOutcome, MemoryFit, Requeue, SweepState, TrialFault, TrialState};
 
 use std::sync::Arc;
 
@@ -125,6 +125,9 @@ pub struct NewTrial {
     pub epochs: u32,
     /// Config fields flattened into columns for dashboards.
     pub columns: TrialColumns,
+    /// The device memory the trial is expected to need (`allsweep_config::memory`), and the
+    /// shape whose trials share that need.
+    pub memory: allsweep_config::MemoryEstimate,
 }
 
 /// The config fields every dashboard wants as plain columns.
@@ -185,6 +188,8 @@ pub struct Leased {
     /// The epoch of the trial's latest checkpoint, when it has one: resume from it.
     pub checkpoint_epoch: Option<u32>,
     pub lease_expires_at: Millis,
+    /// The device memory it is expected to need (`trials.memory_bytes`).
+    pub memory_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -199,6 +204,21 @@ pub struct WorkerRow {
     pub last_seen_at: Millis,
     /// Trials running on it now.
     pub running: u32,
+    /// Its GPUs as its registration or last heartbeat reported them; empty on a CPU worker.
+    pub gpus: Vec<GpuStatus>,
+}
+
+/// One GPU of a worker, as stored in `workers.gpus` (JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct GpuStatus {
+    /// The CUDA index the worker trains on.
+    pub index: u32,
+    pub name: String,
+    pub memory_total_bytes: u64,
+    pub memory_used_bytes: u64,
+    pub utilization_percent: u32,
+    /// The worker's trials running on it.
+    pub trials: u32,
 }
 
 /// A token as stored: its secret never, only the secret's SHA-256 (hex).
@@ -306,7 +326,8 @@ pub struct AttemptRow {
     pub resumed_from_epoch: Option<u32>,
     pub error: Option<String>,
     /// Why an expired attempt expired: `worker` (counts against `max_attempts`) or `outage`
-    /// (does not); `None` for other outcomes.
+    /// (does not); `oom` for a failed one that ran out of device memory (does not count);
+    /// `None` for other outcomes.
     pub cause: Option<String>,
 }
 
@@ -368,12 +389,26 @@ pub trait Store: Send + Sync {
     async fn worker_key_hash(&self, id: &str) -> Result<Option<String>>;
     /// Marks a worker seen; returns its registered slots, `None` for an unknown worker.
     async fn touch_worker(&self, id: &str, now: Millis) -> Result<Option<u32>>;
+    /// Records a worker's GPUs as its heartbeat reports them.
+    async fn record_gpus(&self, id: &str, gpus: &[GpuStatus]) -> Result<()>;
     async fn workers(&self) -> Result<Vec<WorkerRow>>;
 
     /// Leases up to `count` queued trials of active sweeps (oldest sweep first, then
     /// ordinal), atomically: each goes to exactly one caller. Each leased trial's attempt
     /// grows by one, its state becomes running, and an attempts row is opened.
-    async fn lease(&self, worker_id: &str, count: u32, now: Millis, expires_at: Millis) -> Result<Vec<Leased>>;
+    async fn lease(&self, worker_id: &str, count: u32, now: Millis, expires_at: Millis) -> Result<Vec<Leased>> {
+        self.lease_fitting(worker_id, count, MemoryFit::from_request(0), now, expires_at).await
+    }
+    /// [`Store::lease`] for a worker that knows its free memory: only trials whose estimate
+    /// fits `memory`, and only as many as fit together ([`MemoryFit`]).
+    async fn lease_fitting(
+        &self,
+        worker_id: &str,
+        count: u32,
+        memory: MemoryFit,
+        now: Millis,
+        expires_at: Millis,
+    ) -> Result<Vec<Leased>>;
     /// Renews the leases of the `running` trials held by `worker_id` and records their
     /// epoch. Returns the trial ids the worker must stop: not running any more under that
     /// attempt (cancelled, superseded, finished).

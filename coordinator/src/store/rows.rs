@@ -111,6 +111,11 @@ pub(super) fn worker_row(r: &impl Cols) -> Result<WorkerRow> {
         registered_at: r.int("registered_at")?,
         last_seen_at: r.int("last_seen_at")?,
         running: small(r.int("running")?),
+        gpus: match r.text_opt("gpus")? {
+            // A value the coordinator did not write reads as no GPUs rather than failing the list.
+            Some(json) => serde_json::from_str(&json).unwrap_or_default(),
+            None => Vec::new(),
+        },
     })
 }
 

@@ -1,7 +1,7 @@
 //! The SQL both dialects read alike (`$n` parameters work in both). Statements that differ
 //! live in [`super::dialect`]; statements built from a scheduler rule are functions here.
 
-use crate::scheduler::{ExpiryCause, TrialState, COUNTED_OUTCOMES};
+use crate::scheduler::{ExpiryCause, TrialState, COUNTED_OUTCOMES, OUT_OF_MEMORY_CAUSE};
 
 /// `keep_checkpoints` is read as an integer: sqlx's `Any` driver cannot decode SQLite's
 /// BOOLEAN, and 0/1 reads alike on both databases.
@@ -13,8 +13,8 @@ pub(super) const INSERT_SWEEP: &str = "INSERT INTO sweeps (id, name, state, spec
 
 pub(super) const INSERT_TRIAL: &str = "INSERT INTO trials (id, sweep_id, ordinal, label, params_json, \
      config_key, config_toml, seed, dataset, arch, width, loss, base_loss, gamma, omega, epsilon, lr, \
-     batch_size, epochs, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-     $14, $15, $16, $17, $18, $19, $20)";
+     batch_size, epochs, created_at, memory_bytes, memory_shape) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+     $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)";
 
 pub(super) const SELECT_TRIALS: &str = "SELECT id, sweep_id, ordinal, label, params_json, config_key, \
      config_toml, seed, state, attempt, worker_id, lease_expires_at, epoch, epochs, error \
@@ -30,10 +30,10 @@ pub(super) const SELECT_ATTEMPTS: &str = "SELECT trial_id, attempt, worker_id, s
 /// Registers a worker; a known id is updated only with its own key hash (`$9`), or when it
 /// has none (registered before keys existed): no row changes otherwise.
 pub(super) const REGISTER_WORKER: &str = "INSERT INTO workers (id, host, device, memory_bytes, slots, version, \
-     registered_at, last_seen_at, key_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO UPDATE SET \
+     registered_at, last_seen_at, key_hash, gpus) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO UPDATE SET \
      host = excluded.host, device = excluded.device, memory_bytes = excluded.memory_bytes, \
      slots = excluded.slots, version = excluded.version, last_seen_at = excluded.last_seen_at, \
-     key_hash = excluded.key_hash WHERE workers.key_hash IS NULL OR workers.key_hash = excluded.key_hash";
+     key_hash = excluded.key_hash, gpus = excluded.gpus WHERE workers.key_hash IS NULL OR workers.key_hash = excluded.key_hash";
 
 pub(super) const WORKER_KEY_HASH: &str = "SELECT key_hash FROM workers WHERE id = $1";
 
@@ -47,7 +47,7 @@ pub(super) const REVOKE_TOKEN: &str = "UPDATE tokens SET revoked_at = COALESCE(r
      RETURNING id, name, role, hash, created_at, revoked_at";
 
 pub(super) const SELECT_WORKERS: &str = "SELECT w.id, w.host, w.device, w.memory_bytes, w.slots, w.version, \
-     w.registered_at, w.last_seen_at, (SELECT count(*) FROM trials t WHERE t.worker_id = w.id \
+     w.registered_at, w.last_seen_at, w.gpus, (SELECT count(*) FROM trials t WHERE t.worker_id = w.id \
      AND t.state = 'running') AS running FROM workers w ORDER BY w.id";
 
 pub(super) const INSERT_ATTEMPT: &str = "INSERT INTO attempts (trial_id, attempt, worker_id, started_at, \
@@ -56,6 +56,17 @@ pub(super) const INSERT_ATTEMPT: &str = "INSERT INTO attempts (trial_id, attempt
 /// Closes an attempt: `$3` outcome, `$4` time, `$5` error.
 pub(super) const CLOSE_ATTEMPT: &str =
     "UPDATE attempts SET outcome = $3, ended_at = $4, error = $5 WHERE trial_id = $1 AND attempt = $2";
+
+/// A trial's memory estimate and the shape that shares it.
+pub(super) const MEMORY_ESTIMATE: &str = "SELECT memory_bytes, memory_shape FROM trials WHERE id = $1";
+
+/// Sets trial `$1`'s memory estimate to `$2` bytes.
+pub(super) const SET_MEMORY_ESTIMATE: &str = "UPDATE trials SET memory_bytes = $2 WHERE id = $1";
+
+/// Raises every queued trial of shape `$1` (not the empty shape of trials stored before
+/// estimates) to at least `$2` bytes.
+pub(super) const RAISE_SHAPE_ESTIMATE: &str = "UPDATE trials SET memory_bytes = $2 \
+     WHERE memory_shape = $1 AND memory_shape <> '' AND state = 'queued' AND memory_bytes < $2";
 
 /// Records why attempt (`$1`, `$2`) expired: `$3`, `worker` or `outage`.
 pub(super) const SET_ATTEMPT_CAUSE: &str = "UPDATE attempts SET cause = $3 WHERE trial_id = $1 AND attempt = $2";
@@ -191,6 +202,8 @@ pub(super) const MARK_SWEEP_CANCELLED: &str = "UPDATE sweeps SET finished_at = $
      (SELECT 1 FROM trials t WHERE t.sweep_id = $1 AND t.state = 'cancelled') THEN 'cancelled' ELSE 'finished' END \
      WHERE id = $1";
 
+pub(super) const RECORD_GPUS: &str = "UPDATE workers SET gpus = $2 WHERE id = $1";
+
 pub(super) const TOUCH_WORKER: &str = "UPDATE workers SET last_seen_at = $2 WHERE id = $1 RETURNING slots";
 
 pub(super) const CHECKPOINT_FILES: &str = "SELECT file FROM checkpoints";
@@ -206,14 +219,16 @@ pub(super) const MIGRATION_APPLIED: &str = "SELECT 1 FROM schema_version WHERE v
 pub(super) const RECORD_MIGRATION: &str = "INSERT INTO schema_version (version, name, applied_at) VALUES ($1, $2, $3)";
 
 /// Counts the attempts of trial `$1` that count against `max_attempts` (the scheduler's
-/// [`COUNTED_OUTCOMES`]).
+/// [`COUNTED_OUTCOMES`], but for an outage's expiry), as `n`, and those that ran out of
+/// memory, as `oom`.
 pub(super) fn count_counted_attempts() -> String {
     let outcomes: Vec<String> = COUNTED_OUTCOMES.iter().map(|o| format!("'{o}'")).collect();
     format!(
-        "SELECT count(*) AS n FROM attempts WHERE trial_id = $1 AND outcome IN ({}) \
-         AND (cause IS NULL OR cause <> '{}')",
+        "SELECT count(CASE WHEN outcome IN ({}) AND (cause IS NULL OR cause NOT IN ('{}', '{oom}')) THEN 1 END) AS n, \
+         count(CASE WHEN cause = '{oom}' THEN 1 END) AS oom FROM attempts WHERE trial_id = $1",
         outcomes.join(", "),
-        ExpiryCause::Outage.as_str()
+        ExpiryCause::Outage.as_str(),
+        oom = OUT_OF_MEMORY_CAUSE,
     )
 }
 

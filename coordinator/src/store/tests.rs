@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
+use allsweep_config::MemoryEstimate;
 use allsweep_testkit::ThrowawayPostgres;
 use futures::FutureExt;
 use sqlx::Connection;
@@ -90,6 +91,8 @@ on_both!(
     a_cancel_racing_completions_settles_every_trial_once,
     the_expiry_tick_finishes_a_sweep_whose_finish_was_lost,
     workers_are_registered_and_counted,
+    memory_aware_leases_take_only_trials_that_fit_together,
+    transition_out_of_memory_running_to_queued_asking_twice_the_memory,
     dashboard_views_flatten_trials_and_summarise_configs,
     dashboard_example_queries_answer_the_common_questions,
     transition_lease_queued_to_running,
@@ -141,6 +144,7 @@ fn new_sweep(id: &str, configs: u32, seeds: u32, max_attempts: u32, keep_checkpo
                     lr: 1e-3,
                     batch_size: 4,
                 },
+                memory: MemoryEstimate { bytes: 1 << 30, shape: format!("{id}-shape") },
             });
         }
     }
@@ -625,6 +629,12 @@ async fn workers_are_registered_and_counted(ctx: Ctx) {
         registered_at: T0,
         last_seen_at: T0,
         running: 0,
+        gpus: vec![GpuStatus {
+            index: 0,
+            name: "NVIDIA H200".into(),
+            memory_total_bytes: 150 << 30,
+            ..Default::default()
+        }],
     };
     assert!(store.register_worker(&w, "hash-1").await.expect("register"));
     insert(store, &new_sweep("s", 1, 3, 3, false), T0).await;
@@ -641,8 +651,37 @@ async fn workers_are_registered_and_counted(ctx: Ctx) {
     assert_eq!(store.worker_key_hash("nobody").await.expect("key"), None);
     let workers = store.workers().await.expect("workers");
     assert_eq!(workers.len(), 1);
-    let expected = WorkerRow { registered_at: T0, running: 2, ..w };
+    let expected = WorkerRow { registered_at: T0, running: 2, ..w.clone() };
     assert_eq!(workers[0], expected, "re-registration keeps the first registration time");
+    // A heartbeat's GPU figures replace the registered ones.
+    let now = GpuStatus { memory_used_bytes: 20 << 30, utilization_percent: 93, trials: 2, ..w.gpus[0].clone() };
+    store.record_gpus("w1", std::slice::from_ref(&now)).await.expect("record GPUs");
+    assert_eq!(store.workers().await.expect("workers")[0].gpus, vec![now]);
+}
+
+/// Sets trial `id`'s memory estimate and shape in a new sweep.
+fn with_memory(mut sweep: NewSweep, memory: &[(u64, &str)]) -> NewSweep {
+    for (t, (gib, shape)) in sweep.trials.iter_mut().zip(memory) {
+        t.memory = MemoryEstimate { bytes: gib << 30, shape: (*shape).to_string() };
+    }
+    sweep
+}
+
+async fn memory_aware_leases_take_only_trials_that_fit_together(ctx: Ctx) {
+    let store = &*ctx.store;
+    let sweep = with_memory(new_sweep("s", 1, 4, 3, false), &[(6, "a"), (3, "b"), (2, "c"), (1, "d")]);
+    insert(store, &sweep, T0).await;
+    let lease = |fit_gib: u64| async move {
+        let fit = MemoryFit::from_request(fit_gib << 30);
+        let leased = store.lease_fitting("w", 10, fit, T0, T0 + LEASE_MS).await.expect("lease");
+        leased.into_iter().map(|l| (l.trial_id, l.memory_bytes >> 30)).collect::<Vec<_>>()
+    };
+    // 6 GiB does not fit 4 and is passed over; 3 does; 3 + 2 would not.
+    assert_eq!(lease(4).await, vec![("s-t1".to_string(), 3)]);
+    assert_eq!(lease(3).await, vec![("s-t2".to_string(), 2), ("s-t3".to_string(), 1)], "2 + 1 fit 3 together");
+    assert!(lease(5).await.is_empty(), "the 6 GiB trial waits for a worker with room");
+    let slots_only = store.lease("w", 10, T0, T0 + LEASE_MS).await.expect("lease");
+    assert_eq!(slots_only.len(), 1, "a worker that sends no memory leases by slots alone");
 }
 
 /// One row of `config_summary`, read with SQL as a dashboard would.
@@ -819,6 +858,7 @@ async fn dashboard_example_queries_answer_the_common_questions(ctx: Ctx) {
         registered_at: T0,
         last_seen_at: T0,
         running: 0,
+        gpus: Vec::new(),
     };
     assert!(store.register_worker(&worker, "hash").await.expect("worker"));
     assert_eq!(store.lease("w", 5, T0, T0 + LEASE_MS).await.expect("lease").len(), 5);
@@ -1008,6 +1048,37 @@ async fn transition_worker_fault_running_to_queued_without_counting(ctx: Ctx) {
         .await
         .expect("another worker completes it");
     assert_eq!(trial(store, "s", "s-t0").await.state, TrialState::Completed);
+}
+
+async fn transition_out_of_memory_running_to_queued_asking_twice_the_memory(ctx: Ctx) {
+    let store = &*ctx.store;
+    // max_attempts 1: running out of memory must not use the only attempt.
+    let sweep = with_memory(new_sweep("s", 1, 3, 1, false), &[(2, "big"), (2, "big"), (1, "small")]);
+    insert(store, &sweep, T0).await;
+    let fit = |gib: u64| MemoryFit::from_request(gib << 30);
+    let leased = store.lease_fitting("w", 1, fit(2), T0, T0 + LEASE_MS).await.expect("lease");
+    assert_eq!(leased[0].trial_id, "s-t0");
+    let error = "CUDA out of memory. Tried to allocate 1.00 GiB";
+    let next = store.fail("w", "s-t0", 1, error, TrialFault::OutOfMemory, T0 + 1).await.expect("fail");
+    assert_eq!(next, Requeue::Queued);
+    assert_after(store, "s-t0", Transition::OutOfMemory, TrialState::Queued, AttemptOutcome::Failed).await;
+    assert_eq!(store.attempts("s-t0").await.expect("attempts")[0].cause.as_deref(), Some("oom"));
+    // It and the queued trial of its shape now ask 4 GiB; the other shape still 1.
+    let two = store.lease_fitting("w", 10, fit(3), T0 + 2, T0 + LEASE_MS).await.expect("lease");
+    assert_eq!(two.iter().map(|l| l.trial_id.as_str()).collect::<Vec<_>>(), vec!["s-t2"]);
+    let four = store.lease_fitting("w", 1, fit(4), T0 + 3, T0 + LEASE_MS).await.expect("lease");
+    assert_eq!((four[0].trial_id.as_str(), four[0].attempt, four[0].memory_bytes), ("s-t0", 2, 4 << 30));
+    // Out of memory again and again: it gives up after MAX_OUT_OF_MEMORY.
+    let mut attempt = 2;
+    for _ in 1..crate::scheduler::MAX_OUT_OF_MEMORY - 1 {
+        store.fail("w", "s-t0", attempt, error, TrialFault::OutOfMemory, T0 + 4).await.expect("fail");
+        attempt = lease_one(store, "w", T0 + 5).await.attempt;
+    }
+    let last = store.fail("w", "s-t0", attempt, error, TrialFault::OutOfMemory, T0 + 6).await.expect("fail");
+    assert_eq!(last, Requeue::Failed);
+    let t = trial(store, "s", "s-t0").await;
+    assert_eq!(t.state, TrialState::Failed);
+    assert!(t.error.as_deref().is_some_and(|e| e.starts_with("ran out of device memory 4 times")), "{:?}", t.error);
 }
 
 async fn transition_cancel_queued_and_running_to_cancelled(ctx: Ctx) {

@@ -8,6 +8,7 @@ use allsweep_proto::v1 as pb;
 
 use super::trial::{Lease, MetricPoint, Progress};
 use crate::config::TrialConfig;
+use crate::gpu::GpuSample;
 use crate::metrics::{KerasMetrics, Metrics, RocPoint};
 use crate::train::TrialOutcome;
 
@@ -30,6 +31,11 @@ impl TryFrom<pb::LeasedTrial> for Lease {
                 checkpoint_epoch: leased.has_checkpoint.then_some(leased.checkpoint_epoch),
                 trial_id: leased.trial_id,
                 attempt: leased.attempt,
+                // A coordinator that sent no estimate: the config's own.
+                memory_bytes: match leased.memory_bytes {
+                    0 => allsweep_config::memory::estimate(&config).bytes,
+                    bytes => bytes,
+                },
                 config,
             }),
             Err(e) => Err(InvalidLease { trial_id: leased.trial_id, attempt: leased.attempt, reason: e.to_string() }),
@@ -61,6 +67,20 @@ impl From<pb::RegisterResponse> for Registration {
 impl From<&MetricPoint> for pb::MetricPoint {
     fn from(p: &MetricPoint) -> Self {
         pb::MetricPoint { epoch: p.epoch, name: p.name.into(), value: p.value }
+    }
+}
+
+impl From<&GpuSample> for pb::GpuInfo {
+    /// Without the count of trials on it, which the agent fills in.
+    fn from(g: &GpuSample) -> Self {
+        pb::GpuInfo {
+            index: g.index,
+            name: g.name.clone(),
+            memory_total_bytes: g.memory_total_bytes,
+            memory_used_bytes: g.memory_used_bytes,
+            utilization_percent: g.utilization_percent,
+            trials: 0,
+        }
     }
 }
 
@@ -128,6 +148,7 @@ mod tests {
             has_checkpoint,
             checkpoint_epoch: 4,
             lease_expires_at_ms: 0,
+            memory_bytes: 0,
         }
     }
 
@@ -141,6 +162,15 @@ mod tests {
         assert_eq!((lease.trial_id.as_str(), lease.attempt, lease.checkpoint_epoch), ("t-1", 2, Some(4)));
         assert_eq!(lease.config.train.epochs, 2);
         assert_eq!(Lease::try_from(leased(RUN, false)).expect("valid").checkpoint_epoch, None);
+    }
+
+    #[test]
+    fn a_lease_reserves_the_coordinator_s_estimate_or_the_config_s_own() {
+        let config = TrialConfig::from_toml_str(RUN).expect("valid");
+        let own = allsweep_config::memory::estimate(&config).bytes;
+        assert_eq!(Lease::try_from(leased(RUN, false)).expect("valid").memory_bytes, own);
+        let raised = pb::LeasedTrial { memory_bytes: 3 * own, ..leased(RUN, false) };
+        assert_eq!(Lease::try_from(raised).expect("valid").memory_bytes, 3 * own, "after running out of memory");
     }
 
     #[test]

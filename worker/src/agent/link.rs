@@ -16,8 +16,10 @@ use tonic::transport::Channel;
 use tonic::Status;
 
 use super::convert::{InvalidLease, Registration};
+use super::slots::Ask;
 use super::trial::{Lease, MetricPoint, Progress};
 use super::AgentOptions;
+use crate::gpu::GpuSample;
 use crate::train::TrialOutcome;
 
 type Client = WorkerServiceClient<InterceptedService<Channel, WorkerCredentials>>;
@@ -31,7 +33,8 @@ pub struct Link {
 }
 
 impl Link {
-    pub fn new(options: &AgentOptions) -> anyhow::Result<Self> {
+    /// A link for a worker with `options`, whose GPUs are `gpus` (empty without NVML).
+    pub fn new(options: &AgentOptions, capacity: u32, gpus: &[GpuSample]) -> anyhow::Result<Self> {
         let endpoint = allsweep_proto::tls::endpoint(&options.coordinator, &options.tls)?
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(60));
@@ -44,9 +47,10 @@ impl Link {
             host: hostname(),
             device: options.devices.iter().map(|d| format!("{d:?}").to_lowercase()).collect::<Vec<_>>().join(","),
             memory_bytes: memory_bytes(),
-            slots: options.capacity(),
+            slots: capacity,
             version: env!("CARGO_PKG_VERSION").into(),
             worker_id: String::new(),
+            gpus: gpus.iter().map(pb::GpuInfo::from).collect(),
         };
         Ok(Self { client, credentials, register, worker_id: String::new() })
     }
@@ -93,21 +97,33 @@ impl Link {
 
     /// Renews leases; returns the trials to stop. Re-registers when the coordinator has
     /// forgotten this worker.
-    pub async fn heartbeat(&mut self, running: Vec<Progress>) -> Result<Vec<String>, Status> {
+    /// `gpus`: each GPU now, with the count of this worker's trials on it.
+    pub async fn heartbeat(
+        &mut self,
+        running: Vec<Progress>,
+        gpus: &[(GpuSample, u32)],
+    ) -> Result<Vec<String>, Status> {
         let running: Vec<pb::TrialProgress> = running.into_iter().map(Into::into).collect();
-        let request = pb::HeartbeatRequest { worker_id: self.worker_id.clone(), running: running.clone() };
+        let gpus: Vec<pb::GpuInfo> =
+            gpus.iter().map(|(g, trials)| pb::GpuInfo { trials: *trials, ..pb::GpuInfo::from(g) }).collect();
+        let request =
+            pb::HeartbeatRequest { worker_id: self.worker_id.clone(), running: running.clone(), gpus: gpus.clone() };
         let r = self.client.heartbeat(request).await?.into_inner();
         if !r.known {
             self.register_with_retry().await.map_err(|e| Status::failed_precondition(format!("{e:#}")))?;
-            let request = pb::HeartbeatRequest { worker_id: self.worker_id.clone(), running };
+            let request = pb::HeartbeatRequest { worker_id: self.worker_id.clone(), running, gpus };
             return Ok(self.client.heartbeat(request).await?.into_inner().stop_trial_ids);
         }
         Ok(r.stop_trial_ids)
     }
 
-    /// Leases up to `free_slots` trials; each arrives read, or as the reason it cannot be.
-    pub async fn lease(&mut self, free_slots: u32) -> Result<Vec<Result<Lease, InvalidLease>>, Status> {
-        let request = pb::LeaseRequest { worker_id: self.worker_id.clone(), free_slots };
+    /// Leases what `ask` asks for; each trial arrives read, or as the reason it cannot be.
+    pub async fn lease(&mut self, ask: Ask) -> Result<Vec<Result<Lease, InvalidLease>>, Status> {
+        let request = pb::LeaseRequest {
+            worker_id: self.worker_id.clone(),
+            free_slots: ask.free_slots,
+            free_memory_bytes: ask.free_memory_bytes,
+        };
         Ok(self.client.lease(request).await?.into_inner().trials.into_iter().map(Lease::try_from).collect())
     }
 

@@ -11,6 +11,7 @@ mod convert;
 mod link;
 mod missing_data;
 mod outbox;
+mod slots;
 mod trial;
 mod work_dir;
 
@@ -22,10 +23,16 @@ use allsweep_proto::fault::TrialFault;
 use tch::Device;
 use tokio::sync::mpsc;
 
+use crate::gpu::{GpuMonitor, GpuSample};
 use link::Link;
 use missing_data::MissingData;
 use outbox::{Outbox, Report};
+use slots::{DeviceRoom, Placed, Slots};
 use trial::{Progress, RunningTrial, TrialEvent, TrialMessage};
+
+/// What a GPU keeps aside for the worker's own CUDA context and libraries when its budget
+/// is taken from its free memory.
+pub const CONTEXT_RESERVE_BYTES: u64 = 1 << 30;
 
 /// How often a worker that stopped leasing says why again.
 const MISSING_DATA_REMINDER: Duration = Duration::from_secs(60);
@@ -39,8 +46,13 @@ pub struct AgentOptions {
     pub tls: allsweep_proto::tls::ClientTls,
     /// The devices trials run on; each takes up to `slots` trials at once.
     pub devices: Vec<Device>,
-    /// Trials at once per device.
-    pub slots: u32,
+    /// Trials at once per device: a cap, even where memory allows more. `None`:
+    /// [`MEMORY_AWARE_SLOTS`] on a device whose memory is known, else 1.
+    pub slots: Option<u32>,
+    /// The memory trials may take on each device, declared (`--memory-budget`); `None`: a
+    /// GPU's free memory at start as NVML reads it, less [`CONTEXT_RESERVE_BYTES`], and no
+    /// memory-awareness on a CPU.
+    pub memory_budget: Option<u64>,
     pub data_dir: Option<PathBuf>,
     /// The host's work directory: the worker keeps its local checkpoints in a folder of its
     /// own there ([`work_dir`]).
@@ -49,20 +61,27 @@ pub struct AgentOptions {
 
 pub use work_dir::default_root as default_work_root;
 
-impl AgentOptions {
-    /// Trials this worker trains at once: its slots on each of its devices.
-    pub fn capacity(&self) -> u32 {
-        self.slots.saturating_mul(self.devices.len() as u32)
-    }
-}
+/// The cap on a device's trials when memory decides and `--slots` is not given.
+pub const MEMORY_AWARE_SLOTS: u32 = 16;
 
 /// Runs until `shutdown` resolves, then checkpoints, uploads and gives leases back.
 pub async fn run(options: AgentOptions, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     let work = work_dir::WorkDir::claim(&options.work_root)?;
     work_dir::collect_abandoned(&options.work_root);
-    let mut link = Link::new(&options)?;
+    let monitor = GpuMonitor::open(&options.devices);
+    let gpus_at_start = monitor.as_ref().map(GpuMonitor::sample).unwrap_or_default();
+    let slots = device_slots(&options, &gpus_at_start);
+    let mut link = Link::new(&options, slots.capacity(), &gpus_at_start)?;
     let heartbeat_every = link.register_with_retry().await?.heartbeat_every;
-    tracing::info!(worker = %link.worker_id(), coordinator = %options.coordinator, slots = options.slots, devices = ?options.devices, "registered");
+    let budgets: Vec<String> = slots
+        .rooms
+        .iter()
+        .map(|r| match r.budget {
+            Some(b) => format!("{:?}: {}", r.device, allsweep_config::memory::human_bytes(b)),
+            None => format!("{:?}: slots only", r.device),
+        })
+        .collect();
+    tracing::info!(worker = %link.worker_id(), coordinator = %options.coordinator, slots = slots.per_device, devices = ?options.devices, memory = ?budgets, "registered");
 
     let (events_tx, mut events) = mpsc::unbounded_channel::<TrialMessage>();
     let mut running: HashMap<String, RunningTrial> = HashMap::new();
@@ -106,7 +125,11 @@ pub async fn run(options: AgentOptions, shutdown: impl std::future::Future<Outpu
             }
             _ = heartbeat.tick() => {
                 let progress: Vec<Progress> = running.values().filter(|t| !t.abandoned).map(RunningTrial::progress).collect();
-                match link.heartbeat(progress).await {
+                let gpus: Vec<(GpuSample, u32)> = monitor.as_ref().map(GpuMonitor::sample).unwrap_or_default().into_iter().map(|g| {
+                    let trials = running.values().filter(|t| t.device == Device::Cuda(g.index as usize)).count() as u32;
+                    (g, trials)
+                }).collect();
+                match link.heartbeat(progress, &gpus).await {
                     Ok(stop) => {
                         for id in stop {
                             if let Some(t) = running.get_mut(&id) {
@@ -120,9 +143,10 @@ pub async fn run(options: AgentOptions, shutdown: impl std::future::Future<Outpu
                 outbox.flush(&mut link).await;
             }
             _ = lease_tick.tick(), if !draining && missing.is_none() => {
-                let free = options.capacity().saturating_sub(running.len() as u32);
-                if free > 0 && outbox.is_empty() {
-                    match link.lease(free).await {
+                let placed: Vec<Placed> = running.values().map(|t| Placed { device: t.device, memory_bytes: t.memory_bytes }).collect();
+                let ask = slots.ask(&placed);
+                if let (Some(ask), true) = (ask, outbox.is_empty()) {
+                    match link.lease(ask).await {
                         Ok(leased) => {
                             for lease in leased {
                                 let lease = match lease {
@@ -134,9 +158,9 @@ pub async fn run(options: AgentOptions, shutdown: impl std::future::Future<Outpu
                                         continue;
                                     }
                                 };
-                                let busy: Vec<Device> = running.values().map(|t| t.device).collect();
-                                let Some(device) = crate::device::least_loaded(&options.devices, &busy, options.slots) else {
-                                    // The coordinator leases at most the free slots asked for; were it to
+                                let placed: Vec<Placed> = running.values().map(|t| Placed { device: t.device, memory_bytes: t.memory_bytes }).collect();
+                                let Some(device) = slots.place(&placed, lease.memory_bytes) else {
+                                    // The coordinator leases only what was asked for; were it to
                                     // send more, the trial goes back at once rather than overloading a device.
                                     outbox.push(Report::Release { trial_id: lease.trial_id, attempt: lease.attempt });
                                     continue;
@@ -224,4 +248,27 @@ fn handle(
             missing
         }
     }
+}
+
+/// Each device's slots and memory: the declared budget, or a GPU's free memory at start
+/// less [`CONTEXT_RESERVE_BYTES`]; none (slots alone) for a CPU without a declared budget or
+/// a GPU NVML does not see.
+fn device_slots(options: &AgentOptions, gpus: &[GpuSample]) -> Slots {
+    let rooms: Vec<DeviceRoom> = options
+        .devices
+        .iter()
+        .map(|&device| {
+            let measured = match device {
+                Device::Cuda(n) => gpus
+                    .iter()
+                    .find(|g| g.index as usize == n)
+                    .map(|g| g.memory_free_bytes.saturating_sub(CONTEXT_RESERVE_BYTES)),
+                _ => None,
+            };
+            DeviceRoom { device, budget: options.memory_budget.or(measured) }
+        })
+        .collect();
+    let memory_aware = rooms.iter().all(|r| r.budget.is_some());
+    let default = if memory_aware { MEMORY_AWARE_SLOTS } else { 1 };
+    Slots { rooms, per_device: options.slots.unwrap_or(default) }
 }

@@ -24,6 +24,8 @@ pub struct Lease {
     pub config: TrialConfig,
     /// The epoch of the coordinator's checkpoint to resume from; `None`: from scratch.
     pub checkpoint_epoch: Option<u32>,
+    /// The device memory it is expected to need; the agent reserves it on its device.
+    pub memory_bytes: u64,
 }
 
 /// One measured value of one epoch, named by an [`allsweep_proto::metric`] constant.
@@ -99,6 +101,8 @@ pub struct RunningTrial {
     pub data: DataLocation,
     /// The device it trains on.
     pub device: tch::Device,
+    /// The memory it reserved there.
+    pub memory_bytes: u64,
     epoch: Arc<AtomicU32>,
     stop: Arc<AtomicBool>,
     /// The coordinator no longer wants this attempt: report nothing more about it.
@@ -173,7 +177,7 @@ pub async fn start(
             stop: Some(&thread_stop),
             loss_read_every: train::loss_read_every(device),
         };
-        let ended = match train::train(&config, &run, &sink) {
+        let ended = match train::train_caught(&config, &run, &sink) {
             Ok(outcome) => TrialEvent::Finished(Ok(Box::new(outcome))),
             Err(error) => match error.fault() {
                 None => TrialEvent::Stopped,
@@ -193,7 +197,17 @@ pub async fn start(
         return Err((lease, anyhow::anyhow!("cannot start a training thread: {e}")));
     }
     tracing::info!(trial = %lease.trial_id, attempt = lease.attempt, "training");
-    Ok(RunningTrial { id: lease.trial_id, attempt: lease.attempt, data, device, epoch, stop, abandoned: false })
+    let memory_bytes = lease.memory_bytes;
+    Ok(RunningTrial {
+        id: lease.trial_id,
+        attempt: lease.attempt,
+        data,
+        device,
+        memory_bytes,
+        epoch,
+        stop,
+        abandoned: false,
+    })
 }
 
 /// Trainer events the coordinator cares about: epoch metrics and checkpoints.

@@ -8,7 +8,9 @@ use clap::Args;
 use serde_json::json;
 use tch::{nn, Device, Kind, Tensor};
 
+use allsweep_config::memory::{human_bytes, StepShape};
 use allsweep_config::Precision;
+use allsweep_worker::gpu::GpuMonitor;
 use allsweep_worker::losses::{Loss, LossConfig, Reduction};
 use allsweep_worker::models::{self, Segmenter};
 use allsweep_worker::train::adam::Adam;
@@ -66,6 +68,7 @@ pub fn run(args: StepArgs) -> anyhow::Result<()> {
     models::check_size(height, width)?;
     tch::manual_seed(0);
     let device = args.device;
+    let memory = PeakMemory::start(device);
     let vs = nn::VarStore::new(device);
     let mut model = Segmenter::new(&vs.root(), model_config(args.arch, args.width)?, args.channels)?;
     let precision = Precision::from(args.precision);
@@ -99,11 +102,22 @@ pub fn run(args: StepArgs) -> anyhow::Result<()> {
     let mean = seconds.iter().sum::<f64>() / seconds.len() as f64;
     let median = median(&mut seconds);
     let parameters = models::parameter_count(&vs);
+    let measured_bytes = memory.peak_since_start();
+    let estimated_bytes = StepShape {
+        model: model_config(args.arch, args.width)?,
+        channels: args.channels,
+        size: (height, width),
+        batch: args.batch,
+        precision,
+        keeps_best: false,
+    }
+    .bytes();
     if args.json {
         return super::print_json(&json!({
             "impl": "allsweep", "arch": args.arch_name(), "height": height, "width": width, "batch": args.batch,
             "steps": args.steps, "seconds_per_step_median": median, "seconds_per_step_mean": mean,
             "params": parameters, "device": format!("{device:?}"), "precision": precision.name(),
+            "peak_memory_bytes": measured_bytes, "estimated_memory_bytes": estimated_bytes,
         }));
     }
     println!(
@@ -113,7 +127,53 @@ pub fn run(args: StepArgs) -> anyhow::Result<()> {
         args.batch,
         args.steps
     );
+    let measured = measured_bytes.map_or("not measured".to_string(), human_bytes);
+    println!("memory: {measured} at the peak (measured), {} estimated", human_bytes(estimated_bytes));
     Ok(())
+}
+
+/// The peak memory of a step, measured: on a CPU the process's peak resident size
+/// (`VmHWM`) over its size before the model was built; on a GPU the memory in use on it
+/// (NVML) over what was in use once the CUDA context existed (libtorch's caching allocator
+/// keeps what the peak reserved).
+struct PeakMemory {
+    device: Device,
+    monitor: Option<GpuMonitor>,
+    before: Option<u64>,
+}
+
+impl PeakMemory {
+    fn start(device: Device) -> Self {
+        let monitor = GpuMonitor::open(&[device]);
+        if device.is_cuda() {
+            // The context first, so that it is not counted.
+            let _ = Tensor::zeros([1], (Kind::Float, device));
+        }
+        let before = match &monitor {
+            Some(m) => m.sample().first().map(|g| g.memory_used_bytes),
+            None if device == Device::Cpu => proc_status_bytes("VmRSS:"),
+            None => None,
+        };
+        Self { device, monitor, before }
+    }
+
+    fn peak_since_start(&self) -> Option<u64> {
+        let before = self.before?;
+        let now = match &self.monitor {
+            Some(m) => m.sample().first().map(|g| g.memory_used_bytes),
+            None if self.device == Device::Cpu => proc_status_bytes("VmHWM:"),
+            None => None,
+        }?;
+        Some(now.saturating_sub(before))
+    }
+}
+
+/// A `kB` line of `/proc/self/status`, in bytes.
+fn proc_status_bytes(key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    let kb: u64 = line[key.len()..].trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb * 1024)
 }
 
 impl StepArgs {

@@ -37,6 +37,20 @@ fn parameter_counts_match_the_independent_pytorch_models() {
     assert_eq!(count(Arch::Focusnet, 8, 1), 1_195_952);
 }
 
+#[test]
+fn the_memory_estimator_counts_the_parameters_of_the_built_networks_exactly() {
+    for arch in [Arch::Unet, Arch::Focusnet] {
+        for (width, channels) in [(8, 1), (16, 3), (24, 2), (32, 3), (40, 1)] {
+            let estimated = allsweep_config::memory::parameter_count(&ModelConfig::new(arch, width), channels);
+            assert_eq!(
+                estimated as i64,
+                models_count(arch, width, channels),
+                "{arch:?} width {width}, {channels} channel(s)"
+            );
+        }
+    }
+}
+
 /// The layer table of the authors' Keras FocusNet (`focusnet()` in TheFocusNetSeries'
 /// `models.py`, 3 input channels), written down from its source: per Keras layer group
 /// (the tensor a block produces), trainable parameters and batch-norm running statistics.

@@ -85,6 +85,42 @@ pub enum TrainError {
     TooFewSamples(usize),
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    /// libtorch raised an error inside an operation that has no `Result` (the networks'
+    /// layers, `backward`), which reaches the trainer as a panic.
+    #[error("libtorch: {0}")]
+    Panicked(String),
+}
+
+/// Whether a libtorch error says the device ran out of memory: CUDA's caching allocator
+/// ("CUDA out of memory. Tried to allocate ..."), or the CPU's ("DefaultCPUAllocator: can't
+/// allocate memory: you tried to allocate ...").
+pub fn is_out_of_memory(message: &str) -> bool {
+    message.contains("out of memory") || message.contains("can't allocate memory")
+}
+
+/// [`train`], with a panic of libtorch's inside it caught and returned as an error
+/// ([`TrainError::Panicked`]), so that the trial ends and is reported like any failure
+/// (one that ran out of memory as such) instead of taking its thread down unheard.
+pub fn train_caught(
+    config: &TrialConfig,
+    options: &RunOptions,
+    events: &dyn EventSink,
+) -> Result<TrialOutcome, TrainError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| train(config, options, events))) {
+        Ok(ended) => ended,
+        Err(payload) => Err(TrainError::Panicked(panic_message(payload.as_ref()))),
+    }
+}
+
+/// The text of a panic's payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else {
+        "a panic without a message".to_string()
+    }
 }
 
 impl TrainError {
@@ -92,12 +128,15 @@ impl TrainError {
     /// the coordinator acts on: data missing on this machine is the worker's fault
     /// ([`DataError::fault`]); a libtorch or checkpoint error may not recur
     /// ([`TrialFault::Retry`]); a bad config, bad data or a diverged run fails the same way
-    /// anywhere ([`TrialFault::Permanent`]). `None` for a stop on request, which is no failure.
+    /// anywhere ([`TrialFault::Permanent`]); a device out of memory asks for more room
+    /// ([`TrialFault::OutOfMemory`]). `None` for a stop on request, which is no failure.
     pub fn fault(&self) -> Option<TrialFault> {
         match self {
             TrainError::Stopped { .. } => None,
             TrainError::Data(error) => Some(error.fault()),
-            TrainError::Checkpoint(_) | TrainError::Torch(_) => Some(TrialFault::Retry),
+            TrainError::Torch(e) if is_out_of_memory(&e.to_string()) => Some(TrialFault::OutOfMemory),
+            TrainError::Panicked(message) if is_out_of_memory(message) => Some(TrialFault::OutOfMemory),
+            TrainError::Checkpoint(_) | TrainError::Torch(_) | TrainError::Panicked(_) => Some(TrialFault::Retry),
             TrainError::Model(_) | TrainError::Loss(_) | TrainError::Diverged { .. } | TrainError::TooFewSamples(_) => {
                 Some(TrialFault::Permanent)
             }

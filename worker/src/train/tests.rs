@@ -250,3 +250,16 @@ fn a_bf16_trial_learns_and_records_its_precision() {
     assert_ne!(fp32.epochs[0].train_loss, first.train_loss, "the two precisions train differently");
     assert!(fingerprint(&bf16).contains("\"precision\":\"bf16\""), "the precision is part of the config");
 }
+
+#[test]
+fn libtorch_running_out_of_memory_is_caught_and_asks_for_more_room() {
+    // A real allocation failure of libtorch's CPU allocator (4 PiB), raised as a panic as it
+    // is inside the networks' layers.
+    let caught = std::panic::catch_unwind(|| tch::Tensor::zeros([1i64 << 50], (tch::Kind::Float, tch::Device::Cpu)));
+    let message = panic_message(caught.expect_err("4 PiB cannot be allocated").as_ref());
+    assert!(is_out_of_memory(&message), "{message}");
+    assert_eq!(TrainError::Panicked(message).fault(), Some(TrialFault::OutOfMemory));
+    let cuda = "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 139.72 GiB";
+    assert_eq!(TrainError::Panicked(cuda.into()).fault(), Some(TrialFault::OutOfMemory));
+    assert_eq!(TrainError::Panicked("shape '[16, 3]' is invalid".into()).fault(), Some(TrialFault::Retry));
+}
