@@ -244,7 +244,9 @@ impl ResidentSplit {
     pub fn batch(&self, indices: &[usize]) -> (Tensor, Tensor) {
         let device = self.inputs.device();
         let index: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
-        let index = Tensor::from_slice(&index).to_device(device);
+        // Non-blocking: a blocking copy to the GPU waits for every kernel queued before it,
+        // which would stall the step on the host once per batch.
+        let index = Tensor::from_slice(&index).to_device_(device, Kind::Int64, true, false);
         (as_input(&self.inputs.index_select(0, &index)), self.targets.index_select(0, &index).to_kind(Kind::Float))
     }
 }

@@ -41,6 +41,18 @@ pub const ROC_POINTS: usize = 200;
 /// named by its own step.
 pub const LOSS_READ_EVERY_ON_GPU: usize = 16;
 
+thread_local! {
+    /// The times this thread's training steps waited for the device: each read of the
+    /// step losses ([`UnreadLosses::read`]), the one place the step loop takes a value from
+    /// the device. A test holds the trainer to one wait per `loss_read_every` steps.
+    static STEP_WAITS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The times the training steps run on this thread so far waited for the device.
+pub fn step_waits() -> u64 {
+    STEP_WAITS.with(|w| w.get())
+}
+
 /// How many steps run between two reads of their losses on `device`: one on the CPU, where
 /// a read waits for nothing (and progress shows every step).
 pub fn loss_read_every(device: Device) -> usize {
@@ -344,6 +356,7 @@ impl UnreadLosses {
         if self.steps.is_empty() {
             return Ok(());
         }
+        STEP_WAITS.with(|w| w.set(w.get() + 1));
         let losses: Vec<&tch::Tensor> = self.steps.iter().map(|(_, loss, _)| loss).collect();
         let stacked = tch::Tensor::f_stack(&losses, 0)?.f_to_kind(tch::Kind::Double)?.f_to_device(Device::Cpu)?;
         let values = Vec::<f64>::try_from(&stacked)?;

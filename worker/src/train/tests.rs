@@ -34,8 +34,12 @@ fn quiet() -> impl Fn(TrainEvent) {
 fn a_trial_learns_and_reports_every_epoch() {
     let events = Mutex::new(Vec::new());
     let sink = |e: TrainEvent| events.lock().unwrap().push(e);
+    let waits_before = step_waits();
     let outcome = train(&config("kind = \"all\"", 5), &options(None, None, None), &sink).unwrap();
     assert_eq!(outcome.epochs.len(), 5);
+    // 10 steps an epoch, read every 3: after steps 3, 6, 9 and at the epoch's end. The step
+    // loop waits for the device nowhere else.
+    assert_eq!(step_waits() - waits_before, 5 * 4, "host waits in the training steps");
     let first = &outcome.epochs[0];
     let last = &outcome.epochs[4];
     assert!(last.train_loss < first.train_loss, "{} -> {}", first.train_loss, last.train_loss);
