@@ -8,7 +8,8 @@
 #
 #   1. the trainer's unit tests on CUDA (ALLSWEEP_TEST_DEVICE=cuda);
 #   2. the training step, allsweep against PyTorch eager, U-Net and FocusNet at 48x48, 128x128
-#      and 192x256, fp32 and bf16 (PyTorch: autocast bf16);
+#      and 192x256, fp32, bf16 (PyTorch: autocast bf16) and bf16 channels-last, each with its
+#      measured peak memory beside allsweep's estimate;
 #   3. N concurrent DRIVE U-Net trials on the one GPU against one alone: aggregate images per
 #      second, GPU utilisation and memory;
 #   4. a real `allsweep run` of U-Net on DRIVE, Dice vs ALL, 2 seeds, the paper's patch count,
@@ -83,9 +84,9 @@ fi
 # 2. The training step against PyTorch eager, same machine, same run.
 if $dry_run; then
   part step 120 "$python" scripts/bench/training_step.py --device cpu --archs unet --sizes 48x48 \
-    --precisions fp32,bf16 --steps 1 --warmup 0 --bin "$bin/allsweep-worker" --out "$out/step.jsonl"
+    --precisions fp32,bf16,bf16-cl --steps 1 --warmup 0 --bin "$bin/allsweep-worker" --out "$out/step.jsonl"
 else
-  part step 120 "$python" scripts/bench/training_step.py --device cuda --precisions fp32,bf16 \
+  part step 160 "$python" scripts/bench/training_step.py --device cuda --precisions fp32,bf16,bf16-cl \
     --steps 20 --warmup 5 --bin "$bin/allsweep-worker" --out "$out/step.jsonl"
 fi
 

@@ -48,6 +48,8 @@ def parse_args(argv=None):
     p.add_argument("--channels", type=int, default=3, choices=(1, 2, 3))
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--channels-last", action="store_true",
+                   help="the model and the input in the channels-last memory format")
     args = p.parse_args(argv)
     if args.steps < 1 or args.warmup < 0 or args.batch < 1:
         p.error("need --steps >= 1, --warmup >= 0, --batch >= 1")
@@ -97,8 +99,11 @@ def main(argv=None):
     device = torch.device(args.device)
     model = models.build(args.arch, in_ch=args.channels).to(device)
     model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     x, y = make_batch(args.batch, args.channels, height, width, device)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     times = time_steps(model, optimizer, x, y, args.steps, args.warmup, args.precision)
     print(json.dumps({
         "impl": "pytorch",
@@ -111,7 +116,7 @@ def main(argv=None):
         "seconds_per_step_mean": statistics.fmean(times),
         "params": models.count_params(model),
         "device": str(device),
-        "precision": args.precision,
+        "precision": args.precision + ("-cl" if args.channels_last else ""),
     }))
 
 

@@ -48,8 +48,9 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (both sides)")
-    p.add_argument("--precisions", type=csv_list(str, ("fp32", "bf16")), default=["fp32"],
-                   help="comma list of fp32, bf16 (bf16: allsweep's precision = bf16, PyTorch autocast)")
+    p.add_argument("--precisions", type=csv_list(str, ("fp32", "bf16", "bf16-cl")), default=["fp32"],
+                   help="comma list of fp32, bf16 (bf16: allsweep's precision = bf16, PyTorch autocast), "
+                        "bf16-cl (bf16 in the channels-last memory format, both sides)")
     p.add_argument("--bin", type=Path, default=DEFAULT_BIN, help="the allsweep-worker binary")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="raw JSON lines go here")
     p.add_argument("--pytorch-only", action="store_true",
@@ -71,9 +72,11 @@ def steps_for(size, args):
 
 
 def step_args(arch, size, precision, args):
+    """Both sides take the same flags; `bf16-cl` is bf16 with --channels-last."""
+    layout = ["--channels-last"] if precision.endswith("-cl") else []
     return ["--arch", arch, "--size", size, "--batch", str(args.batch),
             "--steps", str(steps_for(size, args)), "--warmup", str(args.warmup),
-            "--device", args.device, "--precision", precision]
+            "--device", args.device, "--precision", precision.removesuffix("-cl"), *layout]
 
 
 def commands(arch, size, precision, args):

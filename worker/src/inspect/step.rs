@@ -42,6 +42,10 @@ pub struct StepArgs {
     /// fp32, or bf16 (convolutions in bfloat16, as `[train] precision = "bf16"`).
     #[arg(long, value_enum, default_value = "fp32")]
     pub precision: PrecisionArg,
+    /// Feed the network channels-last tensors (NHWC strides), which the convolutions then keep:
+    /// measured here before the trainer adopts it.
+    #[arg(long)]
+    pub channels_last: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -79,6 +83,7 @@ pub fn run(args: StepArgs) -> anyhow::Result<()> {
     let mut optimizer = Adam::new(&vs, 1e-4);
     let loss = Loss::new(LossConfig::Dice { smooth: 1.0, reduction: Reduction::Batch });
     let input = Tensor::rand([args.batch, args.channels, height, width], (Kind::Float, device));
+    let input = if args.channels_last { models::channels_last(&input) } else { input };
     let target = Tensor::rand([args.batch, 1, height, width], (Kind::Float, device)).ge(0.5).to_kind(Kind::Float);
     let mut step = || -> anyhow::Result<()> {
         let pred = model.forward_t(&input, true)?;
@@ -116,7 +121,7 @@ pub fn run(args: StepArgs) -> anyhow::Result<()> {
         return super::print_json(&json!({
             "impl": "allsweep", "arch": args.arch_name(), "height": height, "width": width, "batch": args.batch,
             "steps": args.steps, "seconds_per_step_median": median, "seconds_per_step_mean": mean,
-            "params": parameters, "device": format!("{device:?}"), "precision": precision.name(),
+            "params": parameters, "device": format!("{device:?}"), "precision": format!("{}{}", precision.name(), if args.channels_last { "-cl" } else { "" }),
             "peak_memory_bytes": measured_bytes, "estimated_memory_bytes": estimated_bytes,
         }));
     }

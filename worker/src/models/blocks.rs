@@ -69,9 +69,10 @@ pub struct Conv {
     conv: nn::Conv2D,
     /// Explicit (left, right, top, bottom) padding where TensorFlow's is not symmetric.
     pad: Option<[i64; 4]>,
-    /// The stride and the symmetric padding `conv` was made with (for the bf16 path).
+    /// The stride, the symmetric padding and the groups `conv` was made with (for the bf16 path).
     stride: i64,
     padding: i64,
+    groups: i64,
 }
 
 thread_local! {
@@ -100,6 +101,14 @@ pub fn with_conv_kind<T>(kind: Option<Kind>, f: impl FnOnce() -> T) -> T {
 
 impl Conv {
     pub fn new(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, bias: bool, init: Init) -> Self {
+        Self::grouped(p, 1, cin, cout, k, stride, bias, init)
+    }
+
+    /// `groups` independent convolutions of `cin` to `cout` channels side by side, as one
+    /// grouped convolution of `groups * cin` to `groups * cout` channels: the layer of a
+    /// fused group of trials, one group per trial.
+    #[allow(clippy::too_many_arguments)]
+    pub fn grouped(p: nn::Path, groups: i64, cin: i64, cout: i64, k: i64, stride: i64, bias: bool, init: Init) -> Self {
         let total = if stride == 1 { k - 1 } else { (k - stride).max(0) };
         let (before, after) = (total / 2, total - total / 2);
         let symmetric = before == after;
@@ -108,12 +117,13 @@ impl Conv {
             padding: if symmetric { before } else { 0 },
             bias,
             bs_init: nn::Init::Const(0.0),
+            groups,
             ..Default::default()
         };
-        let mut conv = nn::conv2d(p, cin, cout, k, config);
+        let mut conv = nn::conv2d(p, groups * cin, groups * cout, k, config);
         init.apply(&mut conv.ws);
         let padding = if symmetric { before } else { 0 };
-        Self { conv, pad: (!symmetric).then_some([before, after, before, after]), stride, padding }
+        Self { conv, pad: (!symmetric).then_some([before, after, before, after]), stride, padding, groups }
     }
 
     /// A "valid" convolution (no padding): the 1x1 stride-2 shortcut of a residual block.
@@ -121,7 +131,7 @@ impl Conv {
         let config = nn::ConvConfig { stride, bias: true, bs_init: nn::Init::Const(0.0), ..Default::default() };
         let mut conv = nn::conv2d(p, cin, cout, k, config);
         init.apply(&mut conv.ws);
-        Self { conv, pad: None, stride, padding: 0 }
+        Self { conv, pad: None, stride, padding: 0, groups: 1 }
     }
 
     pub fn kernel(&self) -> &Tensor {
@@ -140,8 +150,8 @@ impl Module for Conv {
             Some(kind) => {
                 let bias = self.conv.bs.as_ref().map(|b| b.to_kind(kind));
                 let (stride, padding) = ([self.stride; 2], [self.padding; 2]);
-                let out =
-                    padded.to_kind(kind).conv2d(&self.conv.ws.to_kind(kind), bias.as_ref(), stride, padding, [1, 1], 1);
+                let kernel = self.conv.ws.to_kind(kind);
+                let out = padded.to_kind(kind).conv2d(&kernel, bias.as_ref(), stride, padding, [1, 1], self.groups);
                 out.to_kind(Kind::Float)
             }
         }
@@ -154,6 +164,10 @@ impl Module for Conv {
 pub struct Build {
     pub batch_norm: BatchNormStyle,
     pub l2: L2Terms,
+    /// Trials fused into this network (1: a network of its own). Each layer then holds one
+    /// copy per trial side by side along its channels, and trial g's input, activations and
+    /// output are channel block g.
+    pub groups: i64,
 }
 
 /// Batch norm as a Keras `BatchNormalization()` starts: gamma 1, beta 0; it runs as `style`
@@ -184,12 +198,32 @@ pub struct ConvBnRelu {
 }
 
 impl ConvBnRelu {
-    pub fn new(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, style: BatchNormStyle) -> Self {
+    /// `groups` side by side ([`Conv::grouped`]; batch norm is per channel anyway).
+    pub fn grouped(p: nn::Path, groups: i64, cin: i64, cout: i64, k: i64, stride: i64, style: BatchNormStyle) -> Self {
         Self {
-            conv: Conv::new(&p / "conv", cin, cout, k, stride, false, Init::HeNormal),
-            bn: batch_norm(&p / "bn", cout, style),
+            conv: Conv::grouped(&p / "conv", groups, cin, cout, k, stride, false, Init::HeNormal),
+            bn: batch_norm(&p / "bn", groups * cout, style),
         }
     }
+}
+
+/// Concatenates `parts` along the channels group by group: with `groups` trials side by
+/// side, trial g's block of the result is its blocks of the parts, in order (what
+/// concatenating each trial's tensors alone gives). One group is a plain concatenation.
+pub fn grouped_cat(parts: &[&Tensor], groups: i64) -> Tensor {
+    if groups == 1 {
+        return Tensor::cat(parts, 1);
+    }
+    let split: Vec<Tensor> = parts
+        .iter()
+        .map(|t| {
+            let s = t.size();
+            t.view([s[0], groups, s[1] / groups, s[2], s[3]])
+        })
+        .collect();
+    let joined = Tensor::cat(&split, 2);
+    let s = joined.size();
+    joined.view([s[0], s[1] * s[2], s[3], s[4]])
 }
 
 impl ModuleT for ConvBnRelu {
@@ -213,8 +247,22 @@ pub struct SeededDropout {
     step_seed: StepSeed,
 }
 
-/// The per-step seed shared by a network's dropout layers.
-pub type StepSeed = std::sync::Arc<std::sync::atomic::AtomicU64>;
+/// The per-step seeds shared by a network's dropout layers: one per trial fused in it (one
+/// for a network of its own).
+#[derive(Debug, Clone, Default)]
+pub struct StepSeed(std::sync::Arc<std::sync::Mutex<Vec<u64>>>);
+
+impl StepSeed {
+    pub fn set(&self, seeds: &[u64]) {
+        let mut held = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        held.clear();
+        held.extend_from_slice(seeds);
+    }
+
+    fn get(&self) -> Vec<u64> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+}
 
 impl SeededDropout {
     pub fn new(p: f64, layer: u64, step_seed: &StepSeed) -> Self {
@@ -227,9 +275,19 @@ impl ModuleT for SeededDropout {
         if !train || self.p == 0.0 {
             return xs.shallow_clone();
         }
-        let seed =
-            self.step_seed.load(std::sync::atomic::Ordering::Relaxed) ^ self.layer.wrapping_mul(0xD6E8_FEB8_6659_FD93);
-        let keep = hashed_uniform(xs, seed).ge(self.p).to_kind(xs.kind());
+        let layer = self.layer.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+        let seeds = self.step_seed.get();
+        let mask = |xs: &Tensor, seed: u64| hashed_uniform(xs, seed ^ layer).ge(self.p).to_kind(xs.kind());
+        let keep = match seeds.as_slice() {
+            [] => mask(xs, 0),
+            [seed] => mask(xs, *seed),
+            // Fused trials: each trial's channel block gets the mask it would get alone.
+            many => {
+                let blocks = xs.chunk(many.len() as i64, 1);
+                let masks: Vec<Tensor> = blocks.iter().zip(many).map(|(block, seed)| mask(block, *seed)).collect();
+                Tensor::cat(&masks, 1)
+            }
+        };
         xs * keep / (1.0 - self.p)
     }
 }
@@ -256,14 +314,14 @@ mod tests {
         let seed = StepSeed::default();
         let dropout = SeededDropout::new(0.5, 3, &seed);
         let x = Tensor::ones([64, 32, 8, 8], (tch::Kind::Float, tch::Device::Cpu));
-        seed.store(11, std::sync::atomic::Ordering::Relaxed);
+        seed.set(&[11]);
         let a = dropout.forward_t(&x, true);
         let b = dropout.forward_t(&x, true);
         assert!(a.equal(&b), "same seed, same mask");
         let kept = a.ne(0.0).to_kind(tch::Kind::Double).mean(None).double_value(&[]);
         assert!((kept - 0.5).abs() < 0.01, "keeps half: {kept}");
         assert!((a.mean(None).double_value(&[]) - 1.0).abs() < 0.02, "scaled to keep the mean");
-        seed.store(12, std::sync::atomic::Ordering::Relaxed);
+        seed.set(&[12]);
         assert!(!dropout.forward_t(&x, true).equal(&a), "another step, another mask");
         assert!(dropout.forward_t(&x, false).equal(&x), "identity in eval mode");
     }

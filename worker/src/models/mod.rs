@@ -30,6 +30,10 @@ pub enum ModelError {
     ChannelMismatch { expected: i64, found: i64 },
     #[error("input size {height}x{width} is not supported: both sides must be positive multiples of 16 (e.g. 48x48, 128x128, 192x256)")]
     Size { height: i64, width: i64 },
+    #[error("{0} cannot be fused yet; only U-Net trains as a fused group")]
+    NotFusable(&'static str),
+    #[error("a fused group of {groups} trials takes {groups} of each: {what}")]
+    Group { groups: i64, what: String },
 }
 
 /// Checks that a `height x width` input fits the networks.
@@ -54,21 +58,44 @@ pub struct Segmenter {
     l2: Vec<(Tensor, f64)>,
     /// The kind the convolutions compute in (`None`: float32, as the weights).
     conv_kind: Option<Kind>,
+    /// Trials fused in it (see [`Segmenter::fused`]); 1 for a network of its own.
+    groups: i64,
 }
 
 impl Segmenter {
     /// Builds the network's variables under `path`.
     pub fn new(path: &nn::Path, config: ModelConfig, in_channels: i64) -> Result<Self, ModelError> {
+        Self::fused(path, config, in_channels, 1)
+    }
+
+    /// `groups` copies of the network trained as one (horizontal fusion): every convolution
+    /// is one grouped convolution over the copies, batch norm and dropout act per channel, and
+    /// copy g reads channel block g of the input (`[N, groups * C, H, W]`) and writes channel
+    /// g of the output (`[N, groups, H, W]`). Its variables have the single network's names,
+    /// each the copies' tensors stacked along the first dimension ([`fuse_weights`],
+    /// [`member_weights`]). U-Net only, for now.
+    pub fn fused(path: &nn::Path, config: ModelConfig, in_channels: i64, groups: i64) -> Result<Self, ModelError> {
         if !(1..=3).contains(&in_channels) {
             return Err(ModelError::Channels(in_channels));
         }
+        if groups < 1 {
+            return Err(ModelError::Group { groups, what: "at least one trial".into() });
+        }
+        if groups > 1 && config.arch != Arch::Unet {
+            return Err(ModelError::NotFusable(config.arch.name()));
+        }
         let step_seed = blocks::StepSeed::default();
-        let build = blocks::Build { batch_norm: config.batch_norm, l2: blocks::L2Terms::default() };
+        let build = blocks::Build { batch_norm: config.batch_norm, l2: blocks::L2Terms::default(), groups };
         let net: Box<dyn ModuleT> = match config.arch {
             Arch::Unet => Box::new(UNet::new(path, in_channels, config.width, &step_seed, &build)),
             Arch::Focusnet => Box::new(FocusNet::new(path, in_channels, config.width, &step_seed, &build)),
         };
-        Ok(Self { net, step_seed, in_channels, config, l2: build.l2.into_inner(), conv_kind: None })
+        Ok(Self { net, step_seed, in_channels, config, l2: build.l2.into_inner(), conv_kind: None, groups })
+    }
+
+    /// Trials fused in this network.
+    pub fn groups(&self) -> i64 {
+        self.groups
     }
 
     pub fn config(&self) -> ModelConfig {
@@ -97,15 +124,24 @@ impl Segmenter {
 
     /// Sets the seed of the dropout masks for the following training passes.
     pub fn set_step_seed(&self, seed: u64) {
-        self.step_seed.store(seed, std::sync::atomic::Ordering::Relaxed);
+        self.step_seed.set(&[seed]);
+    }
+
+    /// [`Segmenter::set_step_seed`] for a fused network: one seed per trial, in group order.
+    pub fn set_step_seeds(&self, seeds: &[u64]) -> Result<(), ModelError> {
+        if seeds.len() as i64 != self.groups {
+            return Err(ModelError::Group { groups: self.groups, what: format!("{} step seeds given", seeds.len()) });
+        }
+        self.step_seed.set(seeds);
+        Ok(())
     }
 
     /// Checks that `input` fits: `[N, C, H, W]` with the model's C and sides multiples of 16.
     pub fn check_input(&self, input: &Tensor) -> Result<(), ModelError> {
         let size = input.size();
         let [_, c, h, w] = size[..] else { return Err(ModelError::Rank(size)) };
-        if c != self.in_channels {
-            return Err(ModelError::ChannelMismatch { expected: self.in_channels, found: c });
+        if c != self.in_channels * self.groups {
+            return Err(ModelError::ChannelMismatch { expected: self.in_channels * self.groups, found: c });
         }
         check_size(h, w)
     }
@@ -117,6 +153,78 @@ impl Segmenter {
     }
 }
 
+/// `xs` (`[N, C, H, W]`) with channels-last strides (NHWC in memory), the same values: the
+/// convolutions, norms and activations that follow keep the layout, which the GPU's tensor
+/// cores prefer.
+pub fn channels_last(xs: &Tensor) -> Tensor {
+    xs.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+}
+
+/// Sets a fused network's variables (`fused`, of [`Segmenter::fused`]) to its members' own:
+/// each variable becomes the members' same-named tensors stacked along the first dimension,
+/// member g as group g. Built from each trial's seeded network, a fused group starts exactly
+/// where its trials would start alone.
+pub fn fuse_weights(fused: &nn::VarStore, members: &[&nn::VarStore]) -> Result<(), ModelError> {
+    let groups = members.len() as i64;
+    let theirs: Vec<_> = members.iter().map(|m| m.variables()).collect();
+    tch::no_grad(|| {
+        for (name, mut variable) in fused.variables() {
+            let parts: Option<Vec<Tensor>> =
+                theirs.iter().map(|vars| vars.get(&name).map(|t| t.to_device(variable.device()))).collect();
+            let Some(parts) = parts else {
+                return Err(ModelError::Group { groups, what: format!("networks with a variable {name}") });
+            };
+            let stacked = Tensor::cat(&parts, 0);
+            if stacked.size() != variable.size() {
+                return Err(ModelError::Group {
+                    groups,
+                    what: format!("{name} of shape {:?} each, stacked {:?}", parts[0].size(), variable.size()),
+                });
+            }
+            variable.copy_(&stacked);
+        }
+        Ok(())
+    })
+}
+
+/// Member `member`'s own variables in a fused network of `groups`, by the single network's
+/// names: its share of each variable's first dimension (views, not copies).
+pub fn member_weights(fused: &nn::VarStore, groups: i64, member: i64) -> std::collections::HashMap<String, Tensor> {
+    fused
+        .variables()
+        .into_iter()
+        .map(|(name, t)| {
+            let share = t.size()[0] / groups;
+            (name, t.narrow(0, member * share, share))
+        })
+        .collect()
+}
+
+/// Serialises every draw of initial weights from libtorch's process-wide generator.
+static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A fused network of one trial per seed in `seeds`, each starting with exactly the weights
+/// [`build_seeded`] gives it alone.
+pub fn build_fused(
+    device: tch::Device,
+    config: ModelConfig,
+    in_channels: i64,
+    seeds: &[u64],
+) -> Result<(nn::VarStore, Segmenter), ModelError> {
+    let members =
+        seeds.iter().map(|&seed| build_seeded(device, config, in_channels, seed)).collect::<Result<Vec<_>, _>>()?;
+    let (vs, model) = {
+        // Building draws initial weights too, overwritten below but drawn all the same.
+        let _serialised = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let vs = nn::VarStore::new(device);
+        let model = Segmenter::fused(&vs.root(), config, in_channels, seeds.len() as i64)?;
+        (vs, model)
+    };
+    let members: Vec<&nn::VarStore> = members.iter().map(|(vs, _)| vs).collect();
+    fuse_weights(&vs, &members)?;
+    Ok((vs, model))
+}
+
 /// Builds a network whose initial weights depend on `seed` alone. libtorch draws them from
 /// its process-wide generator, so construction is serialised: trials starting together on
 /// one worker's threads each get exactly the weights their seed gives.
@@ -126,7 +234,6 @@ pub fn build_seeded(
     in_channels: i64,
     seed: u64,
 ) -> Result<(nn::VarStore, Segmenter), ModelError> {
-    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _serialised = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     tch::manual_seed(seed as i64);
     let vs = nn::VarStore::new(device);

@@ -269,3 +269,174 @@ fn bf16_convolutions_track_float32_and_train_float32_weights() {
         assert_eq!(back, fp32, "{arch:?}: fp32 again computes exactly as before");
     }
 }
+
+#[test]
+fn a_channels_last_input_gives_the_same_output() {
+    let (_vs, model) = build(Arch::Unet, 8, 3);
+    let input = (Tensor::arange(2 * 3 * 32 * 32, (Kind::Float, Device::Cpu)) * 0.11).sin().view([2, 3, 32, 32]);
+    let nhwc = channels_last(&input);
+    assert_eq!(nhwc.stride(), [3 * 32 * 32, 1, 32 * 3, 3], "NHWC in memory");
+    assert!(nhwc.equal(&input), "the same values");
+    let a = tch::no_grad(|| model.forward_t(&input, false)).expect("valid");
+    let b = tch::no_grad(|| model.forward_t(&nhwc, false)).expect("valid");
+    let worst = (&a - &b).abs().max().double_value(&[]);
+    assert!(worst < 1e-5, "outputs differ by {worst}");
+}
+
+/// Three U-Nets with their own seeds, and the same three fused into one network, all in
+/// float64: there the grouped convolutions' other summation order costs ~1e-15, and what is
+/// compared is the fusion's arithmetic, not float32's rounding.
+fn three_alone_and_fused(
+    batch_norm: allsweep_config::model::BatchNormStyle,
+) -> (Vec<(nn::VarStore, Segmenter)>, nn::VarStore, Segmenter) {
+    let config = ModelConfig { batch_norm, ..ModelConfig::new(Arch::Unet, 8) };
+    let seeds = [11, 22, 33];
+    let alone: Vec<_> = seeds
+        .iter()
+        .map(|&seed| {
+            let (mut vs, model) = build_seeded(Device::Cpu, config, 3, seed).expect("valid");
+            vs.double();
+            (vs, model)
+        })
+        .collect();
+    let (mut fused_vs, fused) = build_fused(Device::Cpu, config, 3, &seeds).expect("U-Net fuses");
+    fused_vs.double();
+    (alone, fused_vs, fused)
+}
+
+#[test]
+fn a_fused_group_computes_what_each_trial_computes_alone() {
+    let (alone, fused_vs, fused) = three_alone_and_fused(allsweep_config::model::BatchNormStyle::Pytorch);
+    let inputs: Vec<Tensor> = (0..3)
+        .map(|g| {
+            ((Tensor::arange(4 * 3 * 32 * 32, (Kind::Double, Device::Cpu)) * (0.13 + 0.05 * g as f64)).sin().abs())
+                .view([4, 3, 32, 32])
+        })
+        .collect();
+    let targets: Vec<Tensor> = inputs.iter().map(|x| x.narrow(1, 0, 1).gt(0.5).to_kind(Kind::Double)).collect();
+    let seeds = [7_u64, 8, 9];
+    fused.set_step_seeds(&seeds).expect("three seeds");
+    let loss = Loss::new(LossConfig::Dice { smooth: 1.0, reduction: Reduction::Batch });
+
+    // Training mode: dropout masks from each trial's seed, batch statistics per trial.
+    let out = fused.forward_t(&Tensor::cat(&inputs, 1), true).expect("nine channels");
+    assert_eq!(out.size(), [4, 3, 32, 32]);
+    let fused_loss: Tensor = (0..3).map(|g| loss.compute(&out.narrow(1, g, 1), &targets[g as usize]).unwrap()).sum();
+    fused_loss.backward();
+    for (g, (vs, model)) in alone.iter().enumerate() {
+        model.set_step_seed(seeds[g]);
+        let own = model.forward_t(&inputs[g], true).expect("valid");
+        let worst = (&own - out.narrow(1, g as i64, 1)).abs().max().double_value(&[]);
+        assert!(worst < 1e-12, "trial {g}: outputs differ by {worst}");
+        loss.compute(&own, &targets[g]).unwrap().backward();
+        let share = member_weights(&fused_vs, 3, g as i64);
+        for (name, theirs) in vs.variables() {
+            let ours = &share[&name];
+            let worst = (ours - &theirs).abs().max().double_value(&[]);
+            assert!(worst < 1e-12, "trial {g} {name}: running statistics or weights differ by {worst}");
+            if theirs.requires_grad() {
+                let fused_grad = fused_vs.variables()[&name].grad();
+                let share = fused_grad.size()[0] / 3;
+                let ours_grad = fused_grad.narrow(0, g as i64 * share, share);
+                let scale = theirs.grad().abs().max().double_value(&[]).max(1e-12);
+                let worst = (ours_grad - theirs.grad()).abs().max().double_value(&[]);
+                assert!(worst / scale < 1e-9, "trial {g} {name}: gradients differ by {worst} (of {scale})");
+            }
+        }
+    }
+    // Evaluation mode too.
+    let out = tch::no_grad(|| fused.forward_t(&Tensor::cat(&inputs, 1), false)).expect("valid");
+    for (g, (_, model)) in alone.iter().enumerate() {
+        let own = tch::no_grad(|| model.forward_t(&inputs[g], false)).expect("valid");
+        let worst = (&own - out.narrow(1, g as i64, 1)).abs().max().double_value(&[]);
+        assert!(worst < 1e-12, "trial {g} in eval mode: outputs differ by {worst}");
+    }
+}
+
+#[test]
+fn a_fused_group_is_refused_what_it_cannot_take() {
+    let (_, _, fused) = three_alone_and_fused(allsweep_config::model::BatchNormStyle::Keras);
+    assert!(fused.set_step_seeds(&[1, 2]).unwrap_err().to_string().contains("3 of each: 2 step seeds given"));
+    let one_trial_input = Tensor::zeros([1, 3, 32, 32], (Kind::Float, Device::Cpu));
+    assert_eq!(
+        fused.forward_t(&one_trial_input, true).unwrap_err(),
+        ModelError::ChannelMismatch { expected: 9, found: 3 }
+    );
+    let focusnet = build_fused(Device::Cpu, ModelConfig::new(Arch::Focusnet, 8), 3, &[1, 2]);
+    assert_eq!(focusnet.map(|_| ()).unwrap_err(), ModelError::NotFusable("focusnet"));
+}
+
+/// Horizontal fusion's promise, on the CPU: three trials of different seeds, losses and
+/// learning rates, trained as one fused network for a few Adam steps, end with each
+/// trial's own weights as if trained alone (in float64, as above: in float32 the grouped
+/// kernels' rounding, ~1e-6 of a gradient, can flip the sign of Adam's first update of a
+/// weight whose gradient is near zero, a difference of one learning rate).
+#[test]
+fn fused_trials_train_to_the_weights_each_reaches_alone() {
+    use crate::train::adam::Adam;
+    let config =
+        ModelConfig { batch_norm: allsweep_config::model::BatchNormStyle::Pytorch, ..ModelConfig::new(Arch::Unet, 8) };
+    let seeds = [5_u64, 6, 7];
+    let lrs = [1e-3, 3e-4, 3e-3];
+    let loss_of = |text: &str| {
+        let table: toml::Table = text.parse().expect("TOML");
+        Loss::new(LossConfig::from_table(&table, "loss").expect("a loss"))
+    };
+    let losses = [
+        loss_of("kind = \"dice\""),
+        loss_of("kind = \"all\"\nbase = \"dice\"\nomega = 6.0\nepsilon = 0.5"),
+        loss_of("kind = \"focal_tversky\""),
+    ];
+    let batch = |g: usize, step: i64| {
+        let x = ((Tensor::arange(4 * 3 * 32 * 32, (Kind::Double, Device::Cpu))
+            * (0.07 * (g as f64 + 1.0) + 0.01 * step as f64))
+            .sin()
+            .abs())
+        .view([4, 3, 32, 32]);
+        let y = x.narrow(1, 1, 1).gt(0.6).to_kind(Kind::Double);
+        (x, y)
+    };
+    let steps = 3;
+
+    let mut alone_weights = Vec::new();
+    for (g, &seed) in seeds.iter().enumerate() {
+        let (mut vs, model) = build_seeded(Device::Cpu, config, 3, seed).expect("valid");
+        vs.double();
+        let mut adam = Adam::new(&vs, lrs[g]);
+        for step in 0..steps {
+            let (x, y) = batch(g, step);
+            model.set_step_seed(1000 * seed + step as u64);
+            let value = losses[g].compute(&model.forward_t(&x, true).expect("valid"), &y).expect("valid");
+            adam.zero_grad();
+            value.backward();
+            adam.step();
+        }
+        alone_weights.push(vs);
+    }
+
+    let (mut vs, fused) = build_fused(Device::Cpu, config, 3, &seeds).expect("U-Net fuses");
+    vs.double();
+    let mut adam = Adam::new(&vs, 0.0);
+    adam.set_group_lrs(&lrs);
+    for step in 0..steps {
+        let (inputs, targets): (Vec<Tensor>, Vec<Tensor>) = (0..3).map(|g| batch(g, step)).unzip();
+        let step_seeds: Vec<u64> = seeds.iter().map(|s| 1000 * s + step as u64).collect();
+        fused.set_step_seeds(&step_seeds).expect("three");
+        let out = fused.forward_t(&Tensor::cat(&inputs, 1), true).expect("valid");
+        let total: Tensor =
+            (0..3).map(|g| losses[g].compute(&out.narrow(1, g as i64, 1), &targets[g]).expect("valid")).sum();
+        adam.zero_grad();
+        total.backward();
+        adam.step();
+    }
+    for (g, alone) in alone_weights.iter().enumerate() {
+        let share = member_weights(&vs, 3, g as i64);
+        let mut worst = 0.0_f64;
+        for (name, theirs) in alone.variables() {
+            let scale = theirs.abs().max().double_value(&[]).max(1e-3);
+            let d = (&share[&name] - &theirs).abs().max().double_value(&[]) / scale;
+            worst = worst.max(d);
+        }
+        assert!(worst < 1e-10, "trial {g}: weights differ from training alone by {worst:e} (relative)");
+    }
+}

@@ -16,7 +16,7 @@
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
-use super::blocks::{batch_norm, upsample, Build, Conv, ConvBnRelu, Init, SeededDropout, StepSeed};
+use super::blocks::{batch_norm, grouped_cat, upsample, Build, Conv, ConvBnRelu, Init, SeededDropout, StepSeed};
 
 const DEPTH: usize = 4;
 const DROPOUT: f64 = 0.5;
@@ -45,15 +45,18 @@ pub struct UNet {
     /// `Conv2D(2, 3, activation='relu')`, then `Conv2D(1, 1, activation='sigmoid')`.
     head_conv: Conv,
     head: Conv,
+    /// Trials fused side by side ([`Build::groups`]).
+    groups: i64,
 }
 
 impl UNet {
     pub fn new(p: &nn::Path, in_channels: i64, width: i64, step_seed: &StepSeed, b: &Build) -> Self {
         let widths: Vec<i64> = (0..=DEPTH).map(|k| width << k).collect();
+        let g = b.groups;
         let pair = |p: nn::Path, cin: i64, cout: i64| {
             [
-                ConvBnRelu::new(&p / "conv1", cin, cout, 3, 1, b.batch_norm),
-                ConvBnRelu::new(&p / "conv2", cout, cout, 3, 1, b.batch_norm),
+                ConvBnRelu::grouped(&p / "conv1", g, cin, cout, 3, 1, b.batch_norm),
+                ConvBnRelu::grouped(&p / "conv2", g, cout, cout, 3, 1, b.batch_norm),
             ]
         };
         let encoder = (0..DEPTH)
@@ -63,7 +66,7 @@ impl UNet {
                 EncoderLevel {
                     convs: pair(&level / "block", cin, widths[k]),
                     dropout: (k == DEPTH - 1).then(|| SeededDropout::new(DROPOUT, k as u64, step_seed)),
-                    downsample: ConvBnRelu::new(&level / "stride2", widths[k], widths[k], 3, 2, b.batch_norm),
+                    downsample: ConvBnRelu::grouped(&level / "stride2", g, widths[k], widths[k], 3, 2, b.batch_norm),
                 }
             })
             .collect();
@@ -73,16 +76,25 @@ impl UNet {
             .map(|k| {
                 let level = p / format!("up{k}");
                 DecoderLevel {
-                    up_conv: Conv::new(&level / "up_conv", widths[k + 1], widths[k], 2, 1, false, Init::HeNormal),
-                    up_bn: batch_norm(&level / "up_bn", widths[k], b.batch_norm),
+                    up_conv: Conv::grouped(
+                        &level / "up_conv",
+                        g,
+                        widths[k + 1],
+                        widths[k],
+                        2,
+                        1,
+                        false,
+                        Init::HeNormal,
+                    ),
+                    up_bn: batch_norm(&level / "up_bn", g * widths[k], b.batch_norm),
                     convs: pair(&level / "block", 2 * widths[k], widths[k]),
                 }
             })
             .collect();
-        let head_conv = Conv::new(p / "head_conv", widths[0], 2, 3, 1, true, Init::HeNormal);
-        let head = Conv::new(p / "head", 2, 1, 1, 1, true, Init::GlorotUniform);
+        let head_conv = Conv::grouped(p / "head_conv", g, widths[0], 2, 3, 1, true, Init::HeNormal);
+        let head = Conv::grouped(p / "head", g, 2, 1, 1, 1, true, Init::GlorotUniform);
         let bottom_dropout = SeededDropout::new(DROPOUT, DEPTH as u64, step_seed);
-        Self { encoder, bottom, bottom_dropout, decoder, head_conv, head }
+        Self { encoder, bottom, bottom_dropout, decoder, head_conv, head, groups: g }
     }
 }
 
@@ -104,7 +116,7 @@ impl ModuleT for UNet {
         for (level, skip) in self.decoder.iter().zip(skips.iter().rev()) {
             let mut up = upsample(&x, 2).apply(&level.up_conv).apply_t(&level.up_bn, train);
             let _ = up.relu_();
-            let joined = Tensor::cat(&[skip, &up], 1);
+            let joined = grouped_cat(&[skip, &up], self.groups);
             x = level.convs[1].forward_t(&level.convs[0].forward_t(&joined, train), train);
         }
         x.apply(&self.head_conv).relu().apply(&self.head).sigmoid()

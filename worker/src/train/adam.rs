@@ -12,6 +12,9 @@ const EPS: f64 = 1e-8;
 /// The optimizer: the trainable variables in name order, their moments, the step count.
 pub struct Adam {
     lr: f64,
+    /// A fused group's learning rates ([`Adam::set_group_lrs`]), as one float64 column per
+    /// variable on its device: row r holds the rate of the trial whose share holds row r.
+    group_lrs: Option<Vec<Tensor>>,
     step: i64,
     names: Vec<String>,
     params: Vec<Tensor>,
@@ -27,7 +30,7 @@ impl Adam {
         named.sort_by(|a, b| a.0.cmp(&b.0));
         let (names, params): (Vec<_>, Vec<_>) = named.into_iter().unzip();
         let zeros = |p: &Vec<Tensor>| p.iter().map(Tensor::zeros_like).collect();
-        Self { lr, step: 0, exp_avg: zeros(&params), exp_avg_sq_scaled: zeros(&params), names, params }
+        Self { lr, group_lrs: None, step: 0, exp_avg: zeros(&params), exp_avg_sq_scaled: zeros(&params), names, params }
     }
 
     pub fn zero_grad(&mut self) {
@@ -45,7 +48,10 @@ impl Adam {
         let bias2 = 1.0 - BETA2.powi(self.step as i32);
         // sqrt(v / bias2) = sqrt(u) * sqrt((1 - beta2) / bias2).
         let root_scale = ((1.0 - BETA2) / bias2).sqrt();
-        for ((p, m), u) in self.params.iter_mut().zip(&mut self.exp_avg).zip(&mut self.exp_avg_sq_scaled) {
+        let bias1 = 1.0 - BETA1.powi(self.step as i32);
+        for (i, ((p, m), u)) in
+            self.params.iter_mut().zip(&mut self.exp_avg).zip(&mut self.exp_avg_sq_scaled).enumerate()
+        {
             let grad = p.grad();
             if !grad.defined() {
                 continue;
@@ -57,9 +63,39 @@ impl Adam {
             let mut denom = u.sqrt();
             let _ = denom.g_mul_scalar_(root_scale);
             let _ = denom.g_add_scalar_(EPS);
-            let _ = denom.g_div_scalar_(-step_size);
+            match &self.group_lrs {
+                None => {
+                    let _ = denom.g_div_scalar_(-step_size);
+                }
+                Some(columns) => {
+                    // Each trial's rows divided by its own step size: lr / bias1 in float64,
+                    // then rounded to float32, the very number its scalar step size gives alone.
+                    let sizes = (&columns[i] / -bias1).to_kind(p.kind());
+                    let _ = denom.g_div_(&sizes);
+                }
+            }
             let _ = p.addcdiv_(m, &denom);
         }
+    }
+
+    /// Steps a fused group's trials each at its own learning rate from now on (one per
+    /// trial, in group order); every variable's first dimension must split evenly among them.
+    pub fn set_group_lrs(&mut self, lrs: &[f64]) {
+        let _guard = tch::no_grad_guard();
+        let columns = self
+            .params
+            .iter()
+            .map(|p| {
+                let share = p.size()[0] / lrs.len() as i64;
+                let mut shape = vec![p.size()[0]];
+                shape.extend(std::iter::repeat_n(1, p.dim() - 1));
+                Tensor::from_slice(lrs)
+                    .to_device(p.device())
+                    .repeat_interleave_self_int(share, 0, None)
+                    .view(shape.as_slice())
+            })
+            .collect();
+        self.group_lrs = Some(columns);
     }
 
     /// Sets the learning rate of the steps to come (a schedule's, between epochs).
