@@ -293,6 +293,7 @@ async fn a_memory_budget_packs_only_the_trials_that_fit() {
 
     let done = wait_for(&mut client, &submitted.sweep_id, LONG, finished).await;
     assert_eq!((done.completed, done.failed), (6, 0));
+    assert!(done.trials.iter().all(|t| t.memory_bytes == estimate), "allsweep status shows each trial's estimate");
     // The most attempts that overlapped in time.
     let mut spans = Vec::new();
     for t in &trials {

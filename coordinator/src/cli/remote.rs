@@ -126,14 +126,19 @@ pub fn print_sweep(s: &pb::SweepStatus) {
     );
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header(["trial", "state", "attempt", "epoch", "worker", "error"]);
+    table.set_header(["trial", "state", "attempt", "epoch", "worker", "memory", "error"]);
     for t in &s.trials {
+        let memory = match t.memory_bytes {
+            0 => String::new(),
+            bytes => allsweep_config::memory::human_bytes(bytes),
+        };
         table.add_row(vec![
             t.label.clone(),
             wire::trial_state_word(t.state).to_string(),
             t.attempt.to_string(),
             format!("{}/{}", t.epoch, t.epochs),
             t.worker_id.clone(),
+            memory,
             t.error.clone(),
         ]);
     }

@@ -22,6 +22,7 @@ fn trial(config_toml: &str, seed: u64, jaccard: f64, recall: f64) -> TrialResult
             epoch: 2,
             epochs: 2,
             error: None,
+            memory_bytes: 0,
         },
         metrics: Some(FinalMetrics {
             jaccard,

@@ -165,6 +165,7 @@ fn summarize(row: &SweepRow, trials: &[TrialRow]) -> pb::SweepStatus {
                 worker_id: t.worker_id.clone().unwrap_or_default(),
                 label: t.label.clone(),
                 error: t.error.as_deref().map(status_error).unwrap_or_default(),
+                memory_bytes: t.memory_bytes,
             })
             .collect(),
         next_page_token: String::new(),

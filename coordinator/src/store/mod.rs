@@ -176,6 +176,8 @@ pub struct TrialRow {
     pub epoch: u32,
     pub epochs: u32,
     pub error: Option<String>,
+    /// The device memory it is expected to need (0 for trials stored before estimates).
+    pub memory_bytes: u64,
 }
 
 /// A trial handed to a worker.

@@ -83,6 +83,7 @@ pub(super) fn trial_row(r: &impl Cols) -> Result<TrialRow> {
         epoch: small(r.int("epoch")?),
         epochs: small(r.int("epochs")?),
         error: r.text_opt("error")?,
+        memory_bytes: r.int("memory_bytes")?.max(0) as u64,
     })
 }
 

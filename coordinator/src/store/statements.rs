@@ -17,11 +17,11 @@ pub(super) const INSERT_TRIAL: &str = "INSERT INTO trials (id, sweep_id, ordinal
      $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)";
 
 pub(super) const SELECT_TRIALS: &str = "SELECT id, sweep_id, ordinal, label, params_json, config_key, \
-     config_toml, seed, state, attempt, worker_id, lease_expires_at, epoch, epochs, error \
+     config_toml, seed, state, attempt, worker_id, lease_expires_at, epoch, epochs, error, memory_bytes \
      FROM trials WHERE sweep_id = $1 ORDER BY ordinal";
 
 pub(super) const SELECT_TRIAL: &str = "SELECT id, sweep_id, ordinal, label, params_json, config_key, \
-     config_toml, seed, state, attempt, worker_id, lease_expires_at, epoch, epochs, error \
+     config_toml, seed, state, attempt, worker_id, lease_expires_at, epoch, epochs, error, memory_bytes \
      FROM trials WHERE id = $1";
 
 pub(super) const SELECT_ATTEMPTS: &str = "SELECT trial_id, attempt, worker_id, started_at, ended_at, outcome, \
