@@ -21,13 +21,25 @@ fn a_real_sweep_is_reported_against_its_baseline_in_every_format() {
         .to_toml();
     std::fs::write(&spec_path, text).unwrap();
     let run = Command::new(coordinator_binary())
-        .args(["run", spec_path.to_str().unwrap(), "--local-workers", "2", "--device", "cpu", "--dir"])
+        .args([
+            "run",
+            spec_path.to_str().unwrap(),
+            "--local-workers",
+            "2",
+            "--device",
+            "cpu",
+            "--memory-budget",
+            "4GiB",
+        ])
+        .arg("--dir")
         .arg(dir.path())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "allsweep run failed: {stdout}\n{}", String::from_utf8_lossy(&run.stderr));
     assert!(stdout.contains("4 completed, 0 failed"), "{stdout}");
+    let worker_log = std::fs::read_to_string(dir.path().join("worker-0.log")).unwrap();
+    assert!(worker_log.contains("Cpu: 4.0 GiB"), "the local workers lease by the memory budget: {worker_log}");
     let db = format!("sqlite://{}", dir.path().join("allsweep.db").display());
     let report = |extra: &[&str]| {
         let out = Command::new(coordinator_binary())

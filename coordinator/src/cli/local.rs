@@ -24,9 +24,15 @@ pub struct RunArgs {
     /// Worker processes to start on this machine.
     #[arg(long, default_value_t = 2)]
     pub local_workers: u32,
-    /// Trials each worker trains at once.
-    #[arg(long, default_value_t = 1)]
-    pub slots: u32,
+    /// Trials each worker trains at once on each device, at most [default: the worker's: 16
+    /// where the device's memory is known (a GPU, or --memory-budget) and the trials' memory
+    /// estimates decide, else 1].
+    #[arg(long)]
+    pub slots: Option<u32>,
+    /// The memory trials may take on each device of each local worker, e.g. 8GiB (see
+    /// `allsweep-worker --memory-budget`).
+    #[arg(long, value_parser = allsweep_config::memory::parse_bytes)]
+    pub memory_budget: Option<u64>,
     /// auto (every visible GPU, else the CPU), all, cpu, or GPUs by name (cuda:0,cuda:2):
     /// each local worker trains on them, --slots trials at once on each.
     #[arg(long, default_value = "auto")]
@@ -113,10 +119,16 @@ async fn spawn_worker(args: &RunArgs, address: &str, index: u32) -> anyhow::Resu
     let log_path = args.dir.join(format!("worker-{index}.log"));
     let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
-    let threads = (cores / (args.local_workers * args.slots)).max(1);
+    let threads = (cores / (args.local_workers * args.slots.unwrap_or(1))).max(1);
     let mut command = Command::new(worker_binary()?);
+    command.args(["--coordinator", address, "--device", &args.device]);
+    if let Some(slots) = args.slots {
+        command.args(["--slots", &slots.to_string()]);
+    }
+    if let Some(bytes) = args.memory_budget {
+        command.args(["--memory-budget", &bytes.to_string()]);
+    }
     command
-        .args(["--coordinator", address, "--slots", &args.slots.to_string(), "--device", &args.device])
         .args(["--threads", &threads.to_string(), "--work-dir"])
         .arg(args.dir.join("work"))
         .stdout(Stdio::from(log.try_clone()?))
