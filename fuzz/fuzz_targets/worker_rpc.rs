@@ -39,8 +39,9 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(status.code(), Code::FailedPrecondition);
                 return;
             }
-            if let Some(()) = passed(result) {
+            if let Some(gpus) = passed(result) {
                 assert!((1..=edge::MAX_SLOTS).contains(&r.slots));
+                assert!(gpus.len() <= edge::MAX_GPUS);
                 for label in [&r.host, &r.device, &r.version] {
                     assert!(label.len() <= edge::MAX_LABEL_BYTES && !label.chars().any(char::is_control));
                 }

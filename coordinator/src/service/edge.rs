@@ -26,8 +26,9 @@ use crate::store::{AttemptRef, GpuStatus, MetricPoint, Progress};
 use crate::wire::{Completed, Failure};
 
 /// `Register`: the protocol version, the slots, the registered strings, and the worker id
-/// when one is given (a reconnect); an empty id asks the coordinator to make one.
-pub fn register(r: &pb::RegisterRequest) -> Result<(), Status> {
+/// when one is given (a reconnect); an empty id asks the coordinator to make one. Returns
+/// the worker's GPUs as the store keeps them ([`gpus`]).
+pub fn register(r: &pb::RegisterRequest) -> Result<Vec<GpuStatus>, Status> {
     if r.protocol_version != PROTOCOL_VERSION {
         return Err(Status::failed_precondition(format!(
             "worker speaks protocol version {}, this coordinator speaks {PROTOCOL_VERSION}: run an allsweep-worker of version {} (protocol {PROTOCOL_VERSION})",
@@ -42,8 +43,7 @@ pub fn register(r: &pb::RegisterRequest) -> Result<(), Status> {
     if !r.worker_id.is_empty() {
         id("worker_id", &r.worker_id)?;
     }
-    gpus("gpus", &r.gpus)?;
-    Ok(())
+    gpus("gpus", &r.gpus)
 }
 
 /// The most GPUs one worker may report (a large host has 8 or 16).

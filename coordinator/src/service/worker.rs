@@ -39,7 +39,7 @@ impl WorkerService for WorkerApi {
     async fn register(&self, request: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
         let presented = request.metadata().get(WORKER_KEY_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
         let r = request.into_inner();
-        edge::register(&r)?;
+        let gpus = edge::register(&r)?;
         let now = now_ms();
         // A worker registering again (after a reconnect) keeps its key; a new one gets one.
         let (key, is_new_key) = match presented.filter(|k| !k.is_empty() && !r.worker_id.is_empty()) {
@@ -58,7 +58,7 @@ impl WorkerService for WorkerApi {
             registered_at: now,
             last_seen_at: now,
             running: 0,
-            gpus: edge::gpus("gpus", &r.gpus)?,
+            gpus,
         };
         if !self.shared.store.register_worker(&row, &key_hash).await.map_err(status)? {
             return Err(Status::permission_denied(format!(

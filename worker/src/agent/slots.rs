@@ -56,10 +56,9 @@ impl Slots {
     }
 
     /// Free slots and free memory of each device.
-    fn free(&self, running: &[Placed]) -> impl Iterator<Item = (Device, u32, Option<u64>)> + '_ {
-        let running = running.to_vec();
+    fn free<'a>(&'a self, running: &'a [Placed]) -> impl Iterator<Item = (Device, u32, Option<u64>)> + 'a {
         self.rooms.iter().map(move |room| {
-            let (trials, reserved) = Self::load(room.device, &running);
+            let (trials, reserved) = Self::load(room.device, running);
             (room.device, self.per_device.saturating_sub(trials), room.budget.map(|b| b.saturating_sub(reserved)))
         })
     }
