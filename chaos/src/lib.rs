@@ -56,7 +56,8 @@ pub struct Options {
     /// Workers on the host, each with one slot and one thread (plus the partitioned one).
     pub workers: usize,
     pub lease_seconds: f64,
-    /// The faults are spread over this long, from the first lease on.
+    /// The faults are spread over this long from the first lease on, or over
+    /// [`plan::WINDOW_SHARE`] of the fault-free run's wall time where that is shorter.
     pub window: Duration,
     /// How long a partition lasts: longer than the lease.
     pub partition: Duration,

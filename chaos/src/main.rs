@@ -49,7 +49,8 @@ struct Args {
     workers: usize,
     #[arg(long, default_value_t = 3.0)]
     lease_seconds: f64,
-    /// The faults are spread over this many seconds from the first lease.
+    /// The faults are spread over this many seconds from the first lease, or over half the
+    /// fault-free run's wall time where that is shorter.
     #[arg(long, default_value_t = 150)]
     window_seconds: u64,
     /// How long a partition lasts [default: three leases and two seconds].

@@ -85,12 +85,14 @@ pub async fn run_backend(backend: &Backend, options: &Options) -> anyhow::Result
     .await
     .context("the fault-free run")?;
 
-    let planned = plan::plan(&faults, options.window, options.seed);
+    let window = plan::fault_window(options.window, fault_free.wall);
+    let planned = plan::plan(&faults, window, options.seed);
     eprintln!(
-        "chaos [{}]: the faulted run, {} faults over {} s (seed {})",
+        "chaos [{}]: the faulted run, {} faults over {:.1} s (the fault-free run took {:.1} s; seed {})",
         backend.name(),
         planned.len(),
-        options.window.as_secs(),
+        window.as_secs_f64(),
+        fault_free.wall.as_secs_f64(),
         options.seed
     );
     let chaos = run::run(Setup {

@@ -31,7 +31,8 @@ fn options() -> Options {
         seed,
         faults: SHORT,
         // The faulted sweep must outlast the window, or the plan is not carried out (a
-        // violation): with 6 trials and 12 s it once finished in 11.8 s, before the last fault.
+        // violation). The suite spreads the faults over at most half the fault-free run's wall
+        // time (plan::WINDOW_SHARE), so a fast machine shortens the window with the sweep.
         // 10 trials take about 9 s without faults on an idle 2-core machine, 14 s with them.
         trials: 10,
         epochs: 4,
