@@ -12,7 +12,9 @@
 #      measured peak memory beside allsweep's estimate;
 #   3. N concurrent DRIVE U-Net trials on the one GPU against one alone: aggregate images per
 #      second, GPU utilisation and memory;
-#   4. a real `allsweep run` of U-Net on DRIVE, Dice vs ALL, 2 seeds, the paper's patch count,
+#   4. fused groups of N U-Net trials (one network, --fuse N) against one trial alone and
+#      against N separate processes: aggregate images per second and peak memory;
+#   5. a real `allsweep run` of U-Net on DRIVE, Dice vs ALL, 2 seeds, the paper's patch count,
 #      bf16, for as many epochs as the budget allows, and its report.
 #
 #     bash scripts/gpu-check.sh              # on the GPU machine
@@ -101,7 +103,16 @@ status=$?
 record packing "$([ $status = 0 ] && echo passed || echo failed)" $(($(date +%s) - t0))
 tail -n 12 "$out/packing.log"
 
-# 4. A real sweep at the paper's scale, as far as the rest of the 8 minutes goes.
+# 4. Fused groups against one trial alone and against N separate processes.
+if $dry_run; then
+  part fused 120 "$python" scripts/bench/fused_step.py --bin "$bin/allsweep-worker" --device cpu --size 32x32 \
+    --width 8 --batch 4 --trials 1,2 --steps 1 --warmup 0 --budget 100 --out "$out"
+else
+  part fused 100 "$python" scripts/bench/fused_step.py --bin "$bin/allsweep-worker" --device cuda --size 48x48 \
+    --batch 16 --precision bf16 --trials 1,4,8,16 --steps 20 --warmup 5 --budget 90 --out "$out"
+fi
+
+# 5. A real sweep at the paper's scale, as far as the rest of the 8 minutes goes.
 left=$((460 - ($(date +%s) - started)))
 if [ "$left" -gt 60 ]; then
   part sweep "$left" bash scripts/gpu-sweep.sh "$bin" "$device" "$out" "$($dry_run && echo toy || echo paper)" "$left"

@@ -1,7 +1,7 @@
 """The GPU check's summary: gpu-check.json and the Markdown that goes to the README.
 
-Why this exists: scripts/gpu-check.sh runs four parts that each leave their own files in OUT;
-this reads them (parts.jsonl, machine.txt, step.jsonl, packing.json, sweep/report.md) and writes
+Why this exists: scripts/gpu-check.sh runs five parts that each leave their own files in OUT;
+this reads them (parts.jsonl, machine.txt, step.jsonl, packing.json, fused.json, sweep/report.md) and writes
 one JSON record and one Markdown page, marking what a part did not measure as "not measured".
 
     python3 scripts/bench/gpu_report.py OUT > OUT/gpu-check.md
@@ -11,6 +11,8 @@ import json
 import sys
 import time
 from pathlib import Path
+
+import fused_step
 
 
 def read_lines(path):
@@ -46,10 +48,11 @@ def main(out):
     parts = read_lines(out / "parts.jsonl")
     steps = read_lines(out / "step.jsonl")
     packing = json.loads((out / "packing.json").read_text()) if (out / "packing.json").exists() else []
+    fused = json.loads((out / "fused.json").read_text()) if (out / "fused.json").exists() else []
     machine = (out / "machine.txt").read_text().strip() if (out / "machine.txt").exists() else "unknown"
     report = (out / "sweep" / "report.md").read_text().strip() if (out / "sweep" / "report.md").exists() else ""
     summary = {"date": time.strftime("%Y-%m-%d"), "machine": machine, "parts": parts, "step": steps,
-               "packing": packing, "sweep_report": report}
+               "packing": packing, "fused": fused, "sweep_report": report}
     (out / "gpu-check.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"GPU check of {summary['date']} on: {machine.splitlines()[0] if machine else 'unknown'}\n")
     print("| part | status | seconds |\n|---|---|---|")
@@ -69,6 +72,9 @@ def main(out):
                   f"| {r['gpu_memory_used_max_mib'] if r['gpu_memory_used_max_mib'] is not None else 'not measured'} |")
     else:
         print("not measured")
+    print("\nFused trials (U-Net 48x48, batch 16 per trial, bf16; one network against one trial alone "
+          "and against N separate processes):\n")
+    print("\n".join(fused_step.table(fused)) if fused else "not measured")
     print("\nSweep (allsweep run, U-Net on DRIVE, Dice vs ALL, bf16):\n")
     print(report or "not measured")
 

@@ -66,6 +66,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         resume: args.resume.clone(),
         stop: None,
         loss_read_every: train::loss_read_every(args.device),
+        float64: false,
     };
     println!("{}: {} on {:?}", args.config.display(), config.name, args.device);
     let outcome = train::train(&config, &options, &reporter);

@@ -176,6 +176,7 @@ pub async fn start(
             resume,
             stop: Some(&thread_stop),
             loss_read_every: train::loss_read_every(device),
+            float64: false,
         };
         let ended = match train::train_caught(&config, &run, &sink) {
             Ok(outcome) => TrialEvent::Finished(Ok(Box::new(outcome))),

@@ -1,6 +1,8 @@
 //! `inspect step`: times whole training steps (forward, batch Dice loss, backward, the
 //! trainer's Adam at lr 1e-4) on random data: the allsweep half of the training-step benchmark, whose PyTorch
-//! half is `scripts/bench/pytorch_step.py`.
+//! half is `scripts/bench/pytorch_step.py`. With `--fuse N`, the step of N trials fused into
+//! one network (each its own batch and loss), whose images per second the fused-group
+//! benchmark sets against one trial's (`scripts/bench/fused.sh`, the GPU check).
 
 use std::time::Instant;
 
@@ -46,6 +48,9 @@ pub struct StepArgs {
     /// measured here before the trainer adopts it.
     #[arg(long)]
     pub channels_last: bool,
+    /// Trials fused into one network (U-Net), each with its own batch of --batch samples.
+    #[arg(long, default_value_t = 1)]
+    pub fuse: i64,
     #[arg(long)]
     pub json: bool,
 }
@@ -68,13 +73,15 @@ impl From<PrecisionArg> for Precision {
 pub fn run(args: StepArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.steps > 0, "--steps must be at least 1");
     anyhow::ensure!(args.batch > 0, "--batch must be at least 1");
+    anyhow::ensure!((1..=1024).contains(&args.fuse), "--fuse must be between 1 and 1024, got {}", args.fuse);
     let (height, width) = args.size;
     models::check_size(height, width)?;
     tch::manual_seed(0);
     let device = args.device;
     let memory = PeakMemory::start(device);
     let vs = nn::VarStore::new(device);
-    let mut model = Segmenter::new(&vs.root(), model_config(args.arch, args.width)?, args.channels)?;
+    let groups = args.fuse;
+    let mut model = Segmenter::fused(&vs.root(), model_config(args.arch, args.width)?, args.channels, groups)?;
     let precision = Precision::from(args.precision);
     model.set_precision(precision);
     if device.is_cuda() {
@@ -82,12 +89,16 @@ pub fn run(args: StepArgs) -> anyhow::Result<()> {
     }
     let mut optimizer = Adam::new(&vs, 1e-4);
     let loss = Loss::new(LossConfig::Dice { smooth: 1.0, reduction: Reduction::Batch });
-    let input = Tensor::rand([args.batch, args.channels, height, width], (Kind::Float, device));
+    let input = Tensor::rand([args.batch, groups * args.channels, height, width], (Kind::Float, device));
     let input = if args.channels_last { models::channels_last(&input) } else { input };
-    let target = Tensor::rand([args.batch, 1, height, width], (Kind::Float, device)).ge(0.5).to_kind(Kind::Float);
+    let target = Tensor::rand([args.batch, groups, height, width], (Kind::Float, device)).ge(0.5).to_kind(Kind::Float);
     let mut step = || -> anyhow::Result<()> {
         let pred = model.forward_t(&input, true)?;
-        let value = loss.compute_checked_shapes(&pred, &target)?;
+        // Each trial's loss on its own output channel, summed: their gradients stay apart.
+        let mut value = loss.compute_checked_shapes(&pred.narrow(1, 0, 1), &target.narrow(1, 0, 1))?;
+        for g in 1..groups {
+            value += loss.compute_checked_shapes(&pred.narrow(1, g, 1), &target.narrow(1, g, 1))?;
+        }
         optimizer.zero_grad();
         value.backward();
         optimizer.step();
@@ -106,7 +117,8 @@ pub fn run(args: StepArgs) -> anyhow::Result<()> {
     }
     let mean = seconds.iter().sum::<f64>() / seconds.len() as f64;
     let median = median(&mut seconds);
-    let parameters = models::parameter_count(&vs);
+    let parameters = models::parameter_count(&vs) / groups;
+    let images_per_second = (groups * args.batch) as f64 / median;
     let measured_bytes = memory.peak_since_start();
     let estimated_bytes = StepShape {
         model: model_config(args.arch, args.width)?,
@@ -117,19 +129,23 @@ pub fn run(args: StepArgs) -> anyhow::Result<()> {
         keeps_best: false,
     }
     .bytes();
+    // The estimate is one trial's; a fused group holds every trial's weights, moments and
+    // activations, and one copy of the rest, which is a little less than this.
+    let estimated_bytes = estimated_bytes * groups as u64;
     if args.json {
         return super::print_json(&json!({
             "impl": "allsweep", "arch": args.arch_name(), "height": height, "width": width, "batch": args.batch,
-            "steps": args.steps, "seconds_per_step_median": median, "seconds_per_step_mean": mean,
+            "steps": args.steps, "fuse": groups, "images_per_second": images_per_second, "seconds_per_step_median": median, "seconds_per_step_mean": mean,
             "params": parameters, "device": format!("{device:?}"), "precision": format!("{}{}", precision.name(), if args.channels_last { "-cl" } else { "" }),
             "peak_memory_bytes": measured_bytes, "estimated_memory_bytes": estimated_bytes,
         }));
     }
+    let fused = if groups > 1 { format!(", {groups} trials fused") } else { String::new() };
     println!(
-        "{} {height}x{width} batch {} on {device:?} in {}: {median:.4} s/step (median of {}), {parameters} parameters",
+        "{} {height}x{width} batch {} on {device:?} in {}{fused}: {median:.4} s/step (median of {}), {images_per_second:.1} images/s, {parameters} parameters per trial",
         args.arch_name(),
-        precision.name(),
         args.batch,
+        precision.name(),
         args.steps
     );
     let measured = measured_bytes.map_or("not measured".to_string(), human_bytes);

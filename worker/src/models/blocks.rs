@@ -145,13 +145,42 @@ impl Module for Conv {
             Some(pad) => xs.constant_pad_nd(pad),
             None => xs.shallow_clone(),
         };
-        match CONV_KIND.with(std::cell::Cell::get) {
-            None => padded.apply(&self.conv),
+        let kind = CONV_KIND.with(std::cell::Cell::get);
+        let bias = self.conv.bs.as_ref();
+        if self.groups > 1 && !xs.device().is_cuda() {
+            // A fused layer on the CPU: each trial's convolution is its own call, the very one
+            // it makes alone. oneDNN's grouped kernels were 8 to 14% slower than the trials
+            // one after another (scripts/bench/fused_step.py) and sum in another order; split,
+            // a fused group computes each trial's numbers bit for bit. cuDNN's grouped kernels
+            // are the point of fusing on a GPU, and are kept there.
+            let inputs = padded.chunk(self.groups, 1);
+            let kernels = self.conv.ws.chunk(self.groups, 0);
+            let biases: Vec<Option<Tensor>> = match bias {
+                Some(b) => b.chunk(self.groups, 0).into_iter().map(Some).collect(),
+                None => (0..self.groups).map(|_| None).collect(),
+            };
+            let outputs: Vec<Tensor> = inputs
+                .iter()
+                .zip(&kernels)
+                .zip(&biases)
+                .map(|((x, k), b)| self.convolve(x, k, b.as_ref(), 1, kind))
+                .collect();
+            return Tensor::cat(&outputs, 1);
+        }
+        self.convolve(&padded, &self.conv.ws, bias, self.groups, kind)
+    }
+}
+
+impl Conv {
+    /// The convolution of `xs` by `kernel` (and `bias`) at this layer's stride and padding,
+    /// in `kind` when given (inputs, kernel and bias cast to it, the output back to float32).
+    fn convolve(&self, xs: &Tensor, kernel: &Tensor, bias: Option<&Tensor>, groups: i64, kind: Option<Kind>) -> Tensor {
+        let (stride, padding) = ([self.stride; 2], [self.padding; 2]);
+        match kind {
+            None => xs.conv2d(kernel, bias, stride, padding, [1, 1], groups),
             Some(kind) => {
-                let bias = self.conv.bs.as_ref().map(|b| b.to_kind(kind));
-                let (stride, padding) = ([self.stride; 2], [self.padding; 2]);
-                let kernel = self.conv.ws.to_kind(kind);
-                let out = padded.to_kind(kind).conv2d(&kernel, bias.as_ref(), stride, padding, [1, 1], self.groups);
+                let bias = bias.map(|b| b.to_kind(kind));
+                let out = xs.to_kind(kind).conv2d(&kernel.to_kind(kind), bias.as_ref(), stride, padding, [1, 1], groups);
                 out.to_kind(Kind::Float)
             }
         }

@@ -118,6 +118,18 @@ impl Adam {
         out
     }
 
+    /// Member `member`'s share of the moments of a fused group of `groups` trials, named as
+    /// its own [`Adam::state`] would name them alone (views, not copies).
+    pub fn member_state(&self, groups: i64, member: i64) -> Vec<(String, Tensor)> {
+        self.state()
+            .into_iter()
+            .map(|(name, t)| {
+                let share = t.size()[0] / groups;
+                (name, t.narrow(0, member * share, share))
+            })
+            .collect()
+    }
+
     /// Restores moments and step count saved by [`Adam::state`]; names must match.
     pub fn restore(&mut self, step: i64, lookup: &dyn Fn(&str) -> Option<Tensor>) -> Result<(), String> {
         let _guard = tch::no_grad_guard();

@@ -58,14 +58,27 @@ pub fn save(
     best: Option<&Weights>,
     position: &Position,
 ) -> Result<(), CheckpointError> {
+    save_parts(path, vs.variables().into_iter().collect(), adam.state(), best, position)
+}
+
+/// [`save`] from the parts: the model's variables and Adam's named moments. A fused group
+/// writes each trial's own share this way ([`crate::models::member_weights`],
+/// [`Adam::member_state`]), a checkpoint like any trial's.
+pub fn save_parts(
+    path: &Path,
+    model: Vec<(String, Tensor)>,
+    adam: Vec<(String, Tensor)>,
+    best: Option<&Weights>,
+    position: &Position,
+) -> Result<(), CheckpointError> {
     let fail = |reason: String| CheckpointError::Write { path: path.to_path_buf(), reason };
     let meta = serde_json::to_vec(position).map_err(|e| fail(e.to_string()))?;
     let mut named: Vec<(String, Tensor)> =
-        vs.variables().into_iter().map(|(name, t)| (format!("{MODEL_PREFIX}{name}"), t)).collect();
+        model.into_iter().map(|(name, t)| (format!("{MODEL_PREFIX}{name}"), t)).collect();
     if let Some(best) = best {
         named.extend(best.iter().map(|(name, t)| (format!("{BEST_PREFIX}{name}"), t.shallow_clone())));
     }
-    named.extend(adam.state());
+    named.extend(adam);
     named.push((META.to_string(), Tensor::from_slice(&meta)));
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
@@ -115,6 +128,46 @@ impl Loaded {
             var.copy_(&saved.to_device(var.device()));
         }
         adam.restore(self.position.adam_steps, &|key| self.tensors.get(key).map(Tensor::shallow_clone)).map_err(fail)
+    }
+
+    /// Copies the members' saved weights into a fused group's `vs` (each variable their
+    /// tensors stacked along the first dimension, member g as group g) and their moments into
+    /// its `adam`. The members must stand at the same position (the caller checks).
+    pub fn restore_fused(
+        members: &[(&Path, &Loaded)],
+        vs: &mut nn::VarStore,
+        adam: &mut Adam,
+    ) -> Result<(), CheckpointError> {
+        let (first_path, first) = members.first().copied().ok_or_else(|| CheckpointError::Read {
+            path: PathBuf::new(),
+            reason: "a fused group needs at least one checkpoint".into(),
+        })?;
+        let stacked = |key: &str| -> Result<Tensor, CheckpointError> {
+            let parts = members
+                .iter()
+                .map(|(path, loaded)| {
+                    loaded.tensors.get(key).map(Tensor::shallow_clone).ok_or_else(|| CheckpointError::Read {
+                        path: path.to_path_buf(),
+                        reason: format!("checkpoint lacks {key}"),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Tensor::cat(&parts, 0))
+        };
+        let _guard = tch::no_grad_guard();
+        let fail = |reason: String| CheckpointError::Read { path: first_path.to_path_buf(), reason };
+        for (name, mut var) in vs.variables() {
+            let saved = stacked(&format!("{MODEL_PREFIX}{name}"))?;
+            if saved.size() != var.size() {
+                return Err(fail(format!(
+                    "{name} stacked has shape {:?}, the group needs {:?}",
+                    saved.size(),
+                    var.size()
+                )));
+            }
+            var.copy_(&saved.to_device(var.device()));
+        }
+        adam.restore(first.position.adam_steps, &|key| stacked(key).ok()).map_err(fail)
     }
 
     /// The best epoch's weights saved with the checkpoint, on `device`; `None` when it holds none.

@@ -12,6 +12,7 @@
 pub mod adam;
 pub mod checkpoint;
 pub mod events;
+pub mod group;
 pub mod protocol;
 
 use std::path::{Path, PathBuf};
@@ -76,6 +77,20 @@ pub struct RunOptions<'a> {
     pub stop: Option<&'a AtomicBool>,
     /// Steps between two reads of the training losses ([`loss_read_every`]).
     pub loss_read_every: usize,
+    /// Trains in float64 (weights, inputs, losses): slow, and no config asks for it; it is
+    /// how the tests check that two ways of training (a fused group, a trial alone) compute
+    /// the same numbers, where float32's rounding would hide a difference.
+    pub float64: bool,
+}
+
+/// A batch in the kind the trainer computes in: float64 under [`RunOptions::float64`], as
+/// loaded (float32) otherwise.
+fn in_kind((input, target): (tch::Tensor, tch::Tensor), float64: bool) -> (tch::Tensor, tch::Tensor) {
+    if float64 {
+        (input.to_kind(tch::Kind::Double), target.to_kind(tch::Kind::Double))
+    } else {
+        (input, target)
+    }
 }
 
 /// Why a trial did not finish.
@@ -101,6 +116,12 @@ pub enum TrainError {
     /// layers, `backward`), which reaches the trainer as a panic.
     #[error("libtorch: {0}")]
     Panicked(String),
+    /// The trials cannot train as one fused group; train them alone.
+    #[error("not a group: {0}")]
+    NotGroupable(String),
+    /// The fused group this trial trained in failed as a whole (libtorch, the device).
+    #[error("the fused group failed: {0}")]
+    Group(String),
 }
 
 /// Whether a libtorch error says the device ran out of memory: CUDA's caching allocator
@@ -147,8 +168,14 @@ impl TrainError {
             TrainError::Stopped { .. } => None,
             TrainError::Data(error) => Some(error.fault()),
             TrainError::Torch(e) if is_out_of_memory(&e.to_string()) => Some(TrialFault::OutOfMemory),
-            TrainError::Panicked(message) if is_out_of_memory(message) => Some(TrialFault::OutOfMemory),
-            TrainError::Checkpoint(_) | TrainError::Torch(_) | TrainError::Panicked(_) => Some(TrialFault::Retry),
+            TrainError::Panicked(message) | TrainError::Group(message) if is_out_of_memory(message) => {
+                Some(TrialFault::OutOfMemory)
+            }
+            TrainError::Checkpoint(_)
+            | TrainError::Torch(_)
+            | TrainError::Panicked(_)
+            | TrainError::Group(_)
+            | TrainError::NotGroupable(_) => Some(TrialFault::Retry),
             TrainError::Model(_) | TrainError::Loss(_) | TrainError::Diverged { .. } | TrainError::TooFewSamples(_) => {
                 Some(TrialFault::Permanent)
             }
@@ -191,6 +218,9 @@ pub fn train_on(
     }
     let (mut vs, mut model) =
         models::build_seeded(options.device, config.model, data.train.channels() as i64, config.seed)?;
+    if options.float64 {
+        vs.double();
+    }
     model.set_precision(config.train.precision);
     if options.device.is_cuda() {
         // cuDNN times its algorithms once per shape and keeps the fastest; a trial's shapes
@@ -263,7 +293,7 @@ pub fn train_on(
             }
             model.set_step_seed(step_seed(config.seed, epoch, step));
             let indices = batch_indices(&order, step, batch, steps_per_epoch);
-            let (input, target) = train_batches.batch(indices);
+            let (input, target) = in_kind(train_batches.batch(indices), options.float64);
             let pred = model.forward_t(&input, true)?;
             let value = loss.compute_checked_shapes(&pred, &target)?;
             adam.zero_grad();
@@ -282,7 +312,7 @@ pub fn train_on(
         }
         unread.read(epoch, &mut position, events)?;
         position.train_seconds += train_started.elapsed().as_secs_f64();
-        let (validation_loss, validation) = evaluate(&model, &loss, &validation_batches, batch)?;
+        let (validation_loss, validation) = evaluate(&model, &loss, &validation_batches, batch, options.float64)?;
         if !validation_loss.is_finite() {
             // Weights that give a non-finite loss on held-out data have diverged, even when
             // every training batch stayed finite.
@@ -320,7 +350,7 @@ pub fn train_on(
         None => position.history.last().map(|r| r.epoch),
     };
     drop((train_batches, validation_batches));
-    let (_, test) = evaluate(&model, &loss, &Batches::new(&data.test, options.device), batch)?;
+    let (_, test) = evaluate(&model, &loss, &Batches::new(&data.test, options.device), batch, options.float64)?;
     Ok(TrialOutcome {
         selected_epoch: selected_epoch.unwrap_or(position.epoch),
         test_keras: test.keras_metrics(),
@@ -411,13 +441,14 @@ fn evaluate(
     loss: &Loss,
     split: &Batches,
     batch: usize,
+    float64: bool,
 ) -> Result<(f64, MetricsAccumulator), TrainError> {
     let _guard = tch::no_grad_guard();
     let mut metrics = MetricsAccumulator::new();
     let (mut sum, mut count): (Option<tch::Tensor>, usize) = (None, 0);
     let all: Vec<usize> = (0..split.len()).collect();
     for indices in all.chunks(batch) {
-        let (input, target) = split.batch(indices);
+        let (input, target) = in_kind(split.batch(indices), float64);
         let pred = model.forward_t(&input, false)?;
         let weighted = loss.compute_checked_shapes(&pred, &target)?.to_kind(tch::Kind::Double) * indices.len() as f64;
         sum = Some(match sum {

@@ -23,7 +23,7 @@ fn config(loss: &str, epochs: usize) -> TrialConfig {
 /// these tests on CUDA).
 fn options<'a>(checkpoint: Option<PathBuf>, resume: Option<PathBuf>, stop: Option<&'a AtomicBool>) -> RunOptions<'a> {
     let device = crate::device::for_tests();
-    RunOptions { device, data_dir: None, checkpoint, resume, stop, loss_read_every: 3 }
+    RunOptions { device, data_dir: None, checkpoint, resume, stop, loss_read_every: 3, float64: false }
 }
 
 fn quiet() -> impl Fn(TrainEvent) {
