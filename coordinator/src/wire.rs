@@ -225,6 +225,7 @@ impl From<Leased> for pb::LeasedTrial {
             checkpoint_epoch: l.checkpoint_epoch.unwrap_or(0),
             lease_expires_at_ms: l.lease_expires_at,
             memory_bytes: l.memory_bytes,
+            group_id: String::new(),
         }
     }
 }

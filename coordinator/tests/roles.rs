@@ -197,7 +197,8 @@ async fn a_worker_writes_only_for_its_own_leases_and_keeps_its_id() {
         trials: vec![pb::TrialProgress { trial_id: trial.trial_id.clone(), attempt: trial.attempt, epoch: 0 }],
     };
     assert_eq!(a.release(release).await.expect_err("A releases as B").code(), Code::PermissionDenied);
-    let lease_as_b = a.lease(pb::LeaseRequest { worker_id: b_id.clone(), free_slots: 1, free_memory_bytes: 0 }).await;
+    let lease_as_b =
+        a.lease(pb::LeaseRequest { worker_id: b_id.clone(), free_slots: 1, free_memory_bytes: 0, fuse: 0 }).await;
     assert_eq!(lease_as_b.expect_err("A leases as B").code(), Code::PermissionDenied);
     let download = a.download_checkpoint(pb::CheckpointRequest { trial_id: trial.trial_id.clone(), attempt: 1 }).await;
     assert_eq!(download.err().map(|s| s.code()), Some(Code::PermissionDenied), "A reads B's checkpoint");
@@ -219,7 +220,7 @@ async fn a_worker_writes_only_for_its_own_leases_and_keeps_its_id() {
     // Calls without an identity, or with a wrong key, are refused.
     let (mut anonymous, credentials) = c.unregistered().await;
     let status = anonymous
-        .lease(pb::LeaseRequest { worker_id: a_id.clone(), free_slots: 1, free_memory_bytes: 0 })
+        .lease(pb::LeaseRequest { worker_id: a_id.clone(), free_slots: 1, free_memory_bytes: 0, fuse: 0 })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");

@@ -92,7 +92,7 @@ async fn oversized_strings_and_impossible_slot_counts_are_refused_at_registratio
 async fn a_worker_never_leases_more_than_its_registered_slots() {
     let c = InProcess::start(Duration::from_secs(60), &SyntheticSpec::new("slots").seeds(0..6)).await;
     let (mut client, id) = c.worker("w", 1).await;
-    let request = pb::LeaseRequest { worker_id: id, free_slots: u32::MAX, free_memory_bytes: 0 };
+    let request = pb::LeaseRequest { worker_id: id, free_slots: u32::MAX, free_memory_bytes: 0, fuse: 0 };
     let leased = client.lease(request).await.unwrap().into_inner().trials;
     assert_eq!(leased.len(), 1, "one slot, one trial");
 }

@@ -23,8 +23,9 @@ pub mod v1 {
 /// Version 4: the authors' Keras-style metrics and the learning rate per epoch, and the
 /// tested epoch and its Keras-style metrics with the results. Version 5: memory-aware leases
 /// (`free_memory_bytes`), out-of-memory failures, and each GPU's name, memory and
-/// utilisation at registration and in heartbeats.
-pub const PROTOCOL_VERSION: u32 = 5;
+/// utilisation at registration and in heartbeats. Version 6: fused groups (`fuse` in a lease
+/// request, `group_id` on leased trials and in a trial's status).
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Checkpoints travel in chunks of this many bytes, both ways.
 pub const CHECKPOINT_CHUNK_BYTES: usize = 1 << 20;

@@ -59,6 +59,11 @@ struct AgentArgs {
     /// 1 GiB for the worker's CUDA context; none on a CPU].
     #[arg(long, value_parser = allsweep_config::memory::parse_bytes)]
     memory_budget: Option<u64>,
+    /// Train up to N compatible trials (same data, U-Net, batch size, epochs and precision;
+    /// any seeds, losses and learning rates) as one fused network, each with the numbers it
+    /// would reach alone; a slot then holds such a group. 1: every trial alone.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    fuse: u32,
     /// Where relative data-set roots resolve [default: $ALLSWEEP_DATA, else ../shared/data].
     #[arg(long)]
     data_dir: Option<std::path::PathBuf>,
@@ -106,6 +111,7 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         devices,
         slots: args.slots,
         memory_budget: args.memory_budget,
+        fuse: args.fuse,
         data_dir: allsweep_worker::data::data_dir(args.data_dir),
         work_root: args.work_dir.unwrap_or_else(agent::default_work_root),
     };

@@ -101,7 +101,12 @@ pub async fn simulate(index: usize, channel: Channel, start: Arc<Barrier>, pace:
         stats.first_lease.get_or_insert_with(Instant::now);
         let leased = timed!(
             stats.lease,
-            client.lease(pb::LeaseRequest { worker_id: worker_id.clone(), free_slots: 1, free_memory_bytes: 0 })
+            client.lease(pb::LeaseRequest {
+                worker_id: worker_id.clone(),
+                free_slots: 1,
+                free_memory_bytes: 0,
+                fuse: 0
+            })
         )
         .map_err(|s| anyhow::anyhow!("worker {index}: lease: {s}"))?;
         let Some(trial) = leased.trials.into_iter().next() else { break };

@@ -33,6 +33,10 @@ pub struct RunArgs {
     /// `allsweep-worker --memory-budget`).
     #[arg(long, value_parser = allsweep_config::memory::parse_bytes)]
     pub memory_budget: Option<u64>,
+    /// Each local worker trains up to N compatible trials as one fused network (see
+    /// `allsweep-worker --fuse`); 1: every trial alone.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub fuse: u32,
     /// auto (every visible GPU, else the CPU), all, cpu, or GPUs by name (cuda:0,cuda:2):
     /// each local worker trains on them, --slots trials at once on each.
     #[arg(long, default_value = "auto")]
@@ -127,6 +131,9 @@ async fn spawn_worker(args: &RunArgs, address: &str, index: u32) -> anyhow::Resu
     }
     if let Some(bytes) = args.memory_budget {
         command.args(["--memory-budget", &bytes.to_string()]);
+    }
+    if args.fuse > 1 {
+        command.args(["--fuse", &args.fuse.to_string()]);
     }
     command
         .args(["--threads", &threads.to_string(), "--work-dir"])

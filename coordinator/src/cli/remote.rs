@@ -126,7 +126,7 @@ pub fn print_sweep(s: &pb::SweepStatus) {
     );
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header(["trial", "state", "attempt", "epoch", "worker", "memory", "error"]);
+    table.set_header(["trial", "state", "attempt", "epoch", "worker", "memory", "fused group", "error"]);
     for t in &s.trials {
         let memory = match t.memory_bytes {
             0 => String::new(),
@@ -139,6 +139,7 @@ pub fn print_sweep(s: &pb::SweepStatus) {
             format!("{}/{}", t.epoch, t.epochs),
             t.worker_id.clone(),
             memory,
+            t.group_id.clone(),
             t.error.clone(),
         ]);
     }
@@ -189,7 +190,8 @@ pub async fn watch_sweep(c: &mut UserClient, sweep: &str, bars: bool) -> anyhow:
                     );
                     b
                 });
-                bar.set_message(format!("{} (attempt {})", t.label, t.attempt));
+                let group = if t.group_id.is_empty() { String::new() } else { format!(", fused group {}", t.group_id) };
+                bar.set_message(format!("{} (attempt {}{group})", t.label, t.attempt));
                 bar.set_position(t.epoch as u64);
             } else if let Some(bar) = trial_bars.remove(&t.trial_id) {
                 bar.finish_and_clear();

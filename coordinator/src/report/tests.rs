@@ -23,6 +23,7 @@ fn trial(config_toml: &str, seed: u64, jaccard: f64, recall: f64) -> TrialResult
             epochs: 2,
             error: None,
             memory_bytes: 0,
+            group_id: None,
         },
         metrics: Some(FinalMetrics {
             jaccard,

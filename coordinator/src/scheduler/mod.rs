@@ -75,6 +75,7 @@
 //!   that of every queued trial of its shape, without using up an attempt.
 
 mod expiry;
+pub mod fusion;
 mod states;
 
 pub use allsweep_proto::fault::TrialFault;

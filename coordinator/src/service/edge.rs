@@ -22,6 +22,7 @@ pub use super::validate::{
     MAX_ROC_POINTS, MAX_SPLIT_BYTES,
 };
 use crate::artifacts::MAX_CHECKPOINT_BYTES;
+use crate::scheduler::fusion::MAX_FUSE;
 use crate::store::{AttemptRef, GpuStatus, MetricPoint, Progress};
 use crate::wire::{Completed, Failure};
 
@@ -104,9 +105,13 @@ pub fn same_worker(field: &str, caller: &str) -> Result<(), Status> {
 }
 
 /// `Lease` from `caller`: the worker it leases for. (`free_slots` needs no check: a lease is
-/// capped at the worker's registered slots, `crate::scheduler::lease_batch`.)
+/// capped at the worker's registered slots, `crate::scheduler::lease_batch`; `fuse` is
+/// checked against [`MAX_FUSE`].)
 pub fn lease(r: &pb::LeaseRequest, caller: &str) -> Result<String, Status> {
     same_worker(&r.worker_id, caller)?;
+    if r.fuse > MAX_FUSE {
+        return Err(Status::invalid_argument(format!("fuse: at most {MAX_FUSE} trials in a group, got {}", r.fuse)));
+    }
     Ok(caller.to_string())
 }
 
@@ -316,18 +321,31 @@ mod tests {
     #[test]
     fn a_worker_acts_only_for_itself() {
         assert_eq!(
-            lease(&pb::LeaseRequest { worker_id: String::new(), free_slots: 1, free_memory_bytes: 0 }, "w-1")
+            lease(&pb::LeaseRequest { worker_id: String::new(), free_slots: 1, free_memory_bytes: 0, fuse: 0 }, "w-1")
                 .expect("the caller"),
             "w-1"
         );
-        lease(&pb::LeaseRequest { worker_id: "w-1".into(), free_slots: 1, free_memory_bytes: 0 }, "w-1")
+        lease(&pb::LeaseRequest { worker_id: "w-1".into(), free_slots: 1, free_memory_bytes: 0, fuse: 0 }, "w-1")
             .expect("the caller by name");
-        let (code, message) =
-            refused(lease(&pb::LeaseRequest { worker_id: "w-2".into(), free_slots: 1, free_memory_bytes: 0 }, "w-1"));
+        let (code, message) = refused(lease(
+            &pb::LeaseRequest { worker_id: "w-2".into(), free_slots: 1, free_memory_bytes: 0, fuse: 0 },
+            "w-1",
+        ));
         assert_eq!(code, tonic::Code::PermissionDenied);
         assert!(message.starts_with("worker_id: w-2 is not the worker these credentials name (w-1)"), "{message}");
-        let (code, _) =
-            refused(lease(&pb::LeaseRequest { worker_id: "../w".into(), free_slots: 1, free_memory_bytes: 0 }, "w-1"));
+        let (code, _) = refused(lease(
+            &pb::LeaseRequest { worker_id: "../w".into(), free_slots: 1, free_memory_bytes: 0, fuse: 0 },
+            "w-1",
+        ));
         assert_eq!(code, tonic::Code::InvalidArgument, "a malformed id is a malformed id");
+    }
+
+    #[test]
+    fn a_lease_asks_for_groups_of_at_most_max_fuse() {
+        let ask = |fuse| pb::LeaseRequest { worker_id: "w-1".into(), free_slots: 1, free_memory_bytes: 0, fuse };
+        lease(&ask(MAX_FUSE), "w-1").expect("the largest group");
+        let (code, message) = refused(lease(&ask(MAX_FUSE + 1), "w-1"));
+        assert_eq!(code, tonic::Code::InvalidArgument);
+        assert_eq!(message, format!("fuse: at most {MAX_FUSE} trials in a group, got {}", MAX_FUSE + 1));
     }
 }

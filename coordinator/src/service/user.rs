@@ -166,6 +166,7 @@ fn summarize(row: &SweepRow, trials: &[TrialRow]) -> pb::SweepStatus {
                 label: t.label.clone(),
                 error: t.error.as_deref().map(status_error).unwrap_or_default(),
                 memory_bytes: t.memory_bytes,
+                group_id: t.group_id.clone().unwrap_or_default(),
             })
             .collect(),
         next_page_token: String::new(),

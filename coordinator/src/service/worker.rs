@@ -87,10 +87,21 @@ impl WorkerService for WorkerApi {
         let memory = scheduler::MemoryFit::from_request(r.free_memory_bytes);
         let expires_at = self.shared.clocks.lease_expiry(now);
         let leased = self.shared.store.lease_fitting(&worker, count, memory, now, expires_at).await.map_err(status)?;
-        for l in &leased {
-            tracing::info!(trial = %l.trial_id, attempt = l.attempt, worker = %worker, resume_epoch = ?l.checkpoint_epoch, "trial leased");
+        let groups = scheduler::fusion::groups(&leased, r.fuse);
+        let marks: Vec<(AttemptRef, String)> = leased
+            .iter()
+            .zip(&groups)
+            .filter_map(|(l, g)| Some((AttemptRef { trial_id: l.trial_id.clone(), attempt: l.attempt }, g.clone()?)))
+            .collect();
+        self.shared.store.mark_groups(&worker, &marks).await.map_err(status)?;
+        for (l, group) in leased.iter().zip(&groups) {
+            tracing::info!(trial = %l.trial_id, attempt = l.attempt, worker = %worker, resume_epoch = ?l.checkpoint_epoch, group = ?group, "trial leased");
         }
-        let trials = leased.into_iter().map(pb::LeasedTrial::from).collect();
+        let trials = leased
+            .into_iter()
+            .zip(groups)
+            .map(|(l, group)| pb::LeasedTrial { group_id: group.unwrap_or_default(), ..pb::LeasedTrial::from(l) })
+            .collect();
         Ok(Response::new(pb::LeaseResponse { trials }))
     }
 

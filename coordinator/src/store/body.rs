@@ -364,6 +364,24 @@ impl Store for SqlStore {
         Ok(leased.into_iter().map(|(_, l)| l).collect())
     }
 
+    async fn mark_groups(&self, worker_id: &str, groups: &[(AttemptRef, String)]) -> Result<()> {
+        if groups.is_empty() {
+            return Ok(());
+        }
+        let mut batch = Batch::new(self);
+        for (attempt, group_id) in groups {
+            let conn = batch.next().await?;
+            sqlx::query(sql::MARK_GROUP)
+                .bind(group_id)
+                .bind(&attempt.trial_id)
+                .bind(i64::from(attempt.attempt))
+                .bind(worker_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        batch.commit().await
+    }
+
     async fn renew(&self, worker_id: &str, running: &[Progress], expires_at: Millis) -> Result<Vec<String>> {
         let mut batch = Batch::new(self);
         let mut stop = Vec::new();

@@ -21,6 +21,7 @@ const SQLITE_MIGRATIONS: Migrations = &[
     (3, "0003_attempt_cause", include_str!("../../../migrations/sqlite/0003_attempt_cause.sql")),
     (4, "0004_keras_metrics", include_str!("../../../migrations/sqlite/0004_keras_metrics.sql")),
     (5, "0005_memory_and_gpus", include_str!("../../../migrations/sqlite/0005_memory_and_gpus.sql")),
+    (6, "0006_fused_groups", include_str!("../../../migrations/sqlite/0006_fused_groups.sql")),
 ];
 const POSTGRES_MIGRATIONS: Migrations = &[
     (1, "0001_schema", include_str!("../../../migrations/postgres/0001_schema.sql")),
@@ -28,6 +29,7 @@ const POSTGRES_MIGRATIONS: Migrations = &[
     (3, "0003_attempt_cause", include_str!("../../../migrations/postgres/0003_attempt_cause.sql")),
     (4, "0004_keras_metrics", include_str!("../../../migrations/postgres/0004_keras_metrics.sql")),
     (5, "0005_memory_and_gpus", include_str!("../../../migrations/postgres/0005_memory_and_gpus.sql")),
+    (6, "0006_fused_groups", include_str!("../../../migrations/postgres/0006_fused_groups.sql")),
 ];
 
 /// The advisory lock that serialises the migrations of Postgres coordinators starting together.

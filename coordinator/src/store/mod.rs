@@ -178,6 +178,8 @@ pub struct TrialRow {
     pub error: Option<String>,
     /// The device memory it is expected to need (0 for trials stored before estimates).
     pub memory_bytes: u64,
+    /// The fused group its latest attempt trains or trained in (`attempts.group_id`).
+    pub group_id: Option<String>,
 }
 
 /// A trial handed to a worker.
@@ -331,6 +333,9 @@ pub struct AttemptRow {
     /// (does not); `oom` for a failed one that ran out of device memory (does not count);
     /// `None` for other outcomes.
     pub cause: Option<String>,
+    /// The fused group it trained in, shared by the attempts that trained as one network;
+    /// `None` for an attempt alone.
+    pub group_id: Option<String>,
 }
 
 /// A running trial as its worker reports it: which attempt, and how many epochs are done.
@@ -411,6 +416,8 @@ pub trait Store: Send + Sync {
         now: Millis,
         expires_at: Millis,
     ) -> Result<Vec<Leased>>;
+    /// Marks attempts `worker_id` holds as members of fused groups: each (attempt, group id).
+    async fn mark_groups(&self, worker_id: &str, groups: &[(AttemptRef, String)]) -> Result<()>;
     /// Renews the leases of the `running` trials held by `worker_id` and records their
     /// epoch. Returns the trial ids the worker must stop: not running any more under that
     /// attempt (cancelled, superseded, finished).

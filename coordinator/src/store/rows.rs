@@ -84,6 +84,7 @@ pub(super) fn trial_row(r: &impl Cols) -> Result<TrialRow> {
         epochs: small(r.int("epochs")?),
         error: r.text_opt("error")?,
         memory_bytes: r.int("memory_bytes")?.max(0) as u64,
+        group_id: r.text_opt("group_id")?,
     })
 }
 
@@ -98,6 +99,7 @@ pub(super) fn attempt_row(r: &impl Cols) -> Result<AttemptRow> {
         resumed_from_epoch: r.int_opt("resumed_from_epoch")?.map(small),
         error: r.text_opt("error")?,
         cause: r.text_opt("cause")?,
+        group_id: r.text_opt("group_id")?,
     })
 }
 

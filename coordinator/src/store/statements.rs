@@ -17,15 +17,19 @@ pub(super) const INSERT_TRIAL: &str = "INSERT INTO trials (id, sweep_id, ordinal
      $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)";
 
 pub(super) const SELECT_TRIALS: &str = "SELECT id, sweep_id, ordinal, label, params_json, config_key, \
-     config_toml, seed, state, attempt, worker_id, lease_expires_at, epoch, epochs, error, memory_bytes \
-     FROM trials WHERE sweep_id = $1 ORDER BY ordinal";
+     config_toml, seed, state, attempt, worker_id, lease_expires_at, epoch, epochs, error, memory_bytes, \
+     (SELECT a.group_id FROM attempts a WHERE a.trial_id = trials.id AND a.attempt = trials.attempt) AS group_id FROM trials WHERE sweep_id = $1 ORDER BY ordinal";
 
 pub(super) const SELECT_TRIAL: &str = "SELECT id, sweep_id, ordinal, label, params_json, config_key, \
-     config_toml, seed, state, attempt, worker_id, lease_expires_at, epoch, epochs, error, memory_bytes \
-     FROM trials WHERE id = $1";
+     config_toml, seed, state, attempt, worker_id, lease_expires_at, epoch, epochs, error, memory_bytes, \
+     (SELECT a.group_id FROM attempts a WHERE a.trial_id = trials.id AND a.attempt = trials.attempt) AS group_id FROM trials WHERE id = $1";
 
 pub(super) const SELECT_ATTEMPTS: &str = "SELECT trial_id, attempt, worker_id, started_at, ended_at, outcome, \
-     resumed_from_epoch, error, cause FROM attempts WHERE trial_id = $1 ORDER BY attempt";
+     resumed_from_epoch, error, cause, group_id FROM attempts WHERE trial_id = $1 ORDER BY attempt";
+
+/// Marks a leased attempt as one of a fused group; only the worker that holds it.
+pub(super) const MARK_GROUP: &str =
+    "UPDATE attempts SET group_id = $1 WHERE trial_id = $2 AND attempt = $3 AND worker_id = $4";
 
 /// Registers a worker; a known id is updated only with its own key hash (`$9`), or when it
 /// has none (registered before keys existed): no row changes otherwise.

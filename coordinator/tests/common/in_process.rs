@@ -114,7 +114,7 @@ pub fn registration(host: &str, slots: u32) -> pb::RegisterRequest {
 
 /// Leases exactly one trial.
 pub async fn lease_one(client: &mut RawWorker, worker_id: &str) -> pb::LeasedTrial {
-    let request = pb::LeaseRequest { worker_id: worker_id.into(), free_slots: 1, free_memory_bytes: 0 };
+    let request = pb::LeaseRequest { worker_id: worker_id.into(), free_slots: 1, free_memory_bytes: 0, fuse: 0 };
     let mut trials = client.lease(request).await.unwrap().into_inner().trials;
     assert_eq!(trials.len(), 1, "one trial leased");
     trials.remove(0)

@@ -36,6 +36,7 @@ impl TryFrom<pb::LeasedTrial> for Lease {
                     0 => allsweep_config::memory::estimate(&config).bytes,
                     bytes => bytes,
                 },
+                group_id: (!leased.group_id.is_empty()).then_some(leased.group_id),
                 config,
             }),
             Err(e) => Err(InvalidLease { trial_id: leased.trial_id, attempt: leased.attempt, reason: e.to_string() }),
@@ -149,6 +150,7 @@ mod tests {
             checkpoint_epoch: 4,
             lease_expires_at_ms: 0,
             memory_bytes: 0,
+            group_id: String::new(),
         }
     }
 
@@ -162,6 +164,9 @@ mod tests {
         assert_eq!((lease.trial_id.as_str(), lease.attempt, lease.checkpoint_epoch), ("t-1", 2, Some(4)));
         assert_eq!(lease.config.train.epochs, 2);
         assert_eq!(Lease::try_from(leased(RUN, false)).expect("valid").checkpoint_epoch, None);
+        assert_eq!(lease.group_id, None, "no group id: alone");
+        let grouped = pb::LeasedTrial { group_id: "t-0.1".into(), ..leased(RUN, false) };
+        assert_eq!(Lease::try_from(grouped).expect("valid").group_id.as_deref(), Some("t-0.1"));
     }
 
     #[test]

@@ -123,6 +123,7 @@ impl Link {
             worker_id: self.worker_id.clone(),
             free_slots: ask.free_slots,
             free_memory_bytes: ask.free_memory_bytes,
+            fuse: ask.fuse,
         };
         Ok(self.client.lease(request).await?.into_inner().trials.into_iter().map(Lease::try_from).collect())
     }

@@ -53,6 +53,9 @@ pub struct AgentOptions {
     /// GPU's free memory at start as NVML reads it, less [`CONTEXT_RESERVE_BYTES`], and no
     /// memory-awareness on a CPU.
     pub memory_budget: Option<u64>,
+    /// The most trials trained as one fused group (`--fuse`); 1: each trial alone. A slot
+    /// then holds a group.
+    pub fuse: u32,
     pub data_dir: Option<PathBuf>,
     /// The host's work directory: the worker keeps its local checkpoints in a folder of its
     /// own there ([`work_dir`]).
@@ -148,28 +151,45 @@ pub async fn run(options: AgentOptions, shutdown: impl std::future::Future<Outpu
                 if let (Some(ask), true) = (ask, outbox.is_empty()) {
                     match link.lease(ask).await {
                         Ok(leased) => {
+                            let mut readable = Vec::new();
                             for lease in leased {
-                                let lease = match lease {
-                                    Ok(lease) => lease,
+                                match lease {
+                                    Ok(lease) => readable.push(lease),
                                     Err(invalid) => {
                                         tracing::error!(trial = %invalid.trial_id, error = %invalid, "could not read the lease");
                                         let error = invalid.to_string();
                                         outbox.push(Report::Fail { trial_id: invalid.trial_id, attempt: invalid.attempt, error, fault: TrialFault::Retry });
-                                        continue;
                                     }
-                                };
+                                }
+                            }
+                            for unit in fused_units(readable) {
                                 let placed: Vec<Placed> = running.values().map(|t| Placed { device: t.device, memory_bytes: t.memory_bytes }).collect();
-                                let Some(device) = slots.place(&placed, lease.memory_bytes) else {
+                                let memory: Vec<u64> = unit.iter().map(|l| l.memory_bytes).collect();
+                                let Some(device) = slots.place_group(&placed, &memory) else {
                                     // The coordinator leases only what was asked for; were it to
-                                    // send more, the trial goes back at once rather than overloading a device.
-                                    outbox.push(Report::Release { trial_id: lease.trial_id, attempt: lease.attempt });
+                                    // send more, the trials go back at once rather than overloading a device.
+                                    for lease in unit {
+                                        outbox.push(Report::Release { trial_id: lease.trial_id, attempt: lease.attempt });
+                                    }
                                     continue;
                                 };
-                                match trial::start(lease, &options, device, work.path(), &mut link, events_tx.clone()).await {
-                                    Ok(t) => { running.insert(t.id.clone(), t); }
-                                    Err((lease, error)) => {
-                                        tracing::error!(trial = %lease.trial_id, %error, "could not start the trial");
-                                        outbox.push(Report::Fail { trial_id: lease.trial_id, attempt: lease.attempt, error: format!("{error:#}"), fault: TrialFault::Retry });
+                                let started = if unit.len() == 1 {
+                                    let lease = unit.into_iter().next().expect("one lease");
+                                    trial::start(lease, &options, device, work.path(), &mut link, events_tx.clone()).await.map(|t| vec![t]).map_err(|(l, e)| (vec![l], e))
+                                } else {
+                                    trial::start_group(unit, &options, device, work.path(), &mut link, events_tx.clone()).await
+                                };
+                                match started {
+                                    Ok(trials) => {
+                                        for t in trials {
+                                            running.insert(t.id.clone(), t);
+                                        }
+                                    }
+                                    Err((leases, error)) => {
+                                        for lease in leases {
+                                            tracing::error!(trial = %lease.trial_id, %error, "could not start the trial");
+                                            outbox.push(Report::Fail { trial_id: lease.trial_id, attempt: lease.attempt, error: format!("{error:#}"), fault: TrialFault::Retry });
+                                        }
                                     }
                                 }
                             }
@@ -250,6 +270,20 @@ fn handle(
     }
 }
 
+/// The leased trials as the units they train in, in lease order: each fused group the
+/// coordinator marked (one group id) together, every other trial alone.
+fn fused_units(leases: Vec<trial::Lease>) -> Vec<Vec<trial::Lease>> {
+    let mut units: Vec<Vec<trial::Lease>> = Vec::new();
+    for lease in leases {
+        let joins = lease.group_id.as_ref().and_then(|g| units.iter().position(|u| u[0].group_id.as_ref() == Some(g)));
+        match joins {
+            Some(i) => units[i].push(lease),
+            None => units.push(vec![lease]),
+        }
+    }
+    units
+}
+
 /// Each device's slots and memory: the declared budget, or a GPU's free memory at start
 /// less [`CONTEXT_RESERVE_BYTES`]; none (slots alone) for a CPU without a declared budget or
 /// a GPU NVML does not see.
@@ -270,5 +304,6 @@ fn device_slots(options: &AgentOptions, gpus: &[GpuSample]) -> Slots {
         .collect();
     let memory_aware = rooms.iter().all(|r| r.budget.is_some());
     let default = if memory_aware { MEMORY_AWARE_SLOTS } else { 1 };
-    Slots { rooms, per_device: options.slots.unwrap_or(default) }
+    let fuse = options.fuse.max(1);
+    Slots { rooms, per_device: options.slots.unwrap_or(default).saturating_mul(fuse), fuse }
 }

@@ -2,7 +2,9 @@
 //! takes trials up to `--slots`; when the worker knows a device's memory (a GPU through NVML,
 //! or a declared `--memory-budget`), it also takes them only while their estimates fit in
 //! what is left of it, and the lease request says how much that is, so that the coordinator
-//! hands out only trials that fit.
+//! hands out only trials that fit. With `--fuse N` a slot holds a fused group of up to N
+//! trials (one thread, one network): the device takes `slots x N` trials, and a group goes
+//! to one device with room for all its members.
 
 use tch::Device;
 
@@ -27,14 +29,19 @@ pub struct Ask {
     pub free_slots: u32,
     /// The memory free on the device with the most (0: not memory-aware).
     pub free_memory_bytes: u64,
+    /// The most trials the worker trains as one fused group (1: each alone).
+    pub fuse: u32,
 }
 
 /// The devices of a worker and the trials each may take.
 #[derive(Debug, Clone)]
 pub struct Slots {
     pub rooms: Vec<DeviceRoom>,
-    /// Trials at once per device, a cap even when memory allows more.
+    /// Trials at once per device, a cap even when memory allows more (`--slots` times
+    /// `fuse`).
     pub per_device: u32,
+    /// The most trials of one fused group (1: each trial alone).
+    pub fuse: u32,
 }
 
 impl Slots {
@@ -69,22 +76,25 @@ impl Slots {
     pub fn ask(&self, running: &[Placed]) -> Option<Ask> {
         if !self.memory_aware() {
             let free_slots: u32 = self.free(running).map(|(_, slots, _)| slots).sum();
-            return (free_slots > 0).then_some(Ask { free_slots, free_memory_bytes: 0 });
+            return (free_slots > 0).then_some(Ask { free_slots, free_memory_bytes: 0, fuse: self.fuse });
         }
         self.free(running)
             .filter(|(_, slots, memory)| *slots > 0 && memory.unwrap_or(0) > 0)
             .max_by_key(|(_, _, memory)| memory.unwrap_or(0))
-            .map(|(_, free_slots, memory)| Ask { free_slots, free_memory_bytes: memory.unwrap_or(0) })
+            .map(|(_, free_slots, memory)| Ask { free_slots, free_memory_bytes: memory.unwrap_or(0), fuse: self.fuse })
     }
 
-    /// The device a leased trial that needs `memory_bytes` goes to: one with a free slot
-    /// and, memory-aware, room for it; the least loaded (most memory free) first, the first
-    /// listed on a tie. `None`: it fits nowhere now.
-    pub fn place(&self, running: &[Placed], memory_bytes: u64) -> Option<Device> {
+    /// The device a leased trial, or a fused group of them, goes to (`members`: the memory
+    /// each needs): one with a free slot for each and, memory-aware, room for all of them
+    /// together; the least loaded (most memory free) first, the first listed on a tie.
+    /// `None`: it fits nowhere now.
+    pub fn place_group(&self, running: &[Placed], members: &[u64]) -> Option<Device> {
+        let count = members.len() as u32;
+        let memory_bytes = members.iter().fold(0u64, |sum, m| sum.saturating_add(*m));
         let mut best: Option<(Device, u32, u64)> = None;
         for (device, slots, memory) in self.free(running) {
             let room = memory.unwrap_or(u64::MAX);
-            if slots == 0 || (self.memory_aware() && room < memory_bytes) {
+            if slots < count.max(1) || (self.memory_aware() && room < memory_bytes) {
                 continue;
             }
             let better = match best {
@@ -118,11 +128,12 @@ mod tests {
                 DeviceRoom { device: Device::Cuda(1), budget: None },
             ],
             per_device: 2,
+            fuse: 1,
         };
         assert!(!slots.memory_aware());
-        assert_eq!(slots.ask(&[]), Some(Ask { free_slots: 4, free_memory_bytes: 0 }));
+        assert_eq!(slots.ask(&[]), Some(Ask { free_slots: 4, free_memory_bytes: 0, fuse: 1 }));
         let one = [placed(Device::Cuda(0), 50)];
-        assert_eq!(slots.place(&one, 1000 * GIB), Some(Device::Cuda(1)), "memory is not weighed");
+        assert_eq!(slots.place_group(&one, &[1000 * GIB]), Some(Device::Cuda(1)), "memory is not weighed");
         let full = [
             placed(Device::Cuda(0), 1),
             placed(Device::Cuda(0), 1),
@@ -130,7 +141,7 @@ mod tests {
             placed(Device::Cuda(1), 1),
         ];
         assert_eq!(slots.ask(&full), None);
-        assert_eq!(slots.place(&full, 1), None);
+        assert_eq!(slots.place_group(&full, &[1]), None);
     }
 
     #[test]
@@ -141,24 +152,46 @@ mod tests {
                 DeviceRoom { device: Device::Cuda(1), budget: Some(10 * GIB) },
             ],
             per_device: 8,
+            fuse: 1,
         };
         assert!(slots.memory_aware());
-        assert_eq!(slots.ask(&[]), Some(Ask { free_slots: 8, free_memory_bytes: 10 * GIB }));
+        assert_eq!(slots.ask(&[]), Some(Ask { free_slots: 8, free_memory_bytes: 10 * GIB, fuse: 1 }));
         let running = [placed(Device::Cuda(0), 6), placed(Device::Cuda(1), 3)];
         // cuda:1 has 7 GiB left, cuda:0 4 GiB: the ask is cuda:1's.
-        assert_eq!(slots.ask(&running), Some(Ask { free_slots: 7, free_memory_bytes: 7 * GIB }));
-        assert_eq!(slots.place(&running, 5 * GIB), Some(Device::Cuda(1)));
-        assert_eq!(slots.place(&running, 8 * GIB), None, "fits on neither device now");
+        assert_eq!(slots.ask(&running), Some(Ask { free_slots: 7, free_memory_bytes: 7 * GIB, fuse: 1 }));
+        assert_eq!(slots.place_group(&running, &[5 * GIB]), Some(Device::Cuda(1)));
+        assert_eq!(slots.place_group(&running, &[8 * GIB]), None, "fits on neither device now");
         let full = [placed(Device::Cuda(0), 10), placed(Device::Cuda(1), 10)];
         assert_eq!(slots.ask(&full), None, "no memory left anywhere, though slots are free");
     }
 
     #[test]
     fn slots_remain_a_cap_when_memory_allows_more() {
-        let slots = Slots { rooms: vec![DeviceRoom { device: Device::Cpu, budget: Some(100 * GIB) }], per_device: 2 };
+        let slots =
+            Slots { rooms: vec![DeviceRoom { device: Device::Cpu, budget: Some(100 * GIB) }], per_device: 2, fuse: 1 };
         let two = [placed(Device::Cpu, 1), placed(Device::Cpu, 1)];
         assert_eq!(slots.ask(&two), None);
-        assert_eq!(slots.place(&two, 1), None);
-        assert_eq!(slots.ask(&two[..1]), Some(Ask { free_slots: 1, free_memory_bytes: 99 * GIB }));
+        assert_eq!(slots.place_group(&two, &[1]), None);
+        assert_eq!(slots.ask(&two[..1]), Some(Ask { free_slots: 1, free_memory_bytes: 99 * GIB, fuse: 1 }));
+    }
+
+    #[test]
+    fn a_fused_group_goes_to_one_device_with_a_slot_and_room_for_every_member() {
+        let slots = Slots {
+            rooms: vec![
+                DeviceRoom { device: Device::Cuda(0), budget: Some(10 * GIB) },
+                DeviceRoom { device: Device::Cuda(1), budget: Some(10 * GIB) },
+            ],
+            per_device: 4,
+            fuse: 4,
+        };
+        assert_eq!(slots.ask(&[]).map(|a| a.fuse), Some(4));
+        let running = [placed(Device::Cuda(0), 1), placed(Device::Cuda(1), 5)];
+        assert_eq!(slots.place_group(&running, &[3 * GIB; 3]), Some(Device::Cuda(0)), "9 GiB fit only on cuda:0");
+        assert_eq!(slots.place_group(&running, &[GIB; 4]), Some(Device::Cuda(0)), "four need four free slots");
+        assert_eq!(slots.place_group(&running, &[4 * GIB; 3]), None, "12 GiB fit nowhere");
+        let cpu = Slots { rooms: vec![DeviceRoom { device: Device::Cpu, budget: None }], per_device: 3, fuse: 3 };
+        assert_eq!(cpu.place_group(&[], &[GIB; 3]), Some(Device::Cpu));
+        assert_eq!(cpu.place_group(&[placed(Device::Cpu, 1)], &[GIB; 3]), None, "two slots left for three");
     }
 }

@@ -26,6 +26,9 @@ pub struct Lease {
     pub checkpoint_epoch: Option<u32>,
     /// The device memory it is expected to need; the agent reserves it on its device.
     pub memory_bytes: u64,
+    /// The fused group it trains in, shared with the other trials of its lease that have
+    /// it; `None`: alone.
+    pub group_id: Option<String>,
 }
 
 /// One measured value of one epoch, named by an [`allsweep_proto::metric`] constant.
@@ -130,6 +133,88 @@ impl RunningTrial {
     }
 }
 
+/// A leased trial made ready to train here: its checkpoint fetched when it resumes, its
+/// stop flag and progress counter made.
+struct Prepared {
+    lease: Lease,
+    checkpoint: PathBuf,
+    resume: Option<PathBuf>,
+    stop: Arc<AtomicBool>,
+    epoch: Arc<AtomicU32>,
+    data: DataLocation,
+}
+
+impl Prepared {
+    async fn new(
+        lease: Lease,
+        options: &AgentOptions,
+        work_dir: &Path,
+        link: &mut Link,
+    ) -> Result<Self, (Lease, anyhow::Error)> {
+        let checkpoint = local_checkpoint(work_dir, &lease.trial_id);
+        let resume = if let Some(epoch) = lease.checkpoint_epoch {
+            if let Err(e) = link.download_checkpoint_with_retry(&lease.trial_id, lease.attempt, &checkpoint).await {
+                return Err((lease, e));
+            }
+            tracing::info!(trial = %lease.trial_id, attempt = lease.attempt, epoch, "resuming from checkpoint");
+            Some(checkpoint.clone())
+        } else {
+            let _ = std::fs::remove_file(&checkpoint);
+            None
+        };
+        let dataset = &lease.config.dataset;
+        let data = DataLocation {
+            kind: dataset.kind.name(),
+            configured: dataset.root.clone(),
+            resolved: dataset.root.as_deref().map(|r| data::resolve_root(r, options.data_dir.as_deref())),
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let epoch = Arc::new(AtomicU32::new(lease.checkpoint_epoch.unwrap_or(0)));
+        Ok(Self { lease, checkpoint, resume, stop, epoch, data })
+    }
+
+    /// The trial as the agent tracks it while its thread trains it.
+    fn running(&self, device: tch::Device) -> RunningTrial {
+        RunningTrial {
+            id: self.lease.trial_id.clone(),
+            attempt: self.lease.attempt,
+            data: self.data.clone(),
+            device,
+            memory_bytes: self.lease.memory_bytes,
+            epoch: self.epoch.clone(),
+            stop: self.stop.clone(),
+            abandoned: false,
+        }
+    }
+
+    /// How the trainer runs it on `device`.
+    fn run_options<'a>(&'a self, device: tch::Device, data_dir: Option<PathBuf>) -> RunOptions<'a> {
+        RunOptions {
+            device,
+            data_dir,
+            checkpoint: Some(self.checkpoint.clone()),
+            resume: self.resume.clone(),
+            stop: Some(&self.stop),
+            loss_read_every: train::loss_read_every(device),
+            float64: false,
+        }
+    }
+
+    /// Sends `event` as this trial's.
+    fn send(&self, events: &UnboundedSender<TrialMessage>, event: TrialEvent) {
+        let _ = events.send(TrialMessage { trial_id: self.lease.trial_id.clone(), attempt: self.lease.attempt, event });
+    }
+
+    /// Trains it alone on this thread to its end, and reports the end.
+    fn train_alone(&self, device: tch::Device, data_dir: Option<PathBuf>, events: &UnboundedSender<TrialMessage>) {
+        let send = |event: TrialEvent| self.send(events, event);
+        let sink = |event: TrainEvent| forward(event, &send);
+        let ended = ended_event(train::train_caught(&self.lease.config, &self.run_options(device, data_dir), &sink));
+        remove_local(&self.checkpoint);
+        send(ended);
+    }
+}
+
 /// Fetches the checkpoint when the lease says to resume, then starts the thread. On error
 /// the lease comes back so that the caller can report it.
 pub async fn start(
@@ -140,75 +225,143 @@ pub async fn start(
     link: &mut Link,
     events: UnboundedSender<TrialMessage>,
 ) -> Result<RunningTrial, (Lease, anyhow::Error)> {
-    let checkpoint = local_checkpoint(work_dir, &lease.trial_id);
-    let resume = if let Some(epoch) = lease.checkpoint_epoch {
-        if let Err(e) = link.download_checkpoint_with_retry(&lease.trial_id, lease.attempt, &checkpoint).await {
-            return Err((lease, e));
-        }
-        tracing::info!(trial = %lease.trial_id, attempt = lease.attempt, epoch, "resuming from checkpoint");
-        Some(checkpoint.clone())
-    } else {
-        let _ = std::fs::remove_file(&checkpoint);
-        None
-    };
-    let stop = Arc::new(AtomicBool::new(false));
-    let epoch = Arc::new(AtomicU32::new(lease.checkpoint_epoch.unwrap_or(0)));
-    let dataset = &lease.config.dataset;
-    let data = DataLocation {
-        kind: dataset.kind.name(),
-        configured: dataset.root.clone(),
-        resolved: dataset.root.as_deref().map(|r| data::resolve_root(r, options.data_dir.as_deref())),
-    };
-    let (id, attempt) = (lease.trial_id.clone(), lease.attempt);
-    let config = lease.config.clone();
-    let thread_stop = stop.clone();
+    let prepared = Prepared::new(lease, options, work_dir, link).await?;
+    let running = prepared.running(device);
     let data_dir = options.data_dir.clone();
-    let spawned = std::thread::Builder::new().name(format!("trial-{id}")).spawn(move || {
-        let send = |event: TrialEvent| {
-            let _ = events.send(TrialMessage { trial_id: id.clone(), attempt, event });
-        };
-        let sink = |event: TrainEvent| forward(event, &send);
-        let local = checkpoint.clone();
-        let run = RunOptions {
-            device,
-            data_dir,
-            checkpoint: Some(checkpoint),
-            resume,
-            stop: Some(&thread_stop),
-            loss_read_every: train::loss_read_every(device),
-            float64: false,
-        };
-        let ended = match train::train_caught(&config, &run, &sink) {
-            Ok(outcome) => TrialEvent::Finished(Ok(Box::new(outcome))),
-            Err(error) => match error.fault() {
-                None => TrialEvent::Stopped,
-                Some(fault) => TrialEvent::Finished(Err(Failure { message: error.to_string(), fault })),
-            },
-        };
-        // Every checkpoint's bytes left with its event when it was written; a later attempt
-        // starts from the coordinator's copy. Nothing of an ended trial stays on this disk.
-        if let Err(error) = std::fs::remove_file(&local) {
-            if error.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(path = %local.display(), %error, "cannot remove an ended trial's local checkpoint");
+    let name = format!("trial-{}", prepared.lease.trial_id);
+    let handle = prepared.clone_handles();
+    let spawned = std::thread::Builder::new().name(name).spawn(move || handle.train_alone(device, data_dir, &events));
+    if let Err(e) = spawned {
+        return Err((prepared.lease, anyhow::anyhow!("cannot start a training thread: {e}")));
+    }
+    tracing::info!(trial = %prepared.lease.trial_id, attempt = prepared.lease.attempt, "training");
+    Ok(running)
+}
+
+/// [`start`] for the trials of one fused group (issue 11): each checkpoint fetched, then one
+/// thread trains them as one network ([`train::group::train_group`]), each trial reporting
+/// as its own. Trials the trainer will not fuse after all (checkpoints at different steps,
+/// a network that does not fuse) train alone, one after another, on that thread. On error
+/// every lease comes back.
+pub async fn start_group(
+    leases: Vec<Lease>,
+    options: &AgentOptions,
+    device: tch::Device,
+    work_dir: &Path,
+    link: &mut Link,
+    events: UnboundedSender<TrialMessage>,
+) -> Result<Vec<RunningTrial>, (Vec<Lease>, anyhow::Error)> {
+    let mut prepared: Vec<Prepared> = Vec::with_capacity(leases.len());
+    let mut leases = leases.into_iter();
+    while let Some(lease) = leases.next() {
+        match Prepared::new(lease, options, work_dir, link).await {
+            Ok(p) => prepared.push(p),
+            Err((lease, error)) => {
+                let mut back: Vec<Lease> = prepared.into_iter().map(|p| p.lease).collect();
+                back.push(lease);
+                back.extend(leases);
+                return Err((back, error));
             }
         }
-        send(ended);
+    }
+    let running: Vec<RunningTrial> = prepared.iter().map(|p| p.running(device)).collect();
+    let group = prepared[0].lease.group_id.clone().unwrap_or_default();
+    let data_dir = options.data_dir.clone();
+    let handles: Vec<Prepared> = prepared.iter().map(Prepared::clone_handles).collect();
+    let spawned = std::thread::Builder::new().name(format!("group-{group}")).spawn(move || {
+        train_group(&handles, device, data_dir, &events);
     });
     if let Err(e) = spawned {
-        return Err((lease, anyhow::anyhow!("cannot start a training thread: {e}")));
+        return Err((
+            prepared.into_iter().map(|p| p.lease).collect(),
+            anyhow::anyhow!("cannot start a training thread: {e}"),
+        ));
     }
-    tracing::info!(trial = %lease.trial_id, attempt = lease.attempt, "training");
-    let memory_bytes = lease.memory_bytes;
-    Ok(RunningTrial {
-        id: lease.trial_id,
-        attempt: lease.attempt,
-        data,
-        device,
-        memory_bytes,
-        epoch,
-        stop,
-        abandoned: false,
-    })
+    let ids: Vec<&str> = running.iter().map(|t| t.id.as_str()).collect();
+    tracing::info!(group = %group, trials = ?ids, "training as one fused group");
+    Ok(running)
+}
+
+impl Prepared {
+    /// A copy that shares the stop flag and progress counter.
+    fn clone_handles(&self) -> Prepared {
+        Prepared {
+            lease: self.lease.clone(),
+            checkpoint: self.checkpoint.clone(),
+            resume: self.resume.clone(),
+            stop: self.stop.clone(),
+            epoch: self.epoch.clone(),
+            data: self.data.clone(),
+        }
+    }
+}
+
+/// The group thread: the members trained as one network and each one's end reported; a
+/// group the trainer refuses before training trains alone, member by member.
+fn train_group(
+    members: &[Prepared],
+    device: tch::Device,
+    data_dir: Option<PathBuf>,
+    events: &UnboundedSender<TrialMessage>,
+) {
+    let sends: Vec<_> = members.iter().map(|m| move |event: TrialEvent| m.send(events, event)).collect();
+    let sinks: Vec<_> = sends.iter().map(|send| move |event: TrainEvent| forward(event, send)).collect();
+    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let data = data::cache::load(&members[0].lease.config.dataset, data_dir.as_deref())?;
+        let group: Vec<train::group::GroupMember> = members
+            .iter()
+            .zip(&sinks)
+            .map(|(m, sink)| train::group::GroupMember {
+                config: &m.lease.config,
+                options: m.run_options(device, data_dir.clone()),
+                events: sink,
+            })
+            .collect();
+        train::group::train_group(&group, &data)
+    }));
+    match started {
+        Ok(Ok(results)) => {
+            for ((member, send), result) in members.iter().zip(&sends).zip(results) {
+                remove_local(&member.checkpoint);
+                send(ended_event(result));
+            }
+        }
+        Ok(Err(refused)) => {
+            tracing::warn!(error = %refused, "the group trains alone, trial by trial");
+            for member in members {
+                member.train_alone(device, data_dir.clone(), events);
+            }
+        }
+        Err(payload) => {
+            let message = train::panic_message(payload.as_ref());
+            for (member, send) in members.iter().zip(&sends) {
+                remove_local(&member.checkpoint);
+                send(ended_event(Err(train::TrainError::Group(message.clone()))));
+            }
+        }
+    }
+}
+
+/// What a trial's end means for the agent: its outcome, a stop on request (no failure), or
+/// a failure and whose fault it is.
+fn ended_event(result: Result<TrialOutcome, train::TrainError>) -> TrialEvent {
+    match result {
+        Ok(outcome) => TrialEvent::Finished(Ok(Box::new(outcome))),
+        Err(error) => match error.fault() {
+            None => TrialEvent::Stopped,
+            Some(fault) => TrialEvent::Finished(Err(Failure { message: error.to_string(), fault })),
+        },
+    }
+}
+
+/// Every checkpoint's bytes left with its event when it was written; a later attempt
+/// starts from the coordinator's copy. Nothing of an ended trial stays on this disk.
+fn remove_local(local: &Path) {
+    if let Err(error) = std::fs::remove_file(local) {
+        if error.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(path = %local.display(), %error, "cannot remove an ended trial's local checkpoint");
+        }
+    }
 }
 
 /// Trainer events the coordinator cares about: epoch metrics and checkpoints.

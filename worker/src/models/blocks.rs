@@ -180,7 +180,8 @@ impl Conv {
             None => xs.conv2d(kernel, bias, stride, padding, [1, 1], groups),
             Some(kind) => {
                 let bias = bias.map(|b| b.to_kind(kind));
-                let out = xs.to_kind(kind).conv2d(&kernel.to_kind(kind), bias.as_ref(), stride, padding, [1, 1], groups);
+                let out =
+                    xs.to_kind(kind).conv2d(&kernel.to_kind(kind), bias.as_ref(), stride, padding, [1, 1], groups);
                 out.to_kind(Kind::Float)
             }
         }
