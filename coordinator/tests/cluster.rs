@@ -41,12 +41,7 @@ async fn twelve_trials_on_two_workers(cluster: Cluster) {
     assert_eq!((done.completed, done.failed, done.trials.len()), (12, 0, 12));
     let workers: BTreeSet<&str> = done.trials.iter().map(|t| t.worker_id.as_str()).collect();
     assert_eq!(workers.len(), 2, "both workers trained: {workers:?}");
-    let results = client
-        .query_results(pb::SweepRequest { sweep_id: submitted.sweep_id.clone(), ..Default::default() })
-        .await
-        .unwrap()
-        .into_inner()
-        .results;
+    let results = results(&mut client, &submitted.sweep_id).await;
     assert_eq!(results.len(), 12, "exactly |grid| x |seeds| results");
     let store = cluster.store().await;
     for t in &done.trials {

@@ -34,12 +34,7 @@ async fn comparison(name: &str, worker_args: &[&str]) -> (Cluster, pb::SweepStat
     let submitted = submit(&mut client, &text).await;
     let done = wait_for(&mut client, &submitted.sweep_id, LONG, |s| s.state() == pb::SweepState::Finished).await;
     assert_eq!((done.completed, done.failed), (3, 0), "{done:?}");
-    let results = client
-        .query_results(pb::SweepRequest { sweep_id: submitted.sweep_id.clone(), ..Default::default() })
-        .await
-        .unwrap()
-        .into_inner()
-        .results;
+    let results = results(&mut client, &submitted.sweep_id).await;
     let store = cluster.store().await;
     let mut measured = Measured::new();
     for r in results {

@@ -189,6 +189,12 @@ pub async fn submit(client: &mut UserClient, text: &str) -> pb::SubmitResponse {
     client.submit(pb::SubmitRequest { spec_toml: text.into() }).await.unwrap().into_inner()
 }
 
+/// The stored results of a sweep's completed trials.
+pub async fn results(client: &mut UserClient, id: &str) -> Vec<pb::TrialResult> {
+    let request = pb::SweepRequest { sweep_id: id.into(), ..Default::default() };
+    client.query_results(request).await.unwrap().into_inner().results
+}
+
 pub async fn sweep(client: &mut UserClient, id: &str) -> pb::SweepStatus {
     client.get_sweep(pb::SweepRequest { sweep_id: id.into(), ..Default::default() }).await.unwrap().into_inner()
 }

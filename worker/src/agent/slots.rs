@@ -188,7 +188,7 @@ mod tests {
         assert_eq!(slots.ask(&[]).map(|a| a.fuse), Some(4));
         let running = [placed(Device::Cuda(0), 1), placed(Device::Cuda(1), 5)];
         assert_eq!(slots.place_group(&running, &[3 * GIB; 3]), Some(Device::Cuda(0)), "9 GiB fit only on cuda:0");
-        assert_eq!(slots.place_group(&running, &[GIB; 4]), Some(Device::Cuda(0)), "four need four free slots");
+        assert_eq!(slots.place_group(&running, &[GIB; 4]), None, "four need four free slots; each device has three");
         assert_eq!(slots.place_group(&running, &[4 * GIB; 3]), None, "12 GiB fit nowhere");
         let cpu = Slots { rooms: vec![DeviceRoom { device: Device::Cpu, budget: None }], per_device: 3, fuse: 3 };
         assert_eq!(cpu.place_group(&[], &[GIB; 3]), Some(Device::Cpu));

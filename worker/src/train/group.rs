@@ -23,8 +23,8 @@ use tch::{nn, Device, Tensor};
 use super::adam::Adam;
 use super::checkpoint::{self, CheckpointError, Loaded, Position, Weights};
 use super::{
-    batch_indices, epoch_order, fingerprint, in_kind, protocol, step_seed, steps_per_epoch, EpochRecord, EventSink,
-    RunOptions, TrainError, TrainEvent, TrialOutcome, UnreadLosses, ROC_POINTS,
+    batch_indices, epoch_order, fingerprint, in_kind, protocol, step_seed, steps_per_epoch, EventSink, RunOptions,
+    TrainError, TrainEvent, TrialOutcome, UnreadLosses, ROC_POINTS,
 };
 use crate::data::{Batches, LoadedData};
 use crate::losses::{Loss, LossError};
@@ -326,7 +326,7 @@ impl Group<'_, '_> {
                     self.end(g, Err(diverged));
                     continue;
                 }
-                self.finish_epoch(g, epoch, lrs[g], started, validation_loss, &validation);
+                self.finish_epoch(g, lrs[g], started, validation_loss, &validation);
             }
             epoch += 1;
             step = 0;
@@ -378,7 +378,6 @@ impl Group<'_, '_> {
     fn finish_epoch(
         &mut self,
         g: usize,
-        epoch: usize,
         lr: f64,
         started: Instant,
         validation_loss: f64,
@@ -387,31 +386,15 @@ impl Group<'_, '_> {
         let members = self.members;
         let member = &members[g];
         let state = &mut self.states[g];
-        let position = &mut state.position;
-        let record = EpochRecord {
-            epoch: epoch + 1,
-            train_loss: position.train_loss_sum / position.train_samples.max(1) as f64,
-            validation_loss,
-            validation: validation.metrics(),
-            validation_keras: validation.keras_metrics(),
-            lr,
-            seconds: started.elapsed().as_secs_f64(),
-            train_images_per_second: position.train_samples as f64 / position.train_seconds.max(1e-9),
-        };
+        let record = state.position.close_epoch(lr, started, validation_loss, validation);
         member.events.send(TrainEvent::Epoch(record.clone()));
-        let finished = record.epoch;
-        position.history.push(record);
-        if state.keeps_best && protocol::selected_epoch(&member.config.train, &position.history) == Some(finished) {
+        let selected = protocol::selected_epoch(&member.config.train, &state.position.history);
+        if state.keeps_best && selected == Some(record.epoch) {
             let best = self.member_snapshot(g);
             self.states[g].best = Some(best);
         }
-        let position = &mut self.states[g].position;
-        position.epoch += 1;
-        position.step = 0;
-        position.train_loss_sum = 0.0;
-        position.train_samples = 0;
-        position.train_seconds = 0.0;
-        position.adam_steps = self.adam.steps();
+        let adam_steps = self.adam.steps();
+        self.states[g].position.start_next_epoch(adam_steps);
         if let Err(e) = self.save_checkpoint(g) {
             self.end(g, Err(e));
         }

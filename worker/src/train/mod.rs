@@ -318,28 +318,12 @@ pub fn train_on(
             // every training batch stayed finite.
             return Err(TrainError::Diverged { epoch: epoch + 1, step: position.step, value: validation_loss });
         }
-        let record = EpochRecord {
-            epoch: epoch + 1,
-            train_loss: position.train_loss_sum / position.train_samples.max(1) as f64,
-            validation_loss,
-            validation: validation.metrics(),
-            validation_keras: validation.keras_metrics(),
-            lr,
-            seconds: started.elapsed().as_secs_f64(),
-            train_images_per_second: position.train_samples as f64 / position.train_seconds.max(1e-9),
-        };
+        let record = position.close_epoch(lr, started, validation_loss, &validation);
         events.send(TrainEvent::Epoch(record.clone()));
-        let finished = record.epoch;
-        position.history.push(record);
-        if keeps_best && protocol::selected_epoch(&config.train, &position.history) == Some(finished) {
+        if keeps_best && protocol::selected_epoch(&config.train, &position.history) == Some(record.epoch) {
             best = Some(snapshot(&vs));
         }
-        position.epoch += 1;
-        position.step = 0;
-        position.train_loss_sum = 0.0;
-        position.train_samples = 0;
-        position.train_seconds = 0.0;
-        position.adam_steps = adam.steps();
+        position.start_next_epoch(adam.steps());
         save_checkpoint(options, &vs, &adam, best.as_ref(), &position, events)?;
     }
     let selected_epoch = match &best {
@@ -361,6 +345,41 @@ pub fn train_on(
         parameters: models::parameter_count(&vs),
         resumed_from,
     })
+}
+
+impl Position {
+    /// The record of the epoch just trained and validated (its training sums, the time since
+    /// `started`), kept in the history and returned.
+    fn close_epoch(
+        &mut self,
+        lr: f64,
+        started: Instant,
+        validation_loss: f64,
+        validation: &MetricsAccumulator,
+    ) -> EpochRecord {
+        let record = EpochRecord {
+            epoch: self.epoch + 1,
+            train_loss: self.train_loss_sum / self.train_samples.max(1) as f64,
+            validation_loss,
+            validation: validation.metrics(),
+            validation_keras: validation.keras_metrics(),
+            lr,
+            seconds: started.elapsed().as_secs_f64(),
+            train_images_per_second: self.train_samples as f64 / self.train_seconds.max(1e-9),
+        };
+        self.history.push(record.clone());
+        record
+    }
+
+    /// The start of the next epoch, after `adam_steps` steps in all.
+    fn start_next_epoch(&mut self, adam_steps: i64) {
+        self.epoch += 1;
+        self.step = 0;
+        self.train_loss_sum = 0.0;
+        self.train_samples = 0;
+        self.train_seconds = 0.0;
+        self.adam_steps = adam_steps;
+    }
 }
 
 /// The losses of the steps since the last read, still on the device.

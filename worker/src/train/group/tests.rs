@@ -230,6 +230,12 @@ fn trials_that_cannot_share_a_network_are_refused_before_training() {
     assert_eq!(err.fault(), Some(allsweep_proto::fault::TrialFault::Retry));
 }
 
+/// On the CPU every kernel is deterministic; cuDNN's autotuned ones are not (the GPU check
+/// runs these tests on CUDA), so there equality is float32's tolerance of the next test.
+fn exact_on_this_device() -> bool {
+    !crate::device::for_tests().is_cuda()
+}
+
 #[test]
 fn in_float32_a_group_of_one_is_the_trial_alone_bit_for_bit() {
     let configs = trio(2);
@@ -239,15 +245,18 @@ fn in_float32_a_group_of_one_is_the_trial_alone_bit_for_bit() {
         let members = [GroupMember { config, options: float32(), events: &sink }];
         let fused = train_group(&members, &data).unwrap().pop().unwrap().unwrap();
         let alone = train_on(config, &data, &float32(), &quiet()).unwrap();
-        assert_eq!(largest_difference(&fused, &alone), 0.0, "{}", config.name);
+        let worst = largest_difference(&fused, &alone);
+        let bound = if exact_on_this_device() { 0.0 } else { 0.05 };
+        assert!(worst <= bound, "{}: {worst}", config.name);
     }
 }
 
-/// What float32 costs, measured: the first step's losses agree to rounding, and the runs
-/// then drift apart (printed, and bounded by what still means "the same trial": within
-/// 0.05 of every loss and metric after 2 epochs).
+/// Three trials fused in float32: on the CPU, where each trial's convolution is its own
+/// call, bit for bit; on a GPU the first step's losses agree to rounding and the runs then
+/// drift apart (printed, and bounded by what still means "the same trial": within 0.05 of
+/// every loss and metric after 2 epochs).
 #[test]
-fn in_float32_a_group_starts_as_each_trial_alone_and_drifts_by_rounding() {
+fn in_float32_a_group_is_each_trial_alone_on_the_cpu_and_drifts_by_rounding_on_a_gpu() {
     let configs = trio(2);
     let data = load(&configs[0]);
     let losses: Vec<Mutex<Vec<f64>>> = (0..3).map(|_| Mutex::new(Vec::new())).collect();
@@ -280,6 +289,7 @@ fn in_float32_a_group_starts_as_each_trial_alone_and_drifts_by_rounding() {
         assert!(first <= FIRST_STEP_FLOAT32, "{}: first step's loss differs by {first:e} (relative)", config.name);
         let worst = largest_difference(&result.unwrap(), &alone);
         println!("{} in float32: first step {first:e} (relative), after 2 epochs {worst:e}", config.name);
-        assert!(worst <= 0.05, "{}: after 2 epochs in float32, {worst}", config.name);
+        let bound = if exact_on_this_device() { 0.0 } else { 0.05 };
+        assert!(worst <= bound, "{}: after 2 epochs in float32, {worst}", config.name);
     }
 }
