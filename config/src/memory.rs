@@ -53,7 +53,7 @@ const FOCUSNET_ACTIVATIONS: f64 = 190.0;
 
 /// Fixed bytes per trial beyond what is counted: the allocator's rounding and blocks, the
 /// convolution workspaces, the loss's and metrics' temporaries.
-const MARGIN_BYTES: u64 = 256 << 20;
+pub const FIXED_MARGIN_BYTES: u64 = 256 << 20;
 /// And a share of what is counted, for the same.
 const MARGIN_SHARE: f64 = 0.25;
 
@@ -143,7 +143,7 @@ impl StepShape {
 }
 
 fn with_margins(counted: f64) -> u64 {
-    (counted * (1.0 + MARGIN_SHARE)) as u64 + MARGIN_BYTES
+    (counted * (1.0 + MARGIN_SHARE)) as u64 + FIXED_MARGIN_BYTES
 }
 
 /// The estimate for one trial.

@@ -251,7 +251,9 @@ fn step_times_a_small_training_step() {
 
 /// The memory estimator against the peak a real training step reaches, each network in its
 /// own process (the peak resident size is the process's): on the CPU it must not fall short,
-/// and not ask for more than twice what is used (a GPU would then idle half its memory).
+/// and not ask for more than twice what is used beyond its fixed margin (a GPU would then
+/// idle half its memory). The peak varies with the machine's load (U-Net's from 361 to 467
+/// MiB here), against which the fixed 256 MiB of the margin weighs most on a small network.
 #[test]
 fn the_memory_estimate_covers_the_measured_peak_of_a_step_without_doubling_it() {
     for (arch, batch) in [("unet", "16"), ("focusnet", "8")] {
@@ -260,6 +262,10 @@ fn the_memory_estimate_covers_the_measured_peak_of_a_step_without_doubling_it() 
         let measured = out["peak_memory_bytes"].as_f64().expect("measured on the CPU");
         let estimated = out["estimated_memory_bytes"].as_f64().expect("estimated");
         let ratio = estimated / measured;
-        assert!((1.0..2.0).contains(&ratio), "{arch}: estimated {estimated}, measured {measured} (x{ratio:.2})");
+        let fixed = allsweep_config::memory::FIXED_MARGIN_BYTES as f64;
+        assert!(
+            measured <= estimated && estimated < 2.0 * measured + fixed,
+            "{arch}: estimated {estimated}, measured {measured} (x{ratio:.2})"
+        );
     }
 }
