@@ -70,12 +70,9 @@ pub fn syntax_error(source: &str, e: &toml::de::Error) -> ConfigError {
 impl TrialConfig {
     /// What trials must share to train as one fused group (issue 11's horizontal fusion):
     /// the data set, the network, the batch size, the epochs, the precision and the L2
-    /// scale, as one JSON text; `None` for a network that does not fuse (FocusNet, for now).
-    /// Seeds, losses, learning rates, schedules and the selected epoch may differ.
-    pub fn fuse_key(&self) -> Option<String> {
-        if self.model.arch != crate::model::Arch::Unet {
-            return None;
-        }
+    /// scale, as one JSON text. Seeds, losses, learning rates, schedules and the selected
+    /// epoch may differ.
+    pub fn fuse_key(&self) -> String {
         let key = serde_json::json!({
             "dataset": self.dataset,
             "model": self.model,
@@ -84,7 +81,7 @@ impl TrialConfig {
             "precision": self.train.precision,
             "l2_scale": self.train.l2_scale,
         });
-        Some(key.to_string())
+        key.to_string()
     }
 
     /// Parses a `RUN.toml` text; errors carry the line of the key at fault.
@@ -191,12 +188,12 @@ epsilon = 0.5
     #[test]
     fn trials_fuse_when_they_differ_only_in_seed_loss_and_learning_rate() {
         let key = |text: &str| TrialConfig::from_toml_str(text).unwrap().fuse_key();
-        let base = key(RUN).expect("a U-Net fuses");
+        let base = key(RUN);
         let other_loss =
             RUN.replace("seed = 3", "seed = 4").replace("kind = \"all\"\nepsilon = 0.5", "kind = \"dice\"");
         let other_lr = format!("{RUN}\n[train]\nlr = 0.01\nselect = \"last\"\n");
-        assert_eq!(key(&other_loss).as_ref(), Some(&base));
-        assert_eq!(key(&other_lr).as_ref(), Some(&base));
+        assert_eq!(key(&other_loss), base);
+        assert_eq!(key(&other_lr), base);
         for different in [
             RUN.replace("width = 8", "width = 16"),
             RUN.replace("shape = \"nuclei\"", "shape = \"vessels\""),
@@ -204,9 +201,11 @@ epsilon = 0.5
             format!("{RUN}\n[train]\nbatch_size = 4\n"),
             format!("{RUN}\n[train]\nprecision = \"bf16\"\n"),
         ] {
-            assert_ne!(key(&different).as_ref(), Some(&base), "{different}");
+            assert_ne!(key(&different), base, "{different}");
         }
-        assert_eq!(key(&RUN.replace("arch = \"unet\"", "arch = \"focusnet\"")), None, "FocusNet does not fuse yet");
+        let focusnet = RUN.replace("arch = \"unet\"", "arch = \"focusnet\"");
+        assert_eq!(key(&focusnet), key(&focusnet.replace("seed = 3", "seed = 4")), "FocusNets fuse too");
+        assert_ne!(key(&focusnet), base, "a FocusNet and a U-Net do not");
     }
 
     #[test]

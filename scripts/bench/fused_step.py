@@ -1,8 +1,8 @@
 """Fused trials against the same trials alone and as separate processes, in one run.
 
 Why this exists: issue 11's goals are ratios measured on the same machine in the same run.
-For each group size N it times, with `allsweep-worker inspect step` (U-Net, batch 16 per
-trial, random data, the trainer's step):
+For each group size N it times, with `allsweep-worker inspect step` (U-Net by default, or
+FocusNet with --arch; batch 16 per trial, random data, the trainer's step):
   - one trial alone: its images per second are also those of N trials run one after another;
   - N trials fused into one network (`--fuse N`), one process;
   - N separate processes of one trial each, started together (the sum of their rates).
@@ -28,6 +28,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bin", type=Path, required=True, help="the allsweep-worker binary")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--arch", choices=("unet", "focusnet"), default="unet")
     p.add_argument("--trials", type=csv_list(int), default=[1, 3])
     p.add_argument("--size", default="48x48")
     p.add_argument("--width", type=int, default=32)
@@ -43,7 +44,7 @@ def parse_args(argv=None):
 
 
 def step_argv(args, fuse):
-    return [str(args.bin), "inspect", "step", "--arch", "unet", "--size", args.size, "--width", str(args.width),
+    return [str(args.bin), "inspect", "step", "--arch", args.arch, "--size", args.size, "--width", str(args.width),
             "--batch", str(args.batch), "--device", args.device, "--precision", args.precision,
             "--steps", str(args.steps), "--warmup", str(args.warmup), "--fuse", str(fuse), "--json"]
 

@@ -59,7 +59,7 @@ struct AgentArgs {
     /// 1 GiB for the worker's CUDA context; none on a CPU].
     #[arg(long, value_parser = allsweep_config::memory::parse_bytes)]
     memory_budget: Option<u64>,
-    /// Train up to N compatible trials (same data, U-Net, batch size, epochs and precision;
+    /// Train up to N compatible trials (same data, network, batch size, epochs and precision;
     /// any seeds, losses and learning rates) as one fused network, each with the numbers it
     /// would reach alone; a slot then holds such a group. 1: every trial alone.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]

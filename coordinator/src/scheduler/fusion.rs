@@ -16,7 +16,7 @@ use crate::store::Leased;
 pub const MAX_FUSE: u32 = 256;
 
 /// The group id of each of `leased` (in its order): `None` for a trial that trains alone
-/// (`fuse` below 2, a network that does not fuse, a config that does not read, or no
+/// (`fuse` below 2, a config that does not read, or no
 /// partner in this lease). A group's id is its first member's trial id and attempt, which
 /// no other group can have.
 pub fn groups(leased: &[Leased], fuse: u32) -> Vec<Option<String>> {
@@ -28,7 +28,7 @@ pub fn groups(leased: &[Leased], fuse: u32) -> Vec<Option<String>> {
     let mut filling: HashMap<(String, Option<u32>), Vec<usize>> = HashMap::new();
     let mut closed: Vec<Vec<usize>> = Vec::new();
     for (i, lease) in leased.iter().enumerate() {
-        let Some(key) = TrialConfig::from_toml_str(&lease.config_toml).ok().and_then(|c| c.fuse_key()) else {
+        let Some(key) = TrialConfig::from_toml_str(&lease.config_toml).ok().map(|c| c.fuse_key()) else {
             continue;
         };
         let members = filling.entry((key, lease.checkpoint_epoch)).or_default();
@@ -92,7 +92,7 @@ mod tests {
         ];
         let ids = groups(&lease, 4);
         let t = |s: &str| Some(s.to_string());
-        assert_eq!(ids, [t("a.1"), None, t("a.1"), t("resumed.1"), None, None, t("resumed.1")]);
+        assert_eq!(ids, [t("a.1"), None, t("a.1"), t("resumed.1"), t("focus.1"), t("focus.1"), t("resumed.1")]);
     }
 
     #[test]

@@ -173,24 +173,21 @@ pub async fn run(options: AgentOptions, shutdown: impl std::future::Future<Outpu
                                     }
                                     continue;
                                 };
-                                let started = if unit.len() == 1 {
+                                let (started, failed) = if unit.len() == 1 {
                                     let lease = unit.into_iter().next().expect("one lease");
-                                    trial::start(lease, &options, device, work.path(), &mut link, events_tx.clone()).await.map(|t| vec![t]).map_err(|(l, e)| (vec![l], e))
+                                    match trial::start(lease, &options, device, work.path(), &mut link, events_tx.clone()).await {
+                                        Ok(t) => (vec![t], Vec::new()),
+                                        Err(failure) => (Vec::new(), vec![failure]),
+                                    }
                                 } else {
                                     trial::start_group(unit, &options, device, work.path(), &mut link, events_tx.clone()).await
                                 };
-                                match started {
-                                    Ok(trials) => {
-                                        for t in trials {
-                                            running.insert(t.id.clone(), t);
-                                        }
-                                    }
-                                    Err((leases, error)) => {
-                                        for lease in leases {
-                                            tracing::error!(trial = %lease.trial_id, %error, "could not start the trial");
-                                            outbox.push(Report::Fail { trial_id: lease.trial_id, attempt: lease.attempt, error: format!("{error:#}"), fault: TrialFault::Retry });
-                                        }
-                                    }
+                                for t in started {
+                                    running.insert(t.id.clone(), t);
+                                }
+                                for (lease, error) in failed {
+                                    tracing::error!(trial = %lease.trial_id, %error, "could not start the trial");
+                                    outbox.push(Report::Fail { trial_id: lease.trial_id, attempt: lease.attempt, error: format!("{error:#}"), fault: TrialFault::Retry });
                                 }
                             }
                         }

@@ -241,8 +241,9 @@ pub async fn start(
 /// [`start`] for the trials of one fused group (issue 11): each checkpoint fetched, then one
 /// thread trains them as one network ([`train::group::train_group`]), each trial reporting
 /// as its own. Trials the trainer will not fuse after all (checkpoints at different steps,
-/// a network that does not fuse) train alone, one after another, on that thread. On error
-/// every lease comes back.
+/// configs that differ) train alone, one after another, on that thread. A trial that cannot
+/// be prepared (its checkpoint does not download) comes back with its error and the rest
+/// train without it; if the thread cannot start, every lease comes back.
 pub async fn start_group(
     leases: Vec<Lease>,
     options: &AgentOptions,
@@ -250,19 +251,17 @@ pub async fn start_group(
     work_dir: &Path,
     link: &mut Link,
     events: UnboundedSender<TrialMessage>,
-) -> Result<Vec<RunningTrial>, (Vec<Lease>, anyhow::Error)> {
+) -> (Vec<RunningTrial>, Vec<(Lease, anyhow::Error)>) {
     let mut prepared: Vec<Prepared> = Vec::with_capacity(leases.len());
-    let mut leases = leases.into_iter();
-    while let Some(lease) = leases.next() {
+    let mut failed = Vec::new();
+    for lease in leases {
         match Prepared::new(lease, options, work_dir, link).await {
             Ok(p) => prepared.push(p),
-            Err((lease, error)) => {
-                let mut back: Vec<Lease> = prepared.into_iter().map(|p| p.lease).collect();
-                back.push(lease);
-                back.extend(leases);
-                return Err((back, error));
-            }
+            Err(failure) => failed.push(failure),
         }
+    }
+    if prepared.is_empty() {
+        return (Vec::new(), failed);
     }
     let running: Vec<RunningTrial> = prepared.iter().map(|p| p.running(device)).collect();
     let group = prepared[0].lease.group_id.clone().unwrap_or_default();
@@ -272,14 +271,13 @@ pub async fn start_group(
         train_group(&handles, device, data_dir, &events);
     });
     if let Err(e) = spawned {
-        return Err((
-            prepared.into_iter().map(|p| p.lease).collect(),
-            anyhow::anyhow!("cannot start a training thread: {e}"),
-        ));
+        let message = format!("cannot start a training thread: {e}");
+        failed.extend(prepared.into_iter().map(|p| (p.lease, anyhow::anyhow!(message.clone()))));
+        return (Vec::new(), failed);
     }
     let ids: Vec<&str> = running.iter().map(|t| t.id.as_str()).collect();
     tracing::info!(group = %group, trials = ?ids, "training as one fused group");
-    Ok(running)
+    (running, failed)
 }
 
 impl Prepared {

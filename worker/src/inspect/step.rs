@@ -48,7 +48,7 @@ pub struct StepArgs {
     /// measured here before the trainer adopts it.
     #[arg(long)]
     pub channels_last: bool,
-    /// Trials fused into one network (U-Net), each with its own batch of --batch samples.
+    /// Trials fused into one network, each with its own batch of --batch samples.
     #[arg(long, default_value_t = 1)]
     pub fuse: i64,
     #[arg(long)]

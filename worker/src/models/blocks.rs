@@ -100,10 +100,6 @@ pub fn with_conv_kind<T>(kind: Option<Kind>, f: impl FnOnce() -> T) -> T {
 }
 
 impl Conv {
-    pub fn new(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, bias: bool, init: Init) -> Self {
-        Self::grouped(p, 1, cin, cout, k, stride, bias, init)
-    }
-
     /// `groups` independent convolutions of `cin` to `cout` channels side by side, as one
     /// grouped convolution of `groups * cin` to `groups * cout` channels: the layer of a
     /// fused group of trials, one group per trial.
@@ -126,12 +122,13 @@ impl Conv {
         Self { conv, pad: (!symmetric).then_some([before, after, before, after]), stride, padding, groups }
     }
 
-    /// A "valid" convolution (no padding): the 1x1 stride-2 shortcut of a residual block.
-    pub fn valid(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, init: Init) -> Self {
-        let config = nn::ConvConfig { stride, bias: true, bs_init: nn::Init::Const(0.0), ..Default::default() };
-        let mut conv = nn::conv2d(p, cin, cout, k, config);
+    /// A "valid" convolution (no padding) with a bias, `groups` side by side: the 1x1
+    /// stride-2 shortcut of a residual block.
+    pub fn valid(p: nn::Path, groups: i64, cin: i64, cout: i64, k: i64, stride: i64, init: Init) -> Self {
+        let config = nn::ConvConfig { stride, bias: true, bs_init: nn::Init::Const(0.0), groups, ..Default::default() };
+        let mut conv = nn::conv2d(p, groups * cin, groups * cout, k, config);
         init.apply(&mut conv.ws);
-        Self { conv, pad: None, stride, padding: 0, groups: 1 }
+        Self { conv, pad: None, stride, padding: 0, groups }
     }
 
     pub fn kernel(&self) -> &Tensor {
@@ -185,6 +182,51 @@ impl Conv {
                 out.to_kind(Kind::Float)
             }
         }
+    }
+}
+
+/// A dense layer without bias (Keras `Dense(use_bias=False)`), `groups` side by side: the
+/// kernel is `[groups * out, in]`, each trial's `[out, in]` stacked, and the input
+/// `[N, groups * in]` holds each trial's features as its block.
+#[derive(Debug)]
+pub struct GroupedLinear {
+    ws: Tensor,
+    groups: i64,
+}
+
+impl GroupedLinear {
+    /// The layer with libtorch's default initial kernel; [`GroupedLinear::init`] draws the
+    /// declared one. (Two steps, so that a block draws its layers' numbers in the order it
+    /// always has, and a seed keeps giving the same network.)
+    pub fn new(p: nn::Path, groups: i64, cin: i64, cout: i64) -> Self {
+        let no_bias = nn::LinearConfig { bias: false, ..Default::default() };
+        Self { ws: nn::linear(p, cin, groups * cout, no_bias).ws, groups }
+    }
+
+    pub fn init(&mut self, init: Init) {
+        init.apply(&mut self.ws);
+    }
+}
+
+impl Module for GroupedLinear {
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        if self.groups == 1 {
+            return xs.linear::<&Tensor>(&self.ws, None);
+        }
+        let (n, g) = (xs.size()[0], self.groups);
+        let (cout, cin) = (self.ws.size()[0] / g, self.ws.size()[1]);
+        if xs.device().is_cuda() {
+            // One batched product: [G, N, in] x [G, in, out].
+            let inputs = xs.view([n, g, cin]).transpose(0, 1);
+            let kernels = self.ws.view([g, cout, cin]).transpose(1, 2);
+            return inputs.bmm(&kernels).transpose(0, 1).reshape([n, g * cout]);
+        }
+        // On the CPU each trial's product is its own call, as it is alone (bit for bit).
+        let inputs = xs.chunk(g, 1);
+        let kernels = self.ws.chunk(g, 0);
+        let outputs: Vec<Tensor> =
+            inputs.iter().zip(&kernels).map(|(x, k)| x.contiguous().linear::<&Tensor>(k, None)).collect();
+        Tensor::cat(&outputs, 1)
     }
 }
 

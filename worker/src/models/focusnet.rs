@@ -9,11 +9,15 @@
 //! `out_concat`), so the layer table of the Keras model and this one can be compared line by
 //! line (`models::tests`). `width` scales every channel count (32 is the authors'; 8 gives a
 //! network small enough for CPU tests and demos).
+//!
+//! Built for a fused group ([`Build::groups`] > 1), every layer holds one copy per trial side
+//! by side along its channels (grouped convolutions, grouped dense layers, per-channel batch
+//! norms), and every concatenation joins each trial's own blocks ([`grouped_cat`]).
 
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 
-use super::blocks::{batch_norm, upsample, Build, Conv, Init, SeededDropout, StepSeed};
+use super::blocks::{batch_norm, grouped_cat, upsample, Build, Conv, GroupedLinear, Init, SeededDropout, StepSeed};
 
 /// `LeakyReLU()` after the initial convolution: Keras's default slope.
 const LEAKY_SLOPE: f64 = 0.3;
@@ -42,13 +46,14 @@ struct Residual {
 
 impl Residual {
     fn new(p: nn::Path, cin: i64, cout: i64, stride: i64, b: &Build) -> Self {
+        let g = b.groups;
         let block = Self {
-            pre_bn: (stride == 2).then(|| batch_norm(&p / "bn1", cin, b.batch_norm)),
-            conv1: Conv::new(&p / "conv1", cin, cout, 3, stride, true, Init::HeNormal),
-            bn2: batch_norm(&p / "bn2", cout, b.batch_norm),
-            conv2: Conv::new(&p / "conv2", cout, cout, 3, 1, true, Init::HeNormal),
+            pre_bn: (stride == 2).then(|| batch_norm(&p / "bn1", g * cin, b.batch_norm)),
+            conv1: Conv::grouped(&p / "conv1", g, cin, cout, 3, stride, true, Init::HeNormal),
+            bn2: batch_norm(&p / "bn2", g * cout, b.batch_norm),
+            conv2: Conv::grouped(&p / "conv2", g, cout, cout, 3, 1, true, Init::HeNormal),
             shortcut: (stride != 1 || cin != cout)
-                .then(|| Conv::valid(&p / "shortcut", cin, cout, 1, stride, Init::HeNormal)),
+                .then(|| Conv::valid(&p / "shortcut", g, cin, cout, 1, stride, Init::HeNormal)),
         };
         for conv in [Some(&block.conv1), Some(&block.conv2), block.shortcut.as_ref()].into_iter().flatten() {
             b.l2.push(conv.kernel(), L2_RESIDUAL);
@@ -75,18 +80,17 @@ impl ModuleT for Residual {
 /// Dense(c) sigmoid, both without bias and `he_normal`; the input scaled by the result.
 #[derive(Debug)]
 struct SqueezeExcite {
-    fc1: nn::Linear,
-    fc2: nn::Linear,
+    fc1: GroupedLinear,
+    fc2: GroupedLinear,
 }
 
 impl SqueezeExcite {
-    fn new(p: nn::Path, c: i64) -> Self {
-        let no_bias = nn::LinearConfig { bias: false, ..Default::default() };
+    fn new(p: nn::Path, c: i64, b: &Build) -> Self {
         let hidden = (c / SE_RATIO).max(1);
-        let mut fc1 = nn::linear(&p / "fc1", c, hidden, no_bias);
-        let mut fc2 = nn::linear(&p / "fc2", hidden, c, no_bias);
-        Init::HeNormal.apply(&mut fc1.ws);
-        Init::HeNormal.apply(&mut fc2.ws);
+        let mut fc1 = GroupedLinear::new(&p / "fc1", b.groups, c, hidden);
+        let mut fc2 = GroupedLinear::new(&p / "fc2", b.groups, hidden, c);
+        fc1.init(Init::HeNormal);
+        fc2.init(Init::HeNormal);
         Self { fc1, fc2 }
     }
 }
@@ -104,16 +108,17 @@ impl Module for SqueezeExcite {
 #[derive(Debug)]
 struct Up {
     conv: Conv,
+    groups: i64,
 }
 
 impl Up {
-    fn new(p: nn::Path, cin: i64, cout: i64) -> Self {
-        Self { conv: Conv::new(p, cin, cout, 2, 1, true, Init::HeNormal) }
+    fn new(p: nn::Path, cin: i64, cout: i64, b: &Build) -> Self {
+        Self { conv: Conv::grouped(p, b.groups, cin, cout, 2, 1, true, Init::HeNormal), groups: b.groups }
     }
 
     fn forward_cat(&self, xs: &Tensor, skip: &Tensor) -> Tensor {
         let up = upsample(xs, 2).apply(&self.conv).relu();
-        Tensor::cat(&[skip, &up], 1)
+        grouped_cat(&[skip, &up], self.groups)
     }
 }
 
@@ -126,10 +131,10 @@ struct Head {
 }
 
 impl Head {
-    fn new(p: nn::Path, cin: i64, hidden: i64) -> Self {
+    fn new(p: nn::Path, cin: i64, hidden: i64, b: &Build) -> Self {
         Self {
-            conv: Conv::new(&p / "conv", cin, hidden, 3, 1, true, Init::HeNormal),
-            out: Conv::new(&p / "out", hidden, 1, 1, 1, true, Init::HeNormal),
+            conv: Conv::grouped(&p / "conv", b.groups, cin, hidden, 3, 1, true, Init::HeNormal),
+            out: Conv::grouped(&p / "out", b.groups, hidden, 1, 1, 1, true, Init::HeNormal),
         }
     }
 }
@@ -154,8 +159,8 @@ impl GatedStage {
     fn new(p: &nn::Path, k: usize, cin: i64, c: i64, b: &Build) -> Self {
         Self {
             block: Residual::new(p / format!("block{k}"), cin, c, 1, b),
-            se: SqueezeExcite::new(p / format!("se{k}"), c),
-            block_se: SqueezeExcite::new(p / format!("block{k}se"), c),
+            se: SqueezeExcite::new(p / format!("se{k}"), c, b),
+            block_se: SqueezeExcite::new(p / format!("block{k}se"), c, b),
             block_b: Residual::new(p / format!("block{k}b"), c, c, 2, b),
         }
     }
@@ -205,6 +210,8 @@ pub struct FocusNet {
     conv2_8: [Residual; 3],
     out4: Conv,
     out_concat: Head,
+    /// Trials fused side by side ([`Build::groups`]).
+    groups: i64,
 }
 
 impl FocusNet {
@@ -212,14 +219,16 @@ impl FocusNet {
     pub fn new(p: &nn::Path, in_channels: i64, width: i64, step_seed: &StepSeed, b: &Build) -> Self {
         let ch = |c: i64| (c * width / 32).max(1);
         let res = |name: &str, cin: i64, cout: i64, stride: i64| Residual::new(p / name, cin, cout, stride, b);
-        let up = |name: &str, cin: i64, cout: i64| Up::new(p / name, ch(cin), ch(cout));
-        let conv1 = Conv::new(p / "conv1", in_channels, ch(32), 3, 1, false, Init::HeNormal);
+        let up = |name: &str, cin: i64, cout: i64| Up::new(p / name, ch(cin), ch(cout), b);
+        let head = |name: &str, cin: i64| Head::new(p / name, cin, ch(32), b);
+        let g = b.groups;
+        let conv1 = Conv::grouped(p / "conv1", g, in_channels, ch(32), 3, 1, false, Init::HeNormal);
         b.l2.push(conv1.kernel(), L2_INITIAL);
-        let conv1r = Conv::new(p / "conv1r", in_channels, ch(64), 7, 1, true, Init::HeNormal);
+        let conv1r = Conv::grouped(p / "conv1r", g, in_channels, ch(64), 7, 1, true, Init::HeNormal);
         b.l2.push(conv1r.kernel(), L2_RESIDUAL);
         Self {
             conv1,
-            conv1_bn: batch_norm(p / "conv1_bn", ch(32), b.batch_norm),
+            conv1_bn: batch_norm(p / "conv1_bn", g * ch(32), b.batch_norm),
             pool1: res("pool1", ch(32), ch(32), 2),
             conv2: res("conv2", ch(32), ch(64), 1),
             pool2: res("pool2", ch(64), ch(64), 2),
@@ -234,32 +243,33 @@ impl FocusNet {
             up7: up("up7", 128, 64),
             conv7: res("conv7", ch(32) + ch(64), ch(64), 1),
             conv1r,
-            conv1r_bn: batch_norm(p / "conv1r_bn", ch(64), b.batch_norm),
+            conv1r_bn: batch_norm(p / "conv1r_bn", g * ch(64), b.batch_norm),
             stages: [
                 GatedStage::new(p, 1, ch(64), ch(64), b),
                 GatedStage::new(p, 2, ch(64), ch(128), b),
                 GatedStage::new(p, 3, ch(128), ch(256), b),
             ],
             block4: res("block4", ch(256), ch(512), 1),
-            block4se: SqueezeExcite::new(p / "block4se", ch(512)),
+            block4se: SqueezeExcite::new(p / "block4se", ch(512), b),
             block4b: res("block4b", ch(512), ch(512), 2),
             up2_5: up("up2_5", 512, 256),
             conv2_5: res("conv2_5", 2 * ch(256), ch(256), 1),
-            out1: Head::new(p / "out1", ch(256), ch(32)),
+            out1: head("out1", ch(256)),
             up2_6: up("up2_6", 256, 128),
             conv2_6: res("conv2_6", 2 * ch(128), ch(128), 1),
-            out2: Head::new(p / "out2", ch(128), ch(32)),
+            out2: head("out2", ch(128)),
             up2_7: up("up2_7", 128, 64),
             conv2_7: res("conv2_7", 2 * ch(64), ch(64), 1),
-            out3: Head::new(p / "out3", ch(64), ch(32)),
+            out3: head("out3", ch(64)),
             up2_8: up("up2_8", 64, 32),
             conv2_8: [
                 res("conv2_8", ch(64) + ch(32), ch(32), 1),
                 res("conv2_8b", ch(32), ch(16), 1),
                 res("conv2_8c", ch(16), ch(4), 1),
             ],
-            out4: Conv::new(p / "out4", ch(4), 1, 1, 1, true, Init::HeNormal),
-            out_concat: Head::new(p / "out_concat", 4, ch(32)),
+            out4: Conv::grouped(p / "out4", g, ch(4), 1, 1, 1, true, Init::HeNormal),
+            out_concat: head("out_concat", 4),
+            groups: g,
         }
     }
 
@@ -300,6 +310,6 @@ impl ModuleT for FocusNet {
             self.out3.forward(&upsample(&conv2_7, 2)),
             conv2_8.apply(&self.out4).sigmoid(),
         ];
-        self.out_concat.forward(&Tensor::cat(&outputs, 1))
+        self.out_concat.forward(&grouped_cat(&outputs.iter().collect::<Vec<_>>(), self.groups))
     }
 }

@@ -30,8 +30,6 @@ pub enum ModelError {
     ChannelMismatch { expected: i64, found: i64 },
     #[error("input size {height}x{width} is not supported: both sides must be positive multiples of 16 (e.g. 48x48, 128x128, 192x256)")]
     Size { height: i64, width: i64 },
-    #[error("{0} cannot be fused yet; only U-Net trains as a fused group")]
-    NotFusable(&'static str),
     #[error("a fused group of {groups} trials takes {groups} of each: {what}")]
     Group { groups: i64, what: String },
 }
@@ -73,16 +71,13 @@ impl Segmenter {
     /// copy g reads channel block g of the input (`[N, groups * C, H, W]`) and writes channel
     /// g of the output (`[N, groups, H, W]`). Its variables have the single network's names,
     /// each the copies' tensors stacked along the first dimension ([`fuse_weights`],
-    /// [`member_weights`]). U-Net only, for now.
+    /// [`member_weights`]).
     pub fn fused(path: &nn::Path, config: ModelConfig, in_channels: i64, groups: i64) -> Result<Self, ModelError> {
         if !(1..=3).contains(&in_channels) {
             return Err(ModelError::Channels(in_channels));
         }
         if groups < 1 {
             return Err(ModelError::Group { groups, what: "at least one trial".into() });
-        }
-        if groups > 1 && config.arch != Arch::Unet {
-            return Err(ModelError::NotFusable(config.arch.name()));
         }
         let step_seed = blocks::StepSeed::default();
         let build = blocks::Build { batch_norm: config.batch_norm, l2: blocks::L2Terms::default(), groups };

@@ -283,13 +283,14 @@ fn a_channels_last_input_gives_the_same_output() {
     assert!(worst < 1e-5, "outputs differ by {worst}");
 }
 
-/// Three U-Nets with their own seeds, and the same three fused into one network, all in
+/// Three networks with their own seeds, and the same three fused into one network, all in
 /// float64: there the grouped convolutions' other summation order costs ~1e-15, and what is
 /// compared is the fusion's arithmetic, not float32's rounding.
 fn three_alone_and_fused(
+    arch: Arch,
     batch_norm: allsweep_config::model::BatchNormStyle,
 ) -> (Vec<(nn::VarStore, Segmenter)>, nn::VarStore, Segmenter) {
-    let config = ModelConfig { batch_norm, ..ModelConfig::new(Arch::Unet, 8) };
+    let config = ModelConfig { batch_norm, ..ModelConfig::new(arch, 8) };
     let seeds = [11, 22, 33];
     let alone: Vec<_> = seeds
         .iter()
@@ -299,14 +300,25 @@ fn three_alone_and_fused(
             (vs, model)
         })
         .collect();
-    let (mut fused_vs, fused) = build_fused(Device::Cpu, config, 3, &seeds).expect("U-Net fuses");
+    let (mut fused_vs, fused) = build_fused(Device::Cpu, config, 3, &seeds).expect("both networks fuse");
     fused_vs.double();
     (alone, fused_vs, fused)
 }
 
 #[test]
-fn a_fused_group_computes_what_each_trial_computes_alone() {
-    let (alone, fused_vs, fused) = three_alone_and_fused(allsweep_config::model::BatchNormStyle::Pytorch);
+fn a_fused_unet_computes_what_each_trial_computes_alone() {
+    fused_group_computes_what_each_trial_computes_alone(Arch::Unet);
+}
+
+#[test]
+fn a_fused_focusnet_computes_what_each_trial_computes_alone() {
+    fused_group_computes_what_each_trial_computes_alone(Arch::Focusnet);
+}
+
+/// Outputs, gradients and batch-norm statistics of every trial in a fused group of three
+/// against the trial alone, in training and in evaluation mode.
+fn fused_group_computes_what_each_trial_computes_alone(arch: Arch) {
+    let (alone, fused_vs, fused) = three_alone_and_fused(arch, allsweep_config::model::BatchNormStyle::Pytorch);
     let inputs: Vec<Tensor> = (0..3)
         .map(|g| {
             ((Tensor::arange(4 * 3 * 32 * 32, (Kind::Double, Device::Cpu)) * (0.13 + 0.05 * g as f64)).sin().abs())
@@ -338,7 +350,9 @@ fn a_fused_group_computes_what_each_trial_computes_alone() {
                 let fused_grad = fused_vs.variables()[&name].grad();
                 let share = fused_grad.size()[0] / 3;
                 let ours_grad = fused_grad.narrow(0, g as i64 * share, share);
-                let scale = theirs.grad().abs().max().double_value(&[]).max(1e-12);
+                // Against a floor of 1e-6: float64's rounding of the larger gradients upstream
+                // reaches a bias whose gradient is near zero (FocusNet: 3e-18 on one of 1e-12).
+                let scale = theirs.grad().abs().max().double_value(&[]).max(1e-6);
                 let worst = (ours_grad - theirs.grad()).abs().max().double_value(&[]);
                 assert!(worst / scale < 1e-9, "trial {g} {name}: gradients differ by {worst} (of {scale})");
             }
@@ -355,15 +369,15 @@ fn a_fused_group_computes_what_each_trial_computes_alone() {
 
 #[test]
 fn a_fused_group_is_refused_what_it_cannot_take() {
-    let (_, _, fused) = three_alone_and_fused(allsweep_config::model::BatchNormStyle::Keras);
+    let (_, _, fused) = three_alone_and_fused(Arch::Unet, allsweep_config::model::BatchNormStyle::Keras);
     assert!(fused.set_step_seeds(&[1, 2]).unwrap_err().to_string().contains("3 of each: 2 step seeds given"));
     let one_trial_input = Tensor::zeros([1, 3, 32, 32], (Kind::Float, Device::Cpu));
     assert_eq!(
         fused.forward_t(&one_trial_input, true).unwrap_err(),
         ModelError::ChannelMismatch { expected: 9, found: 3 }
     );
-    let focusnet = build_fused(Device::Cpu, ModelConfig::new(Arch::Focusnet, 8), 3, &[1, 2]);
-    assert_eq!(focusnet.map(|_| ()).unwrap_err(), ModelError::NotFusable("focusnet"));
+    let none = build_fused(Device::Cpu, ModelConfig::new(Arch::Focusnet, 8), 3, &[]);
+    assert!(none.map(|_| ()).unwrap_err().to_string().contains("at least one trial"));
 }
 
 /// Horizontal fusion's promise, on the CPU: three trials of different seeds, losses and
@@ -372,10 +386,19 @@ fn a_fused_group_is_refused_what_it_cannot_take() {
 /// kernels' rounding, ~1e-6 of a gradient, can flip the sign of Adam's first update of a
 /// weight whose gradient is near zero, a difference of one learning rate).
 #[test]
-fn fused_trials_train_to_the_weights_each_reaches_alone() {
+fn fused_unets_train_to_the_weights_each_reaches_alone() {
+    fused_trials_train_to_the_weights_each_reaches_alone(Arch::Unet);
+}
+
+#[test]
+fn fused_focusnets_train_to_the_weights_each_reaches_alone() {
+    fused_trials_train_to_the_weights_each_reaches_alone(Arch::Focusnet);
+}
+
+fn fused_trials_train_to_the_weights_each_reaches_alone(arch: Arch) {
     use crate::train::adam::Adam;
     let config =
-        ModelConfig { batch_norm: allsweep_config::model::BatchNormStyle::Pytorch, ..ModelConfig::new(Arch::Unet, 8) };
+        ModelConfig { batch_norm: allsweep_config::model::BatchNormStyle::Pytorch, ..ModelConfig::new(arch, 8) };
     let seeds = [5_u64, 6, 7];
     let lrs = [1e-3, 3e-4, 3e-3];
     let loss_of = |text: &str| {
@@ -414,7 +437,7 @@ fn fused_trials_train_to_the_weights_each_reaches_alone() {
         alone_weights.push(vs);
     }
 
-    let (mut vs, fused) = build_fused(Device::Cpu, config, 3, &seeds).expect("U-Net fuses");
+    let (mut vs, fused) = build_fused(Device::Cpu, config, 3, &seeds).expect("both networks fuse");
     vs.double();
     let mut adam = Adam::new(&vs, 0.0);
     adam.set_group_lrs(&lrs);
@@ -423,8 +446,9 @@ fn fused_trials_train_to_the_weights_each_reaches_alone() {
         let step_seeds: Vec<u64> = seeds.iter().map(|s| 1000 * s + step as u64).collect();
         fused.set_step_seeds(&step_seeds).expect("three");
         let out = fused.forward_t(&Tensor::cat(&inputs, 1), true).expect("valid");
-        let total: Tensor =
-            (0..3).map(|g| losses[g].compute(&out.narrow(1, g as i64, 1), &targets[g]).expect("valid")).sum();
+        let total: Tensor = (0..3)
+            .map(|g| losses[g].compute(&out.narrow(1, g as i64, 1).contiguous(), &targets[g]).expect("valid"))
+            .sum();
         adam.zero_grad();
         total.backward();
         adam.step();
@@ -437,6 +461,9 @@ fn fused_trials_train_to_the_weights_each_reaches_alone() {
             let d = (&share[&name] - &theirs).abs().max().double_value(&[]) / scale;
             worst = worst.max(d);
         }
-        assert!(worst < 1e-10, "trial {g}: weights differ from training alone by {worst:e} (relative)");
+        // Measured: U-Net under 1e-10, FocusNet 1.2e-9 (Adam's step is about the learning
+        // rate for a near-zero gradient whatever its size, so float64's rounding of one moves
+        // the weight by up to ~1e-12).
+        assert!(worst < 1e-8, "trial {g}: weights differ from training alone by {worst:e} (relative)");
     }
 }

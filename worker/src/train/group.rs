@@ -77,7 +77,7 @@ impl MemberState {
 
 /// Trains `members` as one fused group on `data` to the end, each trial's result in member
 /// order. `Err` when the group cannot start at all (members that do not match, checkpoints
-/// at different positions, a network that cannot be fused): train them alone instead.
+/// at different positions): train them alone instead.
 pub fn train_group(
     members: &[GroupMember],
     data: &LoadedData,
@@ -106,16 +106,7 @@ pub fn train_group(
     let mut states: Vec<MemberState> = members
         .iter()
         .map(|m| MemberState {
-            position: Position {
-                epoch: 0,
-                step: 0,
-                train_loss_sum: 0.0,
-                train_samples: 0,
-                train_seconds: 0.0,
-                adam_steps: 0,
-                history: Vec::new(),
-                fingerprint: fingerprint(m.config),
-            },
+            position: Position::start(fingerprint(m.config)),
             loss: Loss::new(m.config.loss.clone()),
             best: None,
             keeps_best: m.config.train.select == Selection::BestValidation,

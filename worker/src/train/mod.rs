@@ -230,16 +230,7 @@ pub fn train_on(
     let loss = Loss::new(config.loss.clone());
     let mut adam = Adam::new(&vs, config.train.lr);
     let fingerprint = fingerprint(config);
-    let mut position = Position {
-        epoch: 0,
-        step: 0,
-        train_loss_sum: 0.0,
-        train_samples: 0,
-        train_seconds: 0.0,
-        adam_steps: 0,
-        history: Vec::new(),
-        fingerprint: fingerprint.clone(),
-    };
+    let mut position = Position::start(fingerprint.clone());
     let mut resumed_from = None;
     // The weights of the best validation epoch so far, kept only when they are the ones tested.
     let keeps_best = config.train.select == Selection::BestValidation;
@@ -348,6 +339,20 @@ pub fn train_on(
 }
 
 impl Position {
+    /// A fresh trial's position: nothing trained, for the config `fingerprint` names.
+    fn start(fingerprint: String) -> Self {
+        Self {
+            epoch: 0,
+            step: 0,
+            train_loss_sum: 0.0,
+            train_samples: 0,
+            train_seconds: 0.0,
+            adam_steps: 0,
+            history: Vec::new(),
+            fingerprint,
+        }
+    }
+
     /// The record of the epoch just trained and validated (its training sums, the time since
     /// `started`), kept in the history and returned.
     fn close_epoch(
