@@ -54,9 +54,7 @@ async fn comparison(name: &str, worker_args: &[&str]) -> (Cluster, pb::SweepStat
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_loss_comparison_trains_as_one_fused_group_with_each_trials_own_numbers() {
-    // Two libtorch threads, as the worker's unit tests run: with one, evaluation of the
-    // group's first members has differed from theirs alone in the last bits (docs/networks.md).
-    let (fused_cluster, fused_status, fused) = comparison("fused", &["--fuse", "3", "--threads", "2"]).await;
+    let (fused_cluster, fused_status, fused) = comparison("fused", &["--fuse", "3"]).await;
     let groups: Vec<&str> = fused_status.trials.iter().map(|t| t.group_id.as_str()).collect();
     assert!(
         !groups[0].is_empty() && groups.iter().all(|g| *g == groups[0]),
@@ -74,7 +72,7 @@ async fn a_loss_comparison_trains_as_one_fused_group_with_each_trials_own_number
     assert!(log.contains("training as one fused group"), "the worker says it fused:\n{log}");
     assert!(log.contains("fused group trained an epoch"), "and logs the group's throughput:\n{log}");
 
-    let (_alone_cluster, alone_status, alone) = comparison("alone", &["--threads", "2"]).await;
+    let (_alone_cluster, alone_status, alone) = comparison("alone", &[]).await;
     assert!(alone_status.trials.iter().all(|t| t.group_id.is_empty()), "a worker without --fuse trains each alone");
     assert_eq!(fused.keys().collect::<Vec<_>>(), alone.keys().collect::<Vec<_>>());
     for (label, numbers) in &fused {

@@ -99,6 +99,75 @@ pub fn with_conv_kind<T>(kind: Option<Kind>, f: impl FnOnce() -> T) -> T {
     f()
 }
 
+/// The trial a fused network is computing now, in a member pass ([`as_member`]).
+#[derive(Debug, Clone, Copy)]
+struct Member {
+    index: i64,
+    groups: i64,
+}
+
+impl Member {
+    /// This trial's share of a fused variable (its rows of the first dimension): a view,
+    /// through which gradients and running-statistics updates reach the fused variable.
+    /// A trained variable is cut once per [`member_passes`] into every trial's share, so
+    /// that its gradient is joined once from all of them (a share cut alone would send a
+    /// zero-padded gradient of the whole variable back for each trial).
+    fn share(self, fused: &Tensor) -> Tensor {
+        if !fused.requires_grad() {
+            let rows = fused.size()[0] / self.groups;
+            return fused.narrow(0, self.index * rows, rows);
+        }
+        SHARES.with(|shares| {
+            let mut shares = shares.borrow_mut();
+            let cut = shares.entry(fused.data_ptr() as usize).or_insert_with(|| fused.chunk(self.groups, 0));
+            cut[self.index as usize].shallow_clone()
+        })
+    }
+}
+
+thread_local! {
+    /// The trial of a fused group this thread computes now (`None`: the whole group, or a
+    /// network of its own).
+    static MEMBER: std::cell::Cell<Option<Member>> = const { std::cell::Cell::new(None) };
+    /// The trained variables cut into shares in the member passes under way, by address.
+    static SHARES: RefCell<std::collections::HashMap<usize, Vec<Tensor>>> = RefCell::default();
+}
+
+/// Runs `f`, the member passes of one forward of a fused group ([`as_member`] for each
+/// trial), sharing one cut of each variable among them.
+pub fn member_passes<T>(f: impl FnOnce() -> T) -> T {
+    /// Forgets the cuts when dropped, panics included.
+    struct Forget;
+    impl Drop for Forget {
+        fn drop(&mut self) {
+            SHARES.with(|shares| shares.borrow_mut().clear());
+        }
+    }
+    let _forget = Forget;
+    SHARES.with(|shares| shares.borrow_mut().clear());
+    f()
+}
+
+/// Runs `f` as trial `index` of a fused group of `groups`: every layer on this thread then
+/// computes with that trial's share of its fused variables, on that trial's own tensors
+/// (not channel-stacked), exactly the calls the trial makes alone. A member pass
+/// ([`FusedLayout::MemberPasses`](super::FusedLayout::MemberPasses)).
+pub fn as_member<T>(index: i64, groups: i64, f: impl FnOnce() -> T) -> T {
+    /// Puts the previous member back when dropped, panics included.
+    struct Restore(Option<Member>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            MEMBER.with(|m| m.set(self.0));
+        }
+    }
+    let _restore = Restore(MEMBER.with(|m| m.replace(Some(Member { index, groups }))));
+    f()
+}
+
+fn member() -> Option<Member> {
+    MEMBER.with(std::cell::Cell::get)
+}
+
 impl Conv {
     /// `groups` independent convolutions of `cin` to `cout` channels side by side, as one
     /// grouped convolution of `groups * cin` to `groups * cout` channels: the layer of a
@@ -144,27 +213,13 @@ impl Module for Conv {
         };
         let kind = CONV_KIND.with(std::cell::Cell::get);
         let bias = self.conv.bs.as_ref();
-        if self.groups > 1 && !xs.device().is_cuda() {
-            // A fused layer on the CPU: each trial's convolution is its own call, the very one
-            // it makes alone. oneDNN's grouped kernels were 8 to 14% slower than the trials
-            // one after another (scripts/bench/fused_step.py) and sum in another order; split,
-            // a fused group computes each trial's numbers bit for bit. cuDNN's grouped kernels
-            // are the point of fusing on a GPU, and are kept there.
-            let inputs = padded.chunk(self.groups, 1);
-            let kernels = self.conv.ws.chunk(self.groups, 0);
-            let biases: Vec<Option<Tensor>> = match bias {
-                Some(b) => b.chunk(self.groups, 0).into_iter().map(Some).collect(),
-                None => (0..self.groups).map(|_| None).collect(),
-            };
-            let outputs: Vec<Tensor> = inputs
-                .iter()
-                .zip(&kernels)
-                .zip(&biases)
-                .map(|((x, k), b)| self.convolve(x, k, b.as_ref(), 1, kind))
-                .collect();
-            return Tensor::cat(&outputs, 1);
+        match member() {
+            Some(m) => {
+                let bias = bias.map(|b| m.share(b));
+                self.convolve(&padded, &m.share(&self.conv.ws), bias.as_ref(), 1, kind)
+            }
+            None => self.convolve(&padded, &self.conv.ws, bias, self.groups, kind),
         }
-        self.convolve(&padded, &self.conv.ws, bias, self.groups, kind)
     }
 }
 
@@ -210,23 +265,18 @@ impl GroupedLinear {
 
 impl Module for GroupedLinear {
     fn forward(&self, xs: &Tensor) -> Tensor {
+        if let Some(m) = member() {
+            return xs.linear::<&Tensor>(&m.share(&self.ws), None);
+        }
         if self.groups == 1 {
             return xs.linear::<&Tensor>(&self.ws, None);
         }
+        // The whole group in one batched product: [G, N, in] x [G, in, out].
         let (n, g) = (xs.size()[0], self.groups);
         let (cout, cin) = (self.ws.size()[0] / g, self.ws.size()[1]);
-        if xs.device().is_cuda() {
-            // One batched product: [G, N, in] x [G, in, out].
-            let inputs = xs.view([n, g, cin]).transpose(0, 1);
-            let kernels = self.ws.view([g, cout, cin]).transpose(1, 2);
-            return inputs.bmm(&kernels).transpose(0, 1).reshape([n, g * cout]);
-        }
-        // On the CPU each trial's product is its own call, as it is alone (bit for bit).
-        let inputs = xs.chunk(g, 1);
-        let kernels = self.ws.chunk(g, 0);
-        let outputs: Vec<Tensor> =
-            inputs.iter().zip(&kernels).map(|(x, k)| x.contiguous().linear::<&Tensor>(k, None)).collect();
-        Tensor::cat(&outputs, 1)
+        let inputs = xs.view([n, g, cin]).transpose(0, 1);
+        let kernels = self.ws.view([g, cout, cin]).transpose(1, 2);
+        inputs.bmm(&kernels).transpose(0, 1).reshape([n, g * cout])
     }
 }
 
@@ -244,7 +294,7 @@ pub struct Build {
 
 /// Batch norm as a Keras `BatchNormalization()` starts: gamma 1, beta 0; it runs as `style`
 /// says (the authors' Keras: eps 1e-3, momentum 0.99, which is libtorch's 0.01).
-pub fn batch_norm(p: nn::Path, c: i64, style: BatchNormStyle) -> nn::BatchNorm {
+pub fn batch_norm(p: nn::Path, c: i64, style: BatchNormStyle) -> Norm {
     let (eps, momentum) = style.eps_and_momentum();
     let config = nn::BatchNormConfig {
         eps,
@@ -253,7 +303,27 @@ pub fn batch_norm(p: nn::Path, c: i64, style: BatchNormStyle) -> nn::BatchNorm {
         bs_init: nn::Init::Const(0.0),
         ..Default::default()
     };
-    nn::batch_norm2d(p, c, config)
+    Norm { bn: nn::batch_norm2d(p, c, config), eps, momentum }
+}
+
+/// A 2-d batch norm that, in a member pass ([`as_member`]), normalises with its trial's share
+/// of the scales, shifts and running statistics (and updates that share of the statistics).
+#[derive(Debug)]
+pub struct Norm {
+    bn: nn::BatchNorm,
+    eps: f64,
+    momentum: f64,
+}
+
+impl ModuleT for Norm {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let Some(m) = member() else { return xs.apply_t(&self.bn, train) };
+        let share = |t: &Tensor| m.share(t);
+        let (ws, bs) = (self.bn.ws.as_ref().map(share), self.bn.bs.as_ref().map(share));
+        let (mean, var) = (share(&self.bn.running_mean), share(&self.bn.running_var));
+        // As tch's `BatchNorm` calls it (cuDNN enabled, its default).
+        Tensor::batch_norm(xs, ws.as_ref(), bs.as_ref(), Some(&mean), Some(&var), train, self.momentum, self.eps, true)
+    }
 }
 
 /// Nearest-neighbour up-sampling by an integer factor (Keras `UpSampling2D`).
@@ -266,7 +336,7 @@ pub fn upsample(xs: &Tensor, factor: i64) -> Tensor {
 #[derive(Debug)]
 pub struct ConvBnRelu {
     conv: Conv,
-    bn: nn::BatchNorm,
+    bn: Norm,
 }
 
 impl ConvBnRelu {
@@ -283,7 +353,7 @@ impl ConvBnRelu {
 /// side, trial g's block of the result is its blocks of the parts, in order (what
 /// concatenating each trial's tensors alone gives). One group is a plain concatenation.
 pub fn grouped_cat(parts: &[&Tensor], groups: i64) -> Tensor {
-    if groups == 1 {
+    if groups == 1 || member().is_some() {
         return Tensor::cat(parts, 1);
     }
     let split: Vec<Tensor> = parts
@@ -350,11 +420,13 @@ impl ModuleT for SeededDropout {
         let layer = self.layer.wrapping_mul(0xD6E8_FEB8_6659_FD93);
         let seeds = self.step_seed.get();
         let mask = |xs: &Tensor, seed: u64| hashed_uniform(xs, seed ^ layer).ge(self.p).to_kind(xs.kind());
-        let keep = match seeds.as_slice() {
-            [] => mask(xs, 0),
-            [seed] => mask(xs, *seed),
-            // Fused trials: each trial's channel block gets the mask it would get alone.
-            many => {
+        let keep = match (member(), seeds.as_slice()) {
+            // A member pass: this trial's own tensor, its own mask.
+            (Some(m), seeds) => mask(xs, seeds.get(m.index as usize).copied().unwrap_or(0)),
+            (None, []) => mask(xs, 0),
+            (None, [seed]) => mask(xs, *seed),
+            // Channel-stacked trials: each trial's block gets the mask it would get alone.
+            (None, many) => {
                 let blocks = xs.chunk(many.len() as i64, 1);
                 let masks: Vec<Tensor> = blocks.iter().zip(many).map(|(block, seed)| mask(block, *seed)).collect();
                 Tensor::cat(&masks, 1)

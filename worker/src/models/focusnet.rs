@@ -17,7 +17,9 @@
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 
-use super::blocks::{batch_norm, grouped_cat, upsample, Build, Conv, GroupedLinear, Init, SeededDropout, StepSeed};
+use super::blocks::{
+    batch_norm, grouped_cat, upsample, Build, Conv, GroupedLinear, Init, Norm, SeededDropout, StepSeed,
+};
 
 /// `LeakyReLU()` after the initial convolution: Keras's default slope.
 const LEAKY_SLOPE: f64 = 0.3;
@@ -37,9 +39,9 @@ const L2_INITIAL: f64 = 5e-4;
 #[derive(Debug)]
 struct Residual {
     /// `Some` exactly for the stride-2 blocks.
-    pre_bn: Option<nn::BatchNorm>,
+    pre_bn: Option<Norm>,
     conv1: Conv,
-    bn2: nn::BatchNorm,
+    bn2: Norm,
     conv2: Conv,
     shortcut: Option<Conv>,
 }
@@ -176,7 +178,7 @@ impl GatedStage {
 pub struct FocusNet {
     // Branch 1: a small U-Net whose decoder outputs gate branch 2.
     conv1: Conv,
-    conv1_bn: nn::BatchNorm,
+    conv1_bn: Norm,
     pool1: Residual,
     conv2: Residual,
     pool2: Residual,
@@ -192,7 +194,7 @@ pub struct FocusNet {
     conv7: Residual,
     // Branch 2: the main network.
     conv1r: Conv,
-    conv1r_bn: nn::BatchNorm,
+    conv1r_bn: Norm,
     stages: [GatedStage; 3],
     block4: Residual,
     block4se: SqueezeExcite,

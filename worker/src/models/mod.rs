@@ -44,6 +44,32 @@ pub fn check_size(height: i64, width: i64) -> Result<(), ModelError> {
     }
 }
 
+/// How a fused network ([`Segmenter::fused`]) computes its group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FusedLayout {
+    /// One pass over the channel-stacked group: every convolution one grouped convolution,
+    /// the dense layers one batched product. The GPU's way: the point of fusing there.
+    Kernels,
+    /// One pass per trial on that trial's own tensors, each layer computing with its share
+    /// of the fused variables ([`blocks::as_member`]): exactly the calls the trial makes
+    /// alone. The CPU's way: its grouped kernels gain nothing on a CPU's few cores, and
+    /// moving each trial's channels in and out of the stacked layout cost up to a third of
+    /// the step (scripts/bench/fused_step.py), while member passes cost what the trials
+    /// cost one after another.
+    MemberPasses,
+}
+
+impl FusedLayout {
+    /// The layout a fused network takes on `device` unless told otherwise.
+    pub fn for_device(device: tch::Device) -> Self {
+        if device.is_cuda() {
+            FusedLayout::Kernels
+        } else {
+            FusedLayout::MemberPasses
+        }
+    }
+}
+
 /// A built network that checks its inputs.
 #[derive(Debug)]
 pub struct Segmenter {
@@ -58,6 +84,8 @@ pub struct Segmenter {
     conv_kind: Option<Kind>,
     /// Trials fused in it (see [`Segmenter::fused`]); 1 for a network of its own.
     groups: i64,
+    /// How a fused network computes (`None`: [`FusedLayout::for_device`] of its input).
+    layout: Option<FusedLayout>,
 }
 
 impl Segmenter {
@@ -66,9 +94,10 @@ impl Segmenter {
         Self::fused(path, config, in_channels, 1)
     }
 
-    /// `groups` copies of the network trained as one (horizontal fusion): every convolution
-    /// is one grouped convolution over the copies, batch norm and dropout act per channel, and
-    /// copy g reads channel block g of the input (`[N, groups * C, H, W]`) and writes channel
+    /// `groups` copies of the network trained as one (horizontal fusion): on a GPU every
+    /// convolution is one grouped convolution over the copies, batch norm and dropout act per
+    /// channel ([`FusedLayout`] says how a CPU computes it), and copy g reads channel block g
+    /// of the input (`[N, groups * C, H, W]`) and writes channel
     /// g of the output (`[N, groups, H, W]`). Its variables have the single network's names,
     /// each the copies' tensors stacked along the first dimension ([`fuse_weights`],
     /// [`member_weights`]).
@@ -85,12 +114,27 @@ impl Segmenter {
             Arch::Unet => Box::new(UNet::new(path, in_channels, config.width, &step_seed, &build)),
             Arch::Focusnet => Box::new(FocusNet::new(path, in_channels, config.width, &step_seed, &build)),
         };
-        Ok(Self { net, step_seed, in_channels, config, l2: build.l2.into_inner(), conv_kind: None, groups })
+        Ok(Self {
+            net,
+            step_seed,
+            in_channels,
+            config,
+            l2: build.l2.into_inner(),
+            conv_kind: None,
+            groups,
+            layout: None,
+        })
     }
 
     /// Trials fused in this network.
     pub fn groups(&self) -> i64 {
         self.groups
+    }
+
+    /// Computes a fused group in `layout` whatever the device (tests check both layouts'
+    /// arithmetic on the CPU).
+    pub fn set_layout(&mut self, layout: FusedLayout) {
+        self.layout = Some(layout);
     }
 
     pub fn config(&self) -> ModelConfig {
@@ -141,10 +185,27 @@ impl Segmenter {
         check_size(h, w)
     }
 
-    /// Probabilities `[N, 1, H, W]` for `input`; `train` enables dropout and batch statistics.
+    /// Probabilities `[N, 1, H, W]` for `input` (`[N, groups, H, W]` for a fused group);
+    /// `train` enables dropout and batch statistics.
     pub fn forward_t(&self, input: &Tensor, train: bool) -> Result<Tensor, ModelError> {
         self.check_input(input)?;
-        Ok(blocks::with_conv_kind(self.conv_kind, || self.net.forward_t(input, train)))
+        let layout = self.layout.unwrap_or_else(|| FusedLayout::for_device(input.device()));
+        Ok(blocks::with_conv_kind(self.conv_kind, || {
+            if self.groups == 1 || layout == FusedLayout::Kernels {
+                return self.net.forward_t(input, train);
+            }
+            let outputs: Vec<Tensor> = blocks::member_passes(|| {
+                input
+                    .chunk(self.groups, 1)
+                    .iter()
+                    .enumerate()
+                    .map(|(g, own)| {
+                        blocks::as_member(g as i64, self.groups, || self.net.forward_t(&own.contiguous(), train))
+                    })
+                    .collect()
+            });
+            Tensor::cat(&outputs, 1)
+        }))
     }
 }
 

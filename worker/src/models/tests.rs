@@ -316,9 +316,17 @@ fn a_fused_focusnet_computes_what_each_trial_computes_alone() {
 }
 
 /// Outputs, gradients and batch-norm statistics of every trial in a fused group of three
-/// against the trial alone, in training and in evaluation mode.
+/// against the trial alone, in training and in evaluation mode, in both layouts.
 fn fused_group_computes_what_each_trial_computes_alone(arch: Arch) {
-    let (alone, fused_vs, fused) = three_alone_and_fused(arch, allsweep_config::model::BatchNormStyle::Pytorch);
+    for layout in [FusedLayout::Kernels, FusedLayout::MemberPasses] {
+        println!("{layout:?}");
+        fused_layout_computes_what_each_trial_computes_alone(arch, layout);
+    }
+}
+
+fn fused_layout_computes_what_each_trial_computes_alone(arch: Arch, layout: FusedLayout) {
+    let (alone, fused_vs, mut fused) = three_alone_and_fused(arch, allsweep_config::model::BatchNormStyle::Pytorch);
+    fused.set_layout(layout);
     let inputs: Vec<Tensor> = (0..3)
         .map(|g| {
             ((Tensor::arange(4 * 3 * 32 * 32, (Kind::Double, Device::Cpu)) * (0.13 + 0.05 * g as f64)).sin().abs())
@@ -396,6 +404,12 @@ fn fused_focusnets_train_to_the_weights_each_reaches_alone() {
 }
 
 fn fused_trials_train_to_the_weights_each_reaches_alone(arch: Arch) {
+    for layout in [FusedLayout::Kernels, FusedLayout::MemberPasses] {
+        fused_layout_trains_to_the_weights_each_reaches_alone(arch, layout);
+    }
+}
+
+fn fused_layout_trains_to_the_weights_each_reaches_alone(arch: Arch, layout: FusedLayout) {
     use crate::train::adam::Adam;
     let config =
         ModelConfig { batch_norm: allsweep_config::model::BatchNormStyle::Pytorch, ..ModelConfig::new(arch, 8) };
@@ -437,8 +451,9 @@ fn fused_trials_train_to_the_weights_each_reaches_alone(arch: Arch) {
         alone_weights.push(vs);
     }
 
-    let (mut vs, fused) = build_fused(Device::Cpu, config, 3, &seeds).expect("both networks fuse");
+    let (mut vs, mut fused) = build_fused(Device::Cpu, config, 3, &seeds).expect("both networks fuse");
     vs.double();
+    fused.set_layout(layout);
     let mut adam = Adam::new(&vs, 0.0);
     adam.set_group_lrs(&lrs);
     for step in 0..steps {
@@ -461,9 +476,15 @@ fn fused_trials_train_to_the_weights_each_reaches_alone(arch: Arch) {
             let d = (&share[&name] - &theirs).abs().max().double_value(&[]) / scale;
             worst = worst.max(d);
         }
-        // Measured: U-Net under 1e-10, FocusNet 1.2e-9 (Adam's step is about the learning
-        // rate for a near-zero gradient whatever its size, so float64's rounding of one moves
-        // the weight by up to ~1e-12).
-        assert!(worst < 1e-8, "trial {g}: weights differ from training alone by {worst:e} (relative)");
+        // Member passes make the trial's own calls: equal. Grouped kernels sum in another
+        // order, and Adam's step is about the learning rate for a near-zero gradient whatever
+        // its size, so float64's rounding of one moves the weight (measured: U-Net 0,
+        // FocusNet up to 1.8e-8 of the weight's size).
+        let bound = match layout {
+            FusedLayout::MemberPasses => 0.0,
+            FusedLayout::Kernels => 1e-7,
+        };
+        println!("{arch:?} {layout:?} trial {g}: weights differ from training alone by {worst:e} (relative)");
+        assert!(worst <= bound, "{layout:?} trial {g}: weights differ from training alone by {worst:e} (relative)");
     }
 }

@@ -16,7 +16,7 @@
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
-use super::blocks::{batch_norm, grouped_cat, upsample, Build, Conv, ConvBnRelu, Init, SeededDropout, StepSeed};
+use super::blocks::{batch_norm, grouped_cat, upsample, Build, Conv, ConvBnRelu, Init, Norm, SeededDropout, StepSeed};
 
 const DEPTH: usize = 4;
 const DROPOUT: f64 = 0.5;
@@ -31,7 +31,7 @@ struct EncoderLevel {
 #[derive(Debug)]
 struct DecoderLevel {
     up_conv: Conv,
-    up_bn: nn::BatchNorm,
+    up_bn: Norm,
     convs: [ConvBnRelu; 2],
 }
 
