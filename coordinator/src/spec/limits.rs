@@ -17,7 +17,7 @@ use super::GridAxis;
 /// `--max-spec-bytes` on `allsweep serve` or `allsweep run`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpecLimits {
-    /// Trials per sweep: grid points times seeds.
+    /// Trials per sweep: grid points times random draws per point times seeds.
     pub max_trials: u64,
     /// Axes of the grid (dotted keys in `[grid]`).
     pub max_axes: usize,
@@ -65,8 +65,15 @@ impl SpecLimits {
         Ok(())
     }
 
-    /// Before expansion: the number of axes, and of trials the grid and seeds make.
-    pub(super) fn check_grid(&self, source: &str, axes: &[GridAxis], seeds: usize) -> Result<(), ConfigError> {
+    /// Before expansion: the number of axes, and of trials the grid, a random search's draws
+    /// per grid point and the seeds make.
+    pub(super) fn check_grid(
+        &self,
+        source: &str,
+        axes: &[GridAxis],
+        draws: u32,
+        seeds: usize,
+    ) -> Result<(), ConfigError> {
         if axes.len() > self.max_axes {
             let what = format!("the grid has {} axes", axes.len());
             return Err(refuse(
@@ -77,7 +84,7 @@ impl SpecLimits {
                 "--max-axes",
             ));
         }
-        let mut trials = Some(seeds as u64);
+        let mut trials = (seeds as u64).checked_mul(u64::from(draws.max(1)));
         for axis in axes {
             trials = trials.and_then(|t| t.checked_mul(axis.values.len() as u64));
         }
@@ -87,9 +94,15 @@ impl SpecLimits {
             let points = if lengths.is_empty() { "1".to_string() } else { lengths.join(" x ") };
             let count = trials.map_or_else(|| format!("more than {}", u64::MAX), |t| t.to_string());
             let plural = if seeds == 1 { "" } else { "s" };
-            let what = format!("the sweep makes {count} trials ({points} grid points x {seeds} seed{plural})");
-            let (key, line) =
-                if axes.is_empty() { ("seeds", line_of(source, "seeds")) } else { ("grid", line_of(source, "grid")) };
+            let drawn = if draws > 1 { format!(" x {draws} random draws") } else { String::new() };
+            let what = format!("the sweep makes {count} trials ({points} grid points{drawn} x {seeds} seed{plural})");
+            let (key, line) = if draws > 1 {
+                ("search.trials", line_of(source, "search.trials"))
+            } else if axes.is_empty() {
+                ("seeds", line_of(source, "seeds"))
+            } else {
+                ("grid", line_of(source, "grid"))
+            };
             return Err(refuse(key, line, what, format_args!("{} trials", self.max_trials), "--max-trials"));
         }
         Ok(())

@@ -9,6 +9,10 @@
 //! [grid]                      # dotted paths to lists; the grid is their product
 //! "loss.omega" = [6, 8, 10]
 //! loss = [{kind = "dice"}, {kind = "all", gamma = 0.1}]   # lists of whole tables
+//! [search]                    # optional: random search (search.rs)
+//! kind = "random"
+//! trials = 20                 # configs drawn for each grid point
+//! "train.lr" = { loguniform = [1e-5, 1e-2] }
 //! ```
 //!
 //! Every grid point is validated as a whole trial config, so a bad value anywhere, or a loss
@@ -22,6 +26,7 @@
 mod grid;
 mod keys;
 mod limits;
+mod search;
 
 use std::collections::{HashMap, HashSet};
 
@@ -35,9 +40,10 @@ use crate::store::{NewSweep, NewTrial, TrialColumns};
 
 pub use grid::GridAxis;
 pub use limits::SpecLimits;
+pub use search::{Dimension, Distribution, Search};
 
 /// Keys a spec may hold at its top level besides the trial sections.
-const SPEC_KEYS: [&str; 5] = ["name", "seeds", "grid", "max_attempts", "keep_checkpoints"];
+const SPEC_KEYS: [&str; 6] = ["name", "seeds", "grid", "search", "max_attempts", "keep_checkpoints"];
 const SECTIONS: [&str; 4] = ["dataset", "model", "train", "loss"];
 
 /// A validated spec.
@@ -50,7 +56,9 @@ pub struct Spec {
     /// The trial sections before grid values are applied.
     pub base: Table,
     pub grid: Vec<GridAxis>,
-    /// The trials, validated, in grid order then seed order.
+    /// How configs are chosen besides the grid.
+    pub search: Search,
+    /// The trials, validated, in grid order (then draw order) then seed order.
     pub trials: Vec<NewTrial>,
     pub id: String,
 }
@@ -110,28 +118,65 @@ impl Spec {
         let base: Table =
             table.iter().filter(|(k, _)| SECTIONS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
         let grid = grid::axes(source, table.get("grid"))?;
-        limits.check_grid(source, &grid, seeds.len())?;
+        let grid_keys: Vec<&str> = grid.iter().map(|a| a.key.as_str()).collect();
+        let search = search::parse(source, table.get("search"), &grid_keys)?;
+        limits.check_grid(source, &grid, search.draws_per_point(), seeds.len())?;
         let mut trials = Vec::new();
         // The first point that gave each config: two points giving one would store one trial twice.
         let mut first_point: HashMap<String, usize> = HashMap::new();
         for (index, point) in grid::points(&grid).enumerate() {
-            let resolved = grid::apply(&base, &point);
-            let first_trial = trials.len();
-            for &seed in &seeds {
-                trials.push(trial(source, &name, &resolved, &point, seed, trials.len() as u32)?);
+            match &search {
+                Search::Grid => {
+                    let resolved = grid::apply(&base, &point);
+                    let first_trial = trials.len();
+                    for &seed in &seeds {
+                        trials.push(trial(source, &name, &resolved, &point, &[], seed, trials.len() as u32)?);
+                    }
+                    let config_key = trials[first_trial].config_key.clone();
+                    if let Some(&earlier) = first_point.get(&config_key) {
+                        return Err(grid::collision(source, &grid, earlier, index));
+                    }
+                    first_point.insert(config_key, index);
+                }
+                Search::Random { trials: wanted, seed: search_seed, space } => {
+                    let context = search::context(&name, *search_seed, &point);
+                    let search_keys = search.keys();
+                    let (mut kept, mut draw) = (0u32, 0u32);
+                    while kept < *wanted {
+                        if draw >= wanted.saturating_mul(10).saturating_add(100) {
+                            return Err(ConfigError {
+                                key: "search.trials".into(),
+                                line: line_of(source, "search.trials"),
+                                message: format!(
+                                    "asked for {wanted} configs per grid point, but {draw} draws gave only {kept}                                      different ones; ask for fewer, or widen the space"
+                                ),
+                            });
+                        }
+                        let drawn = search::draw(space, &context, draw);
+                        draw += 1;
+                        let mut full: Vec<(&str, &Value)> = point.clone();
+                        full.extend(drawn.iter().map(|(k, v)| (k.as_str(), v)));
+                        let resolved = grid::apply(&base, &full);
+                        let first_trial = trials.len();
+                        let mut made = Vec::with_capacity(seeds.len());
+                        for &seed in &seeds {
+                            let ordinal = (first_trial + made.len()) as u32;
+                            made.push(trial(source, &name, &resolved, &full, &search_keys, seed, ordinal)?);
+                        }
+                        if first_point.insert(made[0].config_key.clone(), index).is_none() {
+                            trials.extend(made);
+                            kept += 1;
+                        }
+                    }
+                }
             }
-            let config_key = trials[first_trial].config_key.clone();
-            if let Some(&earlier) = first_point.get(&config_key) {
-                return Err(grid::collision(source, &grid, earlier, index));
-            }
-            first_point.insert(config_key, index);
         }
         let id = keys::sweep_id(&name, max_attempts, keep_checkpoints, &trials);
         for t in &mut trials {
             t.id = format!("{id}-{}", t.id);
             t.config_key = format!("{id}-{}", t.config_key);
         }
-        Ok(Self { name, seeds, max_attempts, keep_checkpoints, base, grid, trials, id })
+        Ok(Self { name, seeds, max_attempts, keep_checkpoints, base, grid, search, trials, id })
     }
 
     /// The sweep and its trials, ready to store.
@@ -168,12 +213,14 @@ fn seeds(source: &str, value: Option<&Value>) -> Result<Vec<u64>, ConfigError> {
     Ok(seeds)
 }
 
-/// Validates one grid point with one seed as a whole trial config.
+/// Validates one grid point (with the values a random search drew for `drawn` keys) with
+/// one seed as a whole trial config.
 fn trial(
     source: &str,
     name: &str,
     resolved: &Table,
     point: &[(&str, &Value)],
+    drawn: &[&str],
     seed: u64,
     ordinal: u32,
 ) -> Result<NewTrial, ConfigError> {
@@ -182,15 +229,19 @@ fn trial(
     table.insert("name".into(), Value::String(format!("{name} [{label}]")));
     table.insert("seed".into(), Value::Integer(seed as i64));
     let config = TrialConfig::from_table(&table).map_err(|e| {
-        // Blame the grid entry that produced the bad value when there is one.
+        // Blame the grid entry (or the drawn key) that produced the bad value when there is one.
         let blamed =
             point.iter().find(|(key, _)| e.key.strip_prefix(key).is_some_and(|r| r.is_empty() || r.starts_with('.')));
         match blamed {
-            Some((key, value)) => ConfigError {
-                key: format!("grid.\"{key}\""),
-                line: line_of(source, &format!("grid.{key}")),
-                message: format!("with {key} = {value}: {}: {}", e.key, e.message),
-            },
+            Some((key, value)) => {
+                let section = if drawn.contains(key) { "search" } else { "grid" };
+                let verb = if drawn.contains(key) { "drawn" } else { "with" };
+                ConfigError {
+                    key: format!("{section}.\"{key}\""),
+                    line: line_of(source, &format!("{section}.{key}")),
+                    message: format!("{verb} {key} = {value}: {}: {}", e.key, e.message),
+                }
+            }
             None => ConfigError { line: line_of(source, &e.key), key: e.key, message: e.message },
         }
     })?;

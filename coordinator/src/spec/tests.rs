@@ -402,3 +402,182 @@ fn epochs_past_what_the_coordinator_counts_are_refused() {
     let spec = Spec::parse(&TABLE1.replace("epochs = 2", "epochs = 4294967295")).unwrap();
     assert_eq!(spec.trials[0].epochs, u32::MAX);
 }
+
+/// A loss comparison (a grid of losses) with a random learning rate and ALL's omega for
+/// each loss: the draws are in range, the same on every parse, and another search seed or
+/// sweep name draws others.
+const RANDOM: &str = r#"name = "random lr"
+seeds = [0, 1]
+
+[dataset]
+kind = "synthetic"
+
+[model]
+arch = "unet"
+width = 8
+
+[train]
+epochs = 2
+
+[loss]
+kind = "all"
+
+[grid]
+"loss.base" = ["dice", "jaccard"]
+
+[search]
+kind = "random"
+trials = 5
+"train.lr" = { loguniform = [1e-5, 1e-2] }
+"loss.omega" = { uniform = [2, 12] }
+"train.batch_size" = { int = [2, 8] }
+"#;
+
+#[test]
+fn a_random_search_draws_its_trials_for_each_grid_point_the_same_way_every_time() {
+    let spec = Spec::parse(RANDOM).unwrap();
+    assert_eq!(spec.trials.len(), 2 * 5 * 2, "grid points x draws x seeds");
+    assert_eq!(spec.search.draws_per_point(), 5);
+    let configs: std::collections::BTreeSet<&str> = spec.trials.iter().map(|t| t.config_key.as_str()).collect();
+    assert_eq!(configs.len(), 10, "seeds repeat a drawn config");
+    for t in &spec.trials {
+        let config = TrialConfig::from_toml_str(&t.config_toml).unwrap();
+        assert!((1e-5..=1e-2).contains(&config.train.lr), "{}", config.train.lr);
+        assert!((2..=8).contains(&config.train.batch_size), "{}", config.train.batch_size);
+        let omega = t.columns.omega.unwrap();
+        assert!((2.0..=12.0).contains(&omega), "{omega}");
+        let params: serde_json::Value = serde_json::from_str(&t.params_json).unwrap();
+        assert_eq!(params["train.lr"].as_f64(), Some(config.train.lr), "the drawn value is the trial's parameter");
+        assert!(t.label.starts_with("loss.base="), "{}", t.label);
+        assert!(t.label.contains(" train.lr=") && t.label.ends_with(&format!("seed={}", config.seed)), "{}", t.label);
+    }
+    let lrs: std::collections::BTreeSet<String> = spec.trials.iter().map(|t| t.columns.lr.to_string()).collect();
+    assert_eq!(lrs.len(), 10, "every draw its own learning rate");
+
+    let again = Spec::parse(RANDOM).unwrap();
+    assert_eq!(again.id, spec.id, "resubmitted: the same sweep");
+    let ids = |s: &Spec| s.trials.iter().map(|t| t.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&again), ids(&spec), "and the same trials, in the same order");
+    let reseeded = Spec::parse(&RANDOM.replace("trials = 5", "trials = 5\nseed = 1")).unwrap();
+    assert_ne!(reseeded.id, spec.id, "another search seed, other draws");
+    let renamed = Spec::parse(&RANDOM.replace("name = \"random lr\"", "name = \"random lr 2\"")).unwrap();
+    assert_ne!(renamed.trials[0].columns.lr, spec.trials[0].columns.lr, "another sweep, other draws");
+    let swapped_axes = RANDOM.replace(
+        "\"train.lr\" = { loguniform = [1e-5, 1e-2] }\n\"loss.omega\" = { uniform = [2, 12] }",
+        "\"loss.omega\" = { uniform = [2, 12] }\n\"train.lr\" = { loguniform = [1e-5, 1e-2] }",
+    );
+    assert_ne!(swapped_axes, RANDOM);
+    assert_eq!(Spec::parse(&swapped_axes).unwrap().id, spec.id, "the order keys are written in does not matter");
+}
+
+#[test]
+fn a_random_search_can_choose_whole_tables_and_nest_its_keys() {
+    let text = r#"name = "choose"
+[dataset]
+kind = "synthetic"
+[model]
+arch = "unet"
+width = 8
+[search]
+kind = "random"
+trials = 3
+loss = { choice = [{kind = "dice"}, {kind = "all", omega = 6.0}, {kind = "jaccard"}] }
+[search.train]
+lr = { uniform = [0.001, 0.01] }
+"#;
+    let spec = Spec::parse(text).unwrap();
+    assert_eq!(spec.trials.len(), 3);
+    assert_eq!(spec.search.keys(), ["loss", "train.lr"]);
+    for t in &spec.trials {
+        assert!(["dice", "all", "jaccard"].contains(&t.columns.loss.as_str()));
+        assert!((0.001..=0.01).contains(&t.columns.lr));
+    }
+}
+
+/// A space of 2 x 2 configs cannot give 5 different ones: refused, naming what to change.
+#[test]
+fn a_random_search_that_runs_out_of_configs_says_so() {
+    let text = RANDOM
+        .replace("\"train.lr\" = { loguniform = [1e-5, 1e-2] }\n\"loss.omega\" = { uniform = [2, 12] }\n", "")
+        .replace("{ int = [2, 8] }", "{ int = [2, 3] }");
+    let err = Spec::parse(&text).expect_err("two configs per grid point");
+    assert_eq!(err.key, "search.trials");
+    assert!(err.message.contains("asked for 5 configs per grid point, but 150 draws gave only 2"), "{err}");
+    assert_eq!(err.line, Some(22));
+    Spec::parse(&text.replace("trials = 5", "trials = 2")).expect("two fit");
+}
+
+#[test]
+fn invalid_searches_are_refused_with_the_key_and_line_at_fault() {
+    let cases: Vec<(String, &str, Option<usize>)> = vec![
+        (
+            RANDOM.replace("kind = \"random\"", "kind = \"bayes\""),
+            "search.kind: expected \"grid\" or \"random\"",
+            Some(21),
+        ),
+        (RANDOM.replace("trials = 5\n", ""), "search.trials: missing", Some(20)),
+        (
+            RANDOM.replace("trials = 5", "trials = 0"),
+            "search.trials: expected a whole number from 1 to 10000",
+            Some(22),
+        ),
+        (RANDOM.replace("trials = 5", "trials = 5\nseed = -1"), "search.seed: expected a whole number >= 0", Some(23)),
+        (RANDOM.replace("[1e-5, 1e-2]", "[0, 1e-2]"), "search.\"train.lr\": loguniform: low must be above 0", Some(23)),
+        (
+            RANDOM.replace("[2, 12]", "[12, 2]"),
+            "search.\"loss.omega\": uniform: low (12) must be below high (2)",
+            Some(24),
+        ),
+        (
+            RANDOM.replace("{ int = [2, 8] }", "{ int = [2.5, 8] }"),
+            "search.\"train.batch_size\": int takes [low, high]",
+            Some(25),
+        ),
+        (
+            RANDOM.replace("{ uniform = [2, 12] }", "{ normal = [2, 12] }"),
+            "search.\"loss.omega\": unknown distribution \"normal\"; expected one of { uniform",
+            Some(24),
+        ),
+        (RANDOM.replace("{ uniform = [2, 12] }", "7"), "search.\"loss.omega\": expected one of", Some(24)),
+        (
+            RANDOM.replace("\"loss.omega\"", "\"optimizer.omega\""),
+            "search.\"optimizer.omega\": unknown key; [search] takes kind, trials, seed",
+            Some(24),
+        ),
+        (RANDOM.replace("\"loss.omega\"", "\"loss.base\""), "search.\"loss.base\": also in [grid]", Some(24)),
+        (
+            RANDOM.replace("{ int = [2, 8] }", "{ int = [-8, 0] }"),
+            "search.\"train.batch_size\": drawn train.batch_size = ",
+            Some(25),
+        ),
+        (
+            RANDOM.replace("kind = \"random\"\ntrials = 5\n", "kind = \"grid\"\n"),
+            "search.\"train.lr\": a grid search draws nothing",
+            Some(22),
+        ),
+        (
+            RANDOM.replace("kind = \"random\"", "kind = \"grid\""),
+            "search.trials: a grid search takes no trials",
+            Some(22),
+        ),
+    ];
+    for (text, expected, line) in cases {
+        let err = Spec::parse(&text).expect_err(expected);
+        let shown = format!("{}: {}", err.key, err.message);
+        assert!(shown.starts_with(expected), "expected {expected:?}, got {shown:?}");
+        assert_eq!(err.line, line, "line of {expected:?}");
+    }
+}
+
+/// Draws multiply the trials: refused before anything is drawn, naming the search's count.
+#[test]
+fn a_random_search_beyond_the_trial_limit_is_refused_before_drawing() {
+    let err = Spec::parse(&RANDOM.replace("trials = 5", "trials = 5000")).expect_err("20,000 trials");
+    assert_eq!(
+        shown(&err),
+        "search.trials: the sweep makes 20000 trials (2 grid points x 5000 random draws x 2 seeds); this \
+         coordinator accepts at most 10000 trials; split the sweep, or raise the limit with `allsweep serve \
+         --max-trials N`"
+    );
+    assert_eq!(err.line, Some(22));
+}
