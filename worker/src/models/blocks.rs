@@ -99,7 +99,7 @@ pub fn with_conv_kind<T>(kind: Option<Kind>, f: impl FnOnce() -> T) -> T {
     f()
 }
 
-/// The trial a fused network is computing now, in a member pass ([`as_member`]).
+/// The trial a fused network is computing now, in a member pass ([`member_passes`]).
 #[derive(Debug, Clone, Copy)]
 struct Member {
     index: i64,
@@ -133,35 +133,28 @@ thread_local! {
     static SHARES: RefCell<std::collections::HashMap<usize, Vec<Tensor>>> = RefCell::default();
 }
 
-/// Runs `f`, the member passes of one forward of a fused group ([`as_member`] for each
-/// trial), sharing one cut of each variable among them.
-pub fn member_passes<T>(f: impl FnOnce() -> T) -> T {
-    /// Forgets the cuts when dropped, panics included.
-    struct Forget;
-    impl Drop for Forget {
+/// The member passes of one forward of a fused group of `groups` trials: `pass(g)` for each
+/// trial g in turn, every layer on this thread computing with trial g's share of its fused
+/// variables, on that trial's own tensors (not channel-stacked): exactly the calls the trial
+/// makes alone ([`FusedLayout::MemberPasses`](super::FusedLayout::MemberPasses)). The passes
+/// share one cut of each variable.
+pub fn member_passes<T>(groups: i64, mut pass: impl FnMut(i64) -> T) -> Vec<T> {
+    /// Forgets the member and the cuts when dropped, panics included.
+    struct Reset;
+    impl Drop for Reset {
         fn drop(&mut self) {
+            MEMBER.with(|m| m.set(None));
             SHARES.with(|shares| shares.borrow_mut().clear());
         }
     }
-    let _forget = Forget;
+    let _reset = Reset;
     SHARES.with(|shares| shares.borrow_mut().clear());
-    f()
-}
-
-/// Runs `f` as trial `index` of a fused group of `groups`: every layer on this thread then
-/// computes with that trial's share of its fused variables, on that trial's own tensors
-/// (not channel-stacked), exactly the calls the trial makes alone. A member pass
-/// ([`FusedLayout::MemberPasses`](super::FusedLayout::MemberPasses)).
-pub fn as_member<T>(index: i64, groups: i64, f: impl FnOnce() -> T) -> T {
-    /// Puts the previous member back when dropped, panics included.
-    struct Restore(Option<Member>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            MEMBER.with(|m| m.set(self.0));
-        }
-    }
-    let _restore = Restore(MEMBER.with(|m| m.replace(Some(Member { index, groups }))));
-    f()
+    (0..groups)
+        .map(|index| {
+            MEMBER.with(|m| m.set(Some(Member { index, groups })));
+            pass(index)
+        })
+        .collect()
 }
 
 fn member() -> Option<Member> {
@@ -306,7 +299,7 @@ pub fn batch_norm(p: nn::Path, c: i64, style: BatchNormStyle) -> Norm {
     Norm { bn: nn::batch_norm2d(p, c, config), eps, momentum }
 }
 
-/// A 2-d batch norm that, in a member pass ([`as_member`]), normalises with its trial's share
+/// A 2-d batch norm that, in a member pass ([`member_passes`]), normalises with its trial's share
 /// of the scales, shifts and running statistics (and updates that share of the statistics).
 #[derive(Debug)]
 pub struct Norm {

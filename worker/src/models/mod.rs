@@ -51,7 +51,7 @@ pub enum FusedLayout {
     /// the dense layers one batched product. The GPU's way: the point of fusing there.
     Kernels,
     /// One pass per trial on that trial's own tensors, each layer computing with its share
-    /// of the fused variables ([`blocks::as_member`]): exactly the calls the trial makes
+    /// of the fused variables ([`blocks::member_passes`]): exactly the calls the trial makes
     /// alone. The CPU's way: its grouped kernels gain nothing on a CPU's few cores, and
     /// moving each trial's channels in and out of the stacked layout cost up to a third of
     /// the step (scripts/bench/fused_step.py), while member passes cost what the trials
@@ -194,16 +194,9 @@ impl Segmenter {
             if self.groups == 1 || layout == FusedLayout::Kernels {
                 return self.net.forward_t(input, train);
             }
-            let outputs: Vec<Tensor> = blocks::member_passes(|| {
-                input
-                    .chunk(self.groups, 1)
-                    .iter()
-                    .enumerate()
-                    .map(|(g, own)| {
-                        blocks::as_member(g as i64, self.groups, || self.net.forward_t(&own.contiguous(), train))
-                    })
-                    .collect()
-            });
+            let inputs = input.chunk(self.groups, 1);
+            let outputs =
+                blocks::member_passes(self.groups, |g| self.net.forward_t(&inputs[g as usize].contiguous(), train));
             Tensor::cat(&outputs, 1)
         }))
     }
