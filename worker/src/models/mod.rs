@@ -86,6 +86,8 @@ pub struct Segmenter {
     groups: i64,
     /// How a fused network computes (`None`: [`FusedLayout::for_device`] of its input).
     layout: Option<FusedLayout>,
+    /// The trials of a fused group still computed in member passes (empty: all of them).
+    active: Vec<bool>,
 }
 
 impl Segmenter {
@@ -123,6 +125,7 @@ impl Segmenter {
             conv_kind: None,
             groups,
             layout: None,
+            active: Vec::new(),
         })
     }
 
@@ -135,6 +138,20 @@ impl Segmenter {
     /// arithmetic on the CPU).
     pub fn set_layout(&mut self, layout: FusedLayout) {
         self.layout = Some(layout);
+    }
+
+    /// Which trials of a fused group are still computed, one flag per trial: in member passes
+    /// a trial that has left its group (diverged, stopped) is skipped and its output channel
+    /// is zeros; grouped kernels compute every trial whatever its flag.
+    pub fn set_active_members(&mut self, active: &[bool]) -> Result<(), ModelError> {
+        if active.len() as i64 != self.groups {
+            return Err(ModelError::Group {
+                groups: self.groups,
+                what: format!("{} member flags given", active.len()),
+            });
+        }
+        self.active = active.to_vec();
+        Ok(())
     }
 
     pub fn config(&self) -> ModelConfig {
@@ -195,8 +212,14 @@ impl Segmenter {
                 return self.net.forward_t(input, train);
             }
             let inputs = input.chunk(self.groups, 1);
-            let outputs =
-                blocks::member_passes(self.groups, |g| self.net.forward_t(&inputs[g as usize].contiguous(), train));
+            let outputs = blocks::member_passes(self.groups, |g| {
+                let own = &inputs[g as usize];
+                if self.active.get(g as usize) == Some(&false) {
+                    let s = own.size();
+                    return Tensor::zeros([s[0], 1, s[2], s[3]], (own.kind(), own.device()));
+                }
+                self.net.forward_t(&own.contiguous(), train)
+            });
             Tensor::cat(&outputs, 1)
         }))
     }

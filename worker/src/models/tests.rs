@@ -388,6 +388,24 @@ fn a_fused_group_is_refused_what_it_cannot_take() {
     assert!(none.map(|_| ()).unwrap_err().to_string().contains("at least one trial"));
 }
 
+/// In member passes a trial that left its group is not computed: its output channel is
+/// zeros, and the others' outputs are what they are with it.
+#[test]
+fn a_member_that_left_is_skipped_in_member_passes() {
+    let (_, _, mut fused) = three_alone_and_fused(Arch::Unet, allsweep_config::model::BatchNormStyle::Keras);
+    fused.set_layout(FusedLayout::MemberPasses);
+    let input = (Tensor::arange(2 * 9 * 32 * 32, (Kind::Double, Device::Cpu)) * 0.17).sin().view([2, 9, 32, 32]);
+    let all = tch::no_grad(|| fused.forward_t(&input, false)).expect("valid");
+    fused.set_active_members(&[true, false, true]).expect("three flags");
+    let two = tch::no_grad(|| fused.forward_t(&input, false)).expect("valid");
+    assert!(two.narrow(1, 1, 1).eq(0.0).all().int64_value(&[]) == 1, "the member that left gives zeros");
+    assert!(all.narrow(1, 1, 1).ne(0.0).any().int64_value(&[]) == 1, "it computed before");
+    for g in [0, 2] {
+        assert!(two.narrow(1, g, 1).equal(&all.narrow(1, g, 1)), "member {g} unchanged");
+    }
+    assert!(fused.set_active_members(&[true]).unwrap_err().to_string().contains("3 of each: 1 member flags given"));
+}
+
 /// Horizontal fusion's promise, on the CPU: three trials of different seeds, losses and
 /// learning rates, trained as one fused network for a few Adam steps, end with each
 /// trial's own weights as if trained alone (in float64, as above: in float32 the grouped

@@ -9,9 +9,10 @@
 //! What stays per trial is everything a trial trained alone has: its events, its epoch
 //! records, its checkpoint (the same format: its share of the weights and moments, its own
 //! position), its best-epoch weights and its outcome. A member that leaves (diverged, or
-//! stopped on request) ends with its own result while the rest train on; its rows are still
-//! computed (they no longer enter the loss), and leave the group only when it ends. A
-//! stopped member's checkpoint resumes alone, or in another group at the same position.
+//! stopped on request) ends with its own result while the rest train on; on the CPU its pass
+//! is no longer computed, with a GPU's grouped kernels its rows still are (outside the loss)
+//! until the group ends. A stopped member's checkpoint resumes alone, or in another group at
+//! the same position.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -214,6 +215,11 @@ impl Group<'_, '_> {
             tracing::info!(trial = %self.members[g].config.name, error = %e, "left the group");
         }
         self.states[g].ended = Some(result);
+        // Its passes stop (on the CPU; a GPU's grouped kernels compute every member).
+        let active: Vec<bool> = self.states.iter().map(MemberState::active).collect();
+        if let Err(e) = self.model.set_active_members(&active) {
+            tracing::warn!(error = %e, "the group keeps computing a member that left");
+        }
     }
 
     fn run(&mut self) -> Result<(), TrainError> {
