@@ -27,6 +27,7 @@ impl From<TrialState> for pb::TrialState {
             TrialState::Completed => pb::TrialState::Completed,
             TrialState::Failed => pb::TrialState::Failed,
             TrialState::Cancelled => pb::TrialState::Cancelled,
+            TrialState::Stopped => pb::TrialState::Stopped,
         }
     }
 }
@@ -42,6 +43,7 @@ impl TryFrom<i32> for TrialState {
             Ok(pb::TrialState::Completed) => Ok(TrialState::Completed),
             Ok(pb::TrialState::Failed) => Ok(TrialState::Failed),
             Ok(pb::TrialState::Cancelled) => Ok(TrialState::Cancelled),
+            Ok(pb::TrialState::Stopped) => Ok(TrialState::Stopped),
             Ok(pb::TrialState::Unspecified) | Err(_) => Err(UnknownState { what: "trial state", value }),
         }
     }
@@ -226,6 +228,7 @@ impl From<Leased> for pb::LeasedTrial {
             lease_expires_at_ms: l.lease_expires_at,
             memory_bytes: l.memory_bytes,
             group_id: String::new(),
+            pause_at_epoch: l.pause_at_epoch.unwrap_or(0),
         }
     }
 }

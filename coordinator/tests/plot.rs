@@ -173,6 +173,7 @@ async fn a_sweep_without_completed_trials_is_refused_by_name() {
         spec_toml: "name = \"queued sweep\"\n".into(),
         keep_checkpoints: false,
         max_attempts: 3,
+        early_stopping: None,
         trials: vec![trial],
     };
     assert!(store.insert_sweep(&sweep, store::now_ms()).await.unwrap());

@@ -144,7 +144,15 @@ fn new_sweep(index: usize, trials: u32, max_attempts: u32) -> NewSweep {
             memory: Default::default(),
         })
         .collect();
-    NewSweep { name: id.clone(), id, spec_toml: String::new(), keep_checkpoints: false, max_attempts, trials }
+    NewSweep {
+        name: id.clone(),
+        id,
+        spec_toml: String::new(),
+        keep_checkpoints: false,
+        max_attempts,
+        early_stopping: None,
+        trials,
+    }
 }
 
 fn completion() -> Completion {

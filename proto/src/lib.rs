@@ -24,8 +24,9 @@ pub mod v1 {
 /// tested epoch and its Keras-style metrics with the results. Version 5: memory-aware leases
 /// (`free_memory_bytes`), out-of-memory failures, and each GPU's name, memory and
 /// utilisation at registration and in heartbeats. Version 6: fused groups (`fuse` in a lease
-/// request, `group_id` on leased trials and in a trial's status).
-pub const PROTOCOL_VERSION: u32 = 6;
+/// request, `group_id` on leased trials and in a trial's status). Version 7: early stopping
+/// (`pause_at_epoch` on leased trials: train to that rung, then hand the trial back).
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// Checkpoints travel in chunks of this many bytes, both ways.
 pub const CHECKPOINT_CHUNK_BYTES: usize = 1 << 20;

@@ -65,6 +65,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         checkpoint: Some(checkpoint.clone()),
         resume: args.resume.clone(),
         stop: None,
+        pause_after_epoch: None,
         loss_read_every: train::loss_read_every(args.device),
         float64: false,
     };

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use super::serve::LimitArgs;
 use super::{remote, summary};
 use allsweep_coordinator::client::{self, explain};
+use allsweep_coordinator::report::render::Format;
 use allsweep_coordinator::server::{serve, ServeOptions};
 use allsweep_coordinator::store;
 
@@ -100,13 +101,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let last = outcome?;
     let results = results.context("cannot read the sweep's results")?.into_inner().results;
     println!(
-        "{} ({}): {} completed, {} failed, {} cancelled",
-        last.name, last.sweep_id, last.completed, last.failed, last.cancelled
+        "{} ({}): {} completed, {} failed, {} stopped early, {} cancelled",
+        last.name, last.sweep_id, last.completed, last.failed, last.stopped, last.cancelled
     );
     for t in last.trials.iter().filter(|t| t.state() == pb::TrialState::Failed) {
         println!("  failed: {}: {}", t.label, t.error);
     }
     println!("{}", summary::per_config(&results));
+    let store = store::open(&db).await.with_context(|| format!("cannot open {db}"))?;
+    super::report::print_early_stopping(&store, std::slice::from_ref(&last.sweep_id), Format::Table).await?;
     anyhow::ensure!(last.completed > 0 || last.trials.is_empty(), "no trial completed");
     Ok(())
 }

@@ -79,7 +79,17 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
             }
             let mut table = Table::new();
             table.load_preset(UTF8_FULL_CONDENSED);
-            table.set_header(["sweep", "name", "state", "queued", "running", "completed", "failed", "cancelled"]);
+            table.set_header([
+                "sweep",
+                "name",
+                "state",
+                "queued",
+                "running",
+                "completed",
+                "failed",
+                "stopped",
+                "cancelled",
+            ]);
             for s in sweeps {
                 table.add_row(vec![
                     s.sweep_id,
@@ -89,6 +99,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
                     s.running.to_string(),
                     s.completed.to_string(),
                     s.failed.to_string(),
+                    s.stopped.to_string(),
                     s.cancelled.to_string(),
                 ]);
             }
@@ -121,12 +132,12 @@ const STATUS_PAGE: u32 = 2_000;
 pub fn print_sweep(s: &pb::SweepStatus) {
     println!("{} ({}): {}", s.name, s.sweep_id, wire::sweep_state_word(s.state));
     println!(
-        "queued {}, running {}, completed {}, failed {}, cancelled {}",
-        s.queued, s.running, s.completed, s.failed, s.cancelled
+        "queued {}, running {}, completed {}, failed {}, stopped early {}, cancelled {}",
+        s.queued, s.running, s.completed, s.failed, s.stopped, s.cancelled
     );
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header(["trial", "state", "attempt", "epoch", "worker", "memory", "fused group", "error"]);
+    table.set_header(["trial", "state", "attempt", "epoch", "worker", "memory", "fused group", "error or note"]);
     for t in &s.trials {
         let memory = match t.memory_bytes {
             0 => String::new(),
@@ -140,7 +151,7 @@ pub fn print_sweep(s: &pb::SweepStatus) {
             t.worker_id.clone(),
             memory,
             t.group_id.clone(),
-            t.error.clone(),
+            if t.error.is_empty() { t.note.clone() } else { t.error.clone() },
         ]);
     }
     println!("{table}");
@@ -175,10 +186,10 @@ pub async fn watch_sweep(c: &mut UserClient, sweep: &str, bars: bool) -> anyhow:
     while let Some(s) = stream.message().await.map_err(explain)? {
         overall.set_prefix(s.name.clone());
         overall.set_length(s.trials.len() as u64);
-        overall.set_position((s.completed + s.failed + s.cancelled) as u64);
+        overall.set_position((s.completed + s.failed + s.stopped + s.cancelled) as u64);
         overall.set_message(format!(
-            "(queued {}, running {}, completed {}, failed {})",
-            s.queued, s.running, s.completed, s.failed
+            "(queued {}, running {}, completed {}, failed {}, stopped early {})",
+            s.queued, s.running, s.completed, s.failed, s.stopped
         ));
         for t in &s.trials {
             if t.state() == pb::TrialState::Running {

@@ -5,7 +5,9 @@ use clap::Args;
 
 use allsweep_coordinator::report::render::{render, Format};
 use allsweep_coordinator::report::{self, groups, Family, Metric, ReportOptions};
-use allsweep_coordinator::store;
+use allsweep_coordinator::scheduler::early_stopping::Rule;
+use allsweep_coordinator::store::{self, Store};
+use std::sync::Arc;
 
 #[derive(Args)]
 pub struct ReportArgs {
@@ -62,5 +64,19 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
     let options = ReportOptions { metrics, pivot, baseline };
     let report = report::build(&names.join(" + "), &groups, &options)?;
     print!("{}", render(&report, args.format));
+    print_early_stopping(&store, &sweeps, args.format).await
+}
+
+/// The rung table of each of `sweeps` that has an early-stopping rule.
+pub async fn print_early_stopping(store: &Arc<dyn Store>, sweeps: &[String], format: Format) -> anyhow::Result<()> {
+    for id in sweeps {
+        let Some(sweep) = store.sweep(id).await? else { continue };
+        let Some(json) = &sweep.early_stopping else { continue };
+        let rule: Rule = serde_json::from_str(json).with_context(|| format!("sweep {id}: its early-stopping rule"))?;
+        let trials = store.trials(id).await?;
+        let decisions = store.decisions(id).await?;
+        println!();
+        print!("{}", render(&report::rungs::build(&sweep.name, &rule, &trials, &decisions), format));
+    }
     Ok(())
 }

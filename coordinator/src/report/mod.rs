@@ -11,6 +11,7 @@
 pub mod groups;
 mod metric;
 pub mod render;
+pub mod rungs;
 pub mod stats;
 
 pub use groups::{ConfigGroup, TrialResult};

@@ -24,6 +24,10 @@ fn trial(config_toml: &str, seed: u64, jaccard: f64, recall: f64) -> TrialResult
             error: None,
             memory_bytes: 0,
             group_id: None,
+            hold: None,
+            stopped_epoch: None,
+            stop_rule: None,
+            note: None,
         },
         metrics: Some(FinalMetrics {
             jaccard,

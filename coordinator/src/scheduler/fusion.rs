@@ -65,6 +65,7 @@ mod tests {
             checkpoint_epoch,
             lease_expires_at: 0,
             memory_bytes: 0,
+            pause_at_epoch: None,
         }
     }
 

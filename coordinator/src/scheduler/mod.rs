@@ -74,6 +74,7 @@
 //!   many as fit together. A trial that runs out of memory anyway doubles its estimate, and
 //!   that of every queued trial of its shape, without using up an attempt.
 
+pub mod early_stopping;
 mod expiry;
 pub mod fusion;
 mod states;

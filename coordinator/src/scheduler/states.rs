@@ -48,7 +48,7 @@ state_enum!(
         Active => "active",
         /// A user cancelled it; its unfinished trials were cancelled.
         Cancelled => "cancelled",
-        /// Every trial completed or failed.
+        /// Every trial completed, failed or stopped.
         Finished => "finished",
     }
 );
@@ -61,6 +61,9 @@ state_enum!(
         Completed => "completed",
         Failed => "failed",
         Cancelled => "cancelled",
+        /// An early-stopping rule stopped it at a rung (`trials.stopped_epoch`,
+        /// `trials.stop_rule`): not a failure, and not a missing seed of a finished config.
+        Stopped => "stopped",
     }
 );
 
@@ -84,7 +87,7 @@ state_enum!(
 impl TrialState {
     /// Whether the trial will not change any more.
     pub fn is_final(self) -> bool {
-        matches!(self, TrialState::Completed | TrialState::Failed | TrialState::Cancelled)
+        matches!(self, TrialState::Completed | TrialState::Failed | TrialState::Cancelled | TrialState::Stopped)
     }
 }
 

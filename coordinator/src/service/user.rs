@@ -154,6 +154,7 @@ fn summarize(row: &SweepRow, trials: &[TrialRow]) -> pb::SweepStatus {
         completed: count(TrialState::Completed),
         failed: count(TrialState::Failed),
         cancelled: count(TrialState::Cancelled),
+        stopped: count(TrialState::Stopped),
         trials: trials
             .iter()
             .map(|t| pb::TrialStatus {
@@ -167,6 +168,8 @@ fn summarize(row: &SweepRow, trials: &[TrialRow]) -> pb::SweepStatus {
                 error: t.error.as_deref().map(status_error).unwrap_or_default(),
                 memory_bytes: t.memory_bytes,
                 group_id: t.group_id.clone().unwrap_or_default(),
+                note: t.note.as_deref().map(status_error).unwrap_or_default(),
+                stopped_epoch: t.stopped_epoch.unwrap_or(0),
             })
             .collect(),
         next_page_token: String::new(),

@@ -34,7 +34,10 @@ const MAX_SLUG_BYTES: usize = 48;
 /// The sweep id: its name, policy and the set of its trial keys. A set, sorted: the order
 /// of the grid's axes (and of the seeds) decides the order trials are leased in, not which
 /// trials a sweep has, so a spec with its axes written in another order is the same sweep.
-pub fn sweep_id(name: &str, max_attempts: u32, keep_checkpoints: bool, trials: &[NewTrial]) -> String {
+///
+/// The hash reads `identity`: the name, and whatever else sets the sweep apart (its
+/// early-stopping rule); the slug comes from `name`.
+pub fn sweep_id(name: &str, identity: &str, max_attempts: u32, keep_checkpoints: bool, trials: &[NewTrial]) -> String {
     let mut keys: Vec<&str> = trials.iter().map(|t| t.id.as_str()).collect();
     keys.sort_unstable();
     let slug: String = name
@@ -47,7 +50,7 @@ pub fn sweep_id(name: &str, max_attempts: u32, keep_checkpoints: bool, trials: &
         .collect::<Vec<_>>()
         .join("-");
     let slug = slug[..slug.len().min(MAX_SLUG_BYTES)].trim_end_matches('-');
-    let hash = digest(&format!("{name}\n{max_attempts}\n{keep_checkpoints}\n{}", keys.join(",")), 10);
+    let hash = digest(&format!("{identity}\n{max_attempts}\n{keep_checkpoints}\n{}", keys.join(",")), 10);
     if slug.is_empty() {
         hash
     } else {

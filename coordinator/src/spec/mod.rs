@@ -23,6 +23,7 @@
 //! Each trial gets a stable key from its resolved config and seed, and the sweep an id from
 //! its trials: resubmitting the same spec finds the same sweep and adds nothing.
 
+mod early_stopping;
 mod grid;
 mod keys;
 mod limits;
@@ -42,6 +43,8 @@ pub use grid::GridAxis;
 pub use limits::SpecLimits;
 pub use search::{Dimension, Distribution, Search};
 
+use crate::scheduler::early_stopping::Rule;
+
 /// Keys a spec may hold at its top level besides the trial sections.
 const SPEC_KEYS: [&str; 6] = ["name", "seeds", "grid", "search", "max_attempts", "keep_checkpoints"];
 const SECTIONS: [&str; 4] = ["dataset", "model", "train", "loss"];
@@ -58,6 +61,8 @@ pub struct Spec {
     pub grid: Vec<GridAxis>,
     /// How configs are chosen besides the grid.
     pub search: Search,
+    /// The rule that stops losing trials early (`[search.early_stopping]`).
+    pub early_stopping: Option<Rule>,
     /// The trials, validated, in grid order (then draw order) then seed order.
     pub trials: Vec<NewTrial>,
     pub id: String,
@@ -148,7 +153,8 @@ impl Spec {
                                 key: "search.trials".into(),
                                 line: line_of(source, "search.trials"),
                                 message: format!(
-                                    "asked for {wanted} configs per grid point, but {draw} draws gave only {kept}                                      different ones; ask for fewer, or widen the space"
+                                    "asked for {wanted} configs per grid point, but {draw} draws gave only {kept} \
+                                     different ones; ask for fewer, or widen the space"
                                 ),
                             });
                         }
@@ -171,12 +177,21 @@ impl Spec {
                 }
             }
         }
-        let id = keys::sweep_id(&name, max_attempts, keep_checkpoints, &trials);
+        let epochs: Vec<u32> = trials.iter().map(|t| t.epochs).collect();
+        let ruled = table.get("search").and_then(|s| s.get("early_stopping"));
+        let early_stopping = early_stopping::parse(source, ruled, &epochs)?;
+        let rule_json = early_stopping.as_ref().map(|r| serde_json::to_string(r).expect("a rule serialises"));
+        // The rule is part of the sweep: the same trials under another rule are another sweep.
+        let identity = match &rule_json {
+            Some(json) => format!("{name}\n{json}"),
+            None => name.clone(),
+        };
+        let id = keys::sweep_id(&name, &identity, max_attempts, keep_checkpoints, &trials);
         for t in &mut trials {
             t.id = format!("{id}-{}", t.id);
             t.config_key = format!("{id}-{}", t.config_key);
         }
-        Ok(Self { name, seeds, max_attempts, keep_checkpoints, base, grid, search, trials, id })
+        Ok(Self { name, seeds, max_attempts, keep_checkpoints, base, grid, search, early_stopping, trials, id })
     }
 
     /// The sweep and its trials, ready to store.
@@ -187,6 +202,7 @@ impl Spec {
             spec_toml: spec_toml.to_string(),
             keep_checkpoints: self.keep_checkpoints,
             max_attempts: self.max_attempts,
+            early_stopping: self.early_stopping.as_ref().map(|r| serde_json::to_string(r).expect("a rule serialises")),
             trials: self.trials.clone(),
         }
     }

@@ -113,7 +113,7 @@ pub fn parse(source: &str, value: Option<&Value>, grid_keys: &[&str]) -> Result<
     };
     let mut space = Vec::new();
     for (key, value) in dimensions(table) {
-        if matches!(key.as_str(), "kind" | "trials" | "seed") {
+        if matches!(key.as_str(), "kind" | "trials" | "seed") || key.starts_with("early_stopping.") {
             continue;
         }
         let section = key.split('.').next().unwrap_or_default();
@@ -122,7 +122,7 @@ pub fn parse(source: &str, value: Option<&Value>, grid_keys: &[&str]) -> Result<
                 source,
                 &key,
                 format!(
-                    "unknown key; [search] takes kind, trials, seed and dotted paths into one of {} \
+                    "unknown key; [search] takes kind, trials, seed, early_stopping and dotted paths into one of {} \
                      (e.g. \"train.lr\" = {{ loguniform = [1e-5, 1e-2] }})",
                     SECTIONS.join(", ")
                 ),

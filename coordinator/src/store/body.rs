@@ -3,6 +3,8 @@
 //! write checked against its attempt in the same transaction, a sweep finished right after
 //! the commit that settles its last trial, attempts closed exactly once) lives here, once.
 
+use std::collections::BTreeSet;
+
 use async_trait::async_trait;
 use sqlx::{Any, Transaction};
 use sqlx::{AnyConnection, AnyPool};
@@ -11,9 +13,9 @@ use super::dialect::Dialect;
 use super::rows::{self, Cols, Holder};
 use super::statements::{self as sql, NullableReal};
 use super::{
-    AttemptOutcome, AttemptRef, AttemptRow, CheckpointRow, Completion, Expired, GpuStatus, Leased, MemoryFit,
-    MetricPoint, MetricsStored, Millis, NewSweep, Progress, Requeue, Result, ResultRow, RocPoint, Store, SweepRow,
-    SweepState, TokenRow, TrialFault, TrialRow, WorkerRow,
+    AttemptOutcome, AttemptRef, AttemptRow, CheckpointRow, Completion, DecisionRow, Expired, GpuStatus, Leased,
+    MemoryFit, MetricPoint, MetricsStored, Millis, NewSweep, Progress, Requeue, Result, ResultRow, RocPoint, Store,
+    SweepRow, SweepState, TokenRow, TrialFault, TrialRow, WorkerRow,
 };
 use crate::scheduler::{self, Cause, ExpiryCause};
 
@@ -37,9 +39,28 @@ impl SqlStore {
         self.dialect
     }
 
-    /// Applies, in one transaction, each migration not yet in `schema_version`.
+    pub(super) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Applies, in one transaction, each migration not yet in `schema_version`. SQLite's
+    /// foreign keys are off meanwhile (a migration may rebuild a table that others reference,
+    /// which SQLite allows only so) and checked before the commit.
     async fn migrate(&self) -> Result<()> {
-        let mut tx = self.write().await?;
+        let mut conn = self.pool.acquire().await?;
+        let sqlite = self.dialect == Dialect::Sqlite;
+        if sqlite {
+            sqlx::raw_sql("PRAGMA foreign_keys = OFF").execute(&mut *conn).await?;
+        }
+        let applied = self.apply_migrations(&mut conn).await;
+        if sqlite {
+            sqlx::raw_sql("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+        }
+        applied
+    }
+
+    async fn apply_migrations(&self, conn: &mut AnyConnection) -> Result<()> {
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, self.dialect.begin_write()).await?;
         if let Some(lock) = self.dialect.migration_lock() {
             sqlx::query(&lock).execute(&mut *tx).await?;
         }
@@ -51,12 +72,21 @@ impl SqlStore {
                 record.execute(&mut *tx).await?;
             }
         }
+        if self.dialect == Dialect::Sqlite {
+            let broken = sqlx::raw_sql("PRAGMA foreign_key_check").fetch_all(&mut *tx).await?;
+            if !broken.is_empty() {
+                return Err(super::StoreError::Constraint(format!(
+                    "migrations left {} rows whose foreign key names nothing",
+                    broken.len()
+                )));
+            }
+        }
         tx.commit().await?;
         Ok(())
     }
 
     /// A write transaction, begun as the dialect begins them.
-    async fn write(&self) -> Result<Transaction<'static, Any>> {
+    pub(super) async fn write(&self) -> Result<Transaction<'static, Any>> {
         Ok(self.pool.begin_with(self.dialect.begin_write()).await?)
     }
 
@@ -74,10 +104,37 @@ impl SqlStore {
     /// which locks the sweep and then its trials, cannot deadlock with them). A failure here
     /// is logged, not returned: the trial is settled, and the expiry tick's
     /// [`sql::finish_done_sweeps`] finishes the sweep.
-    async fn finish_sweep_if_done(&self, sweep_id: &str, now: Millis) {
+    pub(super) async fn finish_sweep_if_done(&self, sweep_id: &str, now: Millis) {
         let finish = sql::finish_sweep_if_done();
         if let Err(error) = sqlx::query(&finish).bind(sweep_id).bind(now).execute(&self.pool).await {
             tracing::warn!(sweep = %sweep_id, %error, "cannot mark the sweep finished now; the expiry tick will");
+        }
+    }
+
+    /// Settles the sweeps of `trial_ids` after the commit that held them at a rung. A failure
+    /// is logged: the expiry tick settles every ruled sweep again.
+    async fn settle_sweeps_of(&self, trial_ids: &BTreeSet<String>, now: Millis) {
+        let mut sweeps = BTreeSet::new();
+        for id in trial_ids {
+            match sqlx::query(sql::SELECT_TRIAL).bind(id).fetch_optional(&self.pool).await {
+                Ok(Some(row)) => {
+                    if let Ok(sweep) = row.text("sweep_id") {
+                        sweeps.insert(sweep);
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(trial = %id, %error, "cannot read the trial to settle its sweep"),
+            }
+        }
+        for sweep in sweeps {
+            self.settle_logged(&sweep, now).await;
+        }
+    }
+
+    /// [`SqlStore::settle`], a failure logged, not returned (the expiry tick settles again).
+    async fn settle_logged(&self, sweep_id: &str, now: Millis) {
+        if let Err(error) = self.settle(sweep_id, now).await {
+            tracing::warn!(sweep = %sweep_id, %error, "cannot apply early stopping now; the expiry tick will");
         }
     }
 
@@ -125,6 +182,9 @@ impl SqlStore {
             .bind((ending.next == Requeue::Failed).then_some(now))
             .execute(&mut *conn)
             .await?;
+        if ending.next == Requeue::Queued {
+            self.hold_at_rung(conn, trial_id).await?;
+        }
         Ok(ending.next)
     }
 }
@@ -196,6 +256,7 @@ impl Store for SqlStore {
             .bind(sweep.keep_checkpoints)
             .bind(i64::from(sweep.max_attempts))
             .bind(now)
+            .bind(sweep.early_stopping.as_deref())
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -344,6 +405,14 @@ impl Store for SqlStore {
                 checkpoint_epoch: r.int_opt("checkpoint_epoch")?.map(rows::small),
                 lease_expires_at: r.int("lease_expires_at")?,
                 memory_bytes: r.int("memory_bytes")?.max(0) as u64,
+                pause_at_epoch: None,
+            };
+            let lease = match r.text_opt("early_stopping")? {
+                Some(json) => {
+                    let rule = super::settle::parse_rule(&lease.sweep_id, &json)?;
+                    Leased { pause_at_epoch: rule.next_pause(lease.checkpoint_epoch.unwrap_or(0)), ..lease }
+                }
+                None => lease,
             };
             leased.push((order, lease));
         }
@@ -433,13 +502,18 @@ impl Store for SqlStore {
             out.push(Expired { trial_id: attempt.trial_id, attempt: attempt.attempt, next });
         }
         batch.commit().await?;
+        // Early stopping: what the expiries change, and any settle lost to a restart.
+        self.settle_all(now).await?;
         // Sweeps whose last trial failed for good here, and any whose finish was lost.
         sqlx::query(&sql::finish_done_sweeps()).bind(now).execute(&self.pool).await?;
         Ok(out)
     }
 
+    /// A trial handed back at a rung of its sweep's rule is held in the same transaction, and
+    /// its sweep settled after the commit.
     async fn release(&self, worker_id: &str, trials: &[AttemptRef], now: Millis) -> Result<()> {
         let mut batch = Batch::new(self);
+        let mut at_rungs = BTreeSet::new();
         for attempt in trials {
             let conn = batch.next().await?;
             let released = sqlx::query(sql::RELEASE)
@@ -451,9 +525,14 @@ impl Store for SqlStore {
                 .rows_affected();
             if released > 0 {
                 close_attempt(conn, attempt, AttemptOutcome::Released, None, now).await?;
+                if self.hold_at_rung(conn, &attempt.trial_id).await? {
+                    at_rungs.insert(attempt.trial_id.clone());
+                }
             }
         }
-        batch.commit().await
+        batch.commit().await?;
+        self.settle_sweeps_of(&at_rungs, now).await;
+        Ok(())
     }
 
     async fn check_lease(&self, worker_id: &str, attempt: &AttemptRef) -> Result<()> {
@@ -584,6 +663,8 @@ impl Store for SqlStore {
         if next == Requeue::Failed {
             self.finish_sweep_if_done(&holder.sweep_id, now).await;
         }
+        // A trial that ended or went back to a rung may let others at their rungs go on.
+        self.settle_logged(&holder.sweep_id, now).await;
         Ok(next)
     }
 
@@ -599,6 +680,18 @@ impl Store for SqlStore {
 
     async fn roc(&self, trial_id: &str) -> Result<Vec<RocPoint>> {
         sqlx::query(sql::SELECT_ROC).bind(trial_id).fetch_all(&self.pool).await?.iter().map(rows::roc_point).collect()
+    }
+
+    async fn settle_early_stopping(&self, sweep_id: &str, now: Millis) -> Result<u32> {
+        self.settle(sweep_id, now).await
+    }
+
+    async fn settle_all_early_stopping(&self, now: Millis) -> Result<u32> {
+        self.settle_all(now).await
+    }
+
+    async fn decisions(&self, sweep_id: &str) -> Result<Vec<DecisionRow>> {
+        self.select_decisions(sweep_id).await
     }
 
     async fn ping(&self) -> Result<()> {

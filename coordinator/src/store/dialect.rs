@@ -22,6 +22,7 @@ const SQLITE_MIGRATIONS: Migrations = &[
     (4, "0004_keras_metrics", include_str!("../../../migrations/sqlite/0004_keras_metrics.sql")),
     (5, "0005_memory_and_gpus", include_str!("../../../migrations/sqlite/0005_memory_and_gpus.sql")),
     (6, "0006_fused_groups", include_str!("../../../migrations/sqlite/0006_fused_groups.sql")),
+    (7, "0007_early_stopping", include_str!("../../../migrations/sqlite/0007_early_stopping.sql")),
 ];
 const POSTGRES_MIGRATIONS: Migrations = &[
     (1, "0001_schema", include_str!("../../../migrations/postgres/0001_schema.sql")),
@@ -30,6 +31,7 @@ const POSTGRES_MIGRATIONS: Migrations = &[
     (4, "0004_keras_metrics", include_str!("../../../migrations/postgres/0004_keras_metrics.sql")),
     (5, "0005_memory_and_gpus", include_str!("../../../migrations/postgres/0005_memory_and_gpus.sql")),
     (6, "0006_fused_groups", include_str!("../../../migrations/postgres/0006_fused_groups.sql")),
+    (7, "0007_early_stopping", include_str!("../../../migrations/postgres/0007_early_stopping.sql")),
 ];
 
 /// The advisory lock that serialises the migrations of Postgres coordinators starting together.
@@ -96,11 +98,13 @@ impl Dialect {
     pub fn lease_statement(self) -> String {
         let resume_epoch = "COALESCE((SELECT c.epoch FROM checkpoints c WHERE c.trial_id = trials.id), 0)";
         let checkpoint_epoch = "(SELECT c.epoch FROM checkpoints c WHERE c.trial_id = trials.id) AS checkpoint_epoch";
+        // Early stopping: the rule that says where the trial pauses next.
+        let early_stopping = "(SELECT s.early_stopping FROM sweeps s WHERE s.id = trials.sweep_id) AS early_stopping";
         // The queued trials that fit one by one ($5 bytes), at most $2 of them in lease order;
         // of those, the leading ones that fit together.
         let candidates = "SELECT t.id, t.memory_bytes, s.created_at AS sweep_created_at, s.id AS sweep_key, t.ordinal \
              FROM trials t JOIN sweeps s ON s.id = t.sweep_id \
-             WHERE t.state = 'queued' AND s.state = 'active' AND t.memory_bytes <= $5";
+             WHERE t.state = 'queued' AND t.hold IS NULL AND s.state = 'active' AND t.memory_bytes <= $5";
         let fitting = |columns: &str| {
             format!(
                 "SELECT {columns} FROM (SELECT c.id, c.sweep_created_at, SUM(c.memory_bytes) \
@@ -116,7 +120,7 @@ impl Dialect {
                  WHERE id IN (WITH candidates AS ({candidates} ORDER BY {LEASE_ORDER} LIMIT $2) {fitting_ids}) \
                  RETURNING id, sweep_id, ordinal, attempt, config_toml, lease_expires_at, memory_bytes, \
                  (SELECT s.created_at FROM sweeps s WHERE s.id = trials.sweep_id) AS sweep_created_at, \
-                 {checkpoint_epoch}"
+                 {checkpoint_epoch}, {early_stopping}"
             ),
             // One statement, committed on its own: the attempts are opened by the same statement.
             Dialect::Postgres => format!(
@@ -126,7 +130,8 @@ impl Dialect {
                  lease_expires_at = $4, started_at = COALESCE(trials.started_at, $3), epoch = {resume_epoch} \
                  FROM picked WHERE trials.id = picked.id \
                  RETURNING trials.id, trials.sweep_id, trials.ordinal, trials.attempt, trials.config_toml, \
-                 trials.lease_expires_at, trials.memory_bytes, picked.sweep_created_at, {checkpoint_epoch}), \
+                 trials.lease_expires_at, trials.memory_bytes, picked.sweep_created_at, {checkpoint_epoch}, \
+                 {early_stopping}), \
                  opened AS (INSERT INTO attempts (trial_id, attempt, worker_id, started_at, outcome, \
                  resumed_from_epoch) SELECT id, attempt, $1, $3, 'running', checkpoint_epoch FROM leased) \
                  SELECT * FROM leased"

@@ -11,6 +11,7 @@
 mod body;
 mod dialect;
 mod rows;
+mod settle;
 mod statements;
 
 pub use body::SqlStore;
@@ -104,6 +105,8 @@ pub struct NewSweep {
     pub spec_toml: String,
     pub keep_checkpoints: bool,
     pub max_attempts: u32,
+    /// The sweep's early-stopping rule (`scheduler::early_stopping::Rule` as JSON).
+    pub early_stopping: Option<String>,
     pub trials: Vec<NewTrial>,
 }
 
@@ -155,6 +158,8 @@ pub struct SweepRow {
     pub keep_checkpoints: bool,
     pub max_attempts: u32,
     pub created_at: Millis,
+    /// Its early-stopping rule as JSON (`scheduler::early_stopping::Rule`), if any.
+    pub early_stopping: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -180,6 +185,13 @@ pub struct TrialRow {
     pub memory_bytes: u64,
     /// The fused group its latest attempt trains or trained in (`attempts.group_id`).
     pub group_id: Option<String>,
+    /// Why it waits, queued, at a rung for its sweep's early-stopping decision.
+    pub hold: Option<String>,
+    /// Stopped by early stopping: the epoch it reached and the rule (`asha`, `median`).
+    pub stopped_epoch: Option<u32>,
+    pub stop_rule: Option<String>,
+    /// For people: why it waits, or why it was stopped.
+    pub note: Option<String>,
 }
 
 /// A trial handed to a worker.
@@ -194,6 +206,8 @@ pub struct Leased {
     pub lease_expires_at: Millis,
     /// The device memory it is expected to need (`trials.memory_bytes`).
     pub memory_bytes: u64,
+    /// Early stopping: the rung it trains to and is handed back at (`None`: to the end).
+    pub pause_at_epoch: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -361,6 +375,23 @@ pub struct Expired {
     pub next: Requeue,
 }
 
+/// One early-stopping decision, as the decisions table records it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DecisionRow {
+    pub trial_id: String,
+    pub ordinal: u32,
+    pub label: String,
+    /// 0-based rung, and its epoch.
+    pub rung: u32,
+    pub epoch: u32,
+    pub rule: String,
+    pub metric: String,
+    pub value: Option<f64>,
+    /// `promoted` or `stopped`.
+    pub verdict: String,
+    pub reason: String,
+}
+
 /// What became of a batch of metric points.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MetricsStored {
@@ -491,6 +522,19 @@ pub trait Store: Send + Sync {
 
     /// A trivial round trip to the database: whether it answers, and how fast.
     async fn ping(&self) -> Result<()>;
+
+    /// Applies sweep `sweep_id`'s early-stopping rule to what is stored, in one transaction
+    /// under the sweep's lock: records the decisions made, lets promoted trials held at a
+    /// rung be leased again, stops those stopped, and says why the others wait. Returns
+    /// the number of trials it stopped or let go. Nothing for a sweep without a rule, or not
+    /// active. Decisions are a function of the stored metrics, so running it again (after a
+    /// restart, or twice) changes nothing.
+    async fn settle_early_stopping(&self, sweep_id: &str, now: Millis) -> Result<u32>;
+    /// [`Store::settle_early_stopping`] for every active sweep with a rule: the expiry tick's
+    /// sweep-up of a settle lost between a commit and the next (a coordinator killed there).
+    async fn settle_all_early_stopping(&self, now: Millis) -> Result<u32>;
+    /// Sweep `sweep_id`'s early-stopping decisions, in trial and rung order.
+    async fn decisions(&self, sweep_id: &str) -> Result<Vec<DecisionRow>>;
 
     /// Stores a new token (its hash only).
     async fn insert_token(&self, token: &TokenRow) -> Result<()>;

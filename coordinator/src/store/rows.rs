@@ -63,6 +63,7 @@ pub(super) fn sweep_row(r: &impl Cols) -> Result<SweepRow> {
         keep_checkpoints: r.flag("keep_checkpoints")?,
         max_attempts: small(r.int("max_attempts")?),
         created_at: r.int("created_at")?,
+        early_stopping: r.text_opt("early_stopping")?,
     })
 }
 
@@ -85,6 +86,10 @@ pub(super) fn trial_row(r: &impl Cols) -> Result<TrialRow> {
         error: r.text_opt("error")?,
         memory_bytes: r.int("memory_bytes")?.max(0) as u64,
         group_id: r.text_opt("group_id")?,
+        hold: r.text_opt("hold")?,
+        stopped_epoch: r.int_opt("stopped_epoch")?.map(small),
+        stop_rule: r.text_opt("stop_rule")?,
+        note: r.text_opt("note")?,
     })
 }
 
@@ -190,7 +195,7 @@ pub(super) fn roc_point(r: &impl Cols) -> Result<RocPoint> {
 }
 
 /// A state word from the database; an unknown one means the schema and the code disagree.
-fn parse_word<T>(parse: fn(&str) -> Option<T>, what: &str, word: &str) -> Result<T> {
+pub(super) fn parse_word<T>(parse: fn(&str) -> Option<T>, what: &str, word: &str) -> Result<T> {
     parse(word).ok_or_else(|| StoreError::Database(sqlx::Error::Decode(format!("unknown {what} {word:?}").into())))
 }
 

@@ -6,10 +6,10 @@ use crate::scheduler::{ExpiryCause, TrialState, COUNTED_OUTCOMES, OUT_OF_MEMORY_
 /// `keep_checkpoints` is read as an integer: sqlx's `Any` driver cannot decode SQLite's
 /// BOOLEAN, and 0/1 reads alike on both databases.
 pub(super) const SWEEP_COLUMNS: &str = "id, name, state, spec_toml, \
-     CASE WHEN keep_checkpoints THEN 1 ELSE 0 END AS keep_checkpoints, max_attempts, created_at";
+     CASE WHEN keep_checkpoints THEN 1 ELSE 0 END AS keep_checkpoints, max_attempts, created_at, early_stopping";
 
 pub(super) const INSERT_SWEEP: &str = "INSERT INTO sweeps (id, name, state, spec_toml, keep_checkpoints, \
-     max_attempts, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING";
+     max_attempts, created_at, early_stopping) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING";
 
 pub(super) const INSERT_TRIAL: &str = "INSERT INTO trials (id, sweep_id, ordinal, label, params_json, \
      config_key, config_toml, seed, dataset, arch, width, loss, base_loss, gamma, omega, epsilon, lr, \
@@ -18,11 +18,15 @@ pub(super) const INSERT_TRIAL: &str = "INSERT INTO trials (id, sweep_id, ordinal
 
 pub(super) const SELECT_TRIALS: &str = "SELECT id, sweep_id, ordinal, label, params_json, config_key, \
      config_toml, seed, state, attempt, worker_id, lease_expires_at, epoch, epochs, error, memory_bytes, \
-     (SELECT a.group_id FROM attempts a WHERE a.trial_id = trials.id AND a.attempt = trials.attempt) AS group_id FROM trials WHERE sweep_id = $1 ORDER BY ordinal";
+     (SELECT a.group_id FROM attempts a WHERE a.trial_id = trials.id AND a.attempt = trials.attempt) AS group_id, \
+     hold, stopped_epoch, stop_rule, COALESCE(hold, (SELECT d.reason FROM decisions d WHERE d.trial_id = trials.id \
+     AND d.verdict = 'stopped')) AS note FROM trials WHERE sweep_id = $1 ORDER BY ordinal";
 
 pub(super) const SELECT_TRIAL: &str = "SELECT id, sweep_id, ordinal, label, params_json, config_key, \
      config_toml, seed, state, attempt, worker_id, lease_expires_at, epoch, epochs, error, memory_bytes, \
-     (SELECT a.group_id FROM attempts a WHERE a.trial_id = trials.id AND a.attempt = trials.attempt) AS group_id FROM trials WHERE id = $1";
+     (SELECT a.group_id FROM attempts a WHERE a.trial_id = trials.id AND a.attempt = trials.attempt) AS group_id, \
+     hold, stopped_epoch, stop_rule, COALESCE(hold, (SELECT d.reason FROM decisions d WHERE d.trial_id = trials.id \
+     AND d.verdict = 'stopped')) AS note FROM trials WHERE id = $1";
 
 pub(super) const SELECT_ATTEMPTS: &str = "SELECT trial_id, attempt, worker_id, started_at, ended_at, outcome, \
      resumed_from_epoch, error, cause, group_id FROM attempts WHERE trial_id = $1 ORDER BY attempt";
@@ -131,17 +135,17 @@ pub(super) fn insert_roc(rows: usize) -> String {
 pub(super) const COMPLETE_TRIAL: &str = "UPDATE trials SET state = 'completed', error = NULL, \
      lease_expires_at = NULL, epoch = $2, finished_at = $3 WHERE id = $1";
 
-/// The trial states a finished sweep has none of: every state but completed and failed,
+/// The trial states a finished sweep has none of: every state but completed, failed and stopped,
 /// listed rather than excluded so that the check is index probes on `trials_by_state`.
 fn unsettled_states() -> String {
-    let settled = [TrialState::Completed, TrialState::Failed];
+    let settled = [TrialState::Completed, TrialState::Failed, TrialState::Stopped];
     let unsettled: Vec<String> =
         TrialState::ALL.iter().filter(|s| !settled.contains(s)).map(|s| format!("'{s}'")).collect();
     unsettled.join(", ")
 }
 
 /// Marks sweep `$1` finished at `$2` once none of its trials is queued, running or
-/// cancelled. Runs on its own after the commit that settled a trial: under READ COMMITTED
+/// cancelled (a trial held at a rung is queued). Runs on its own after the commit that settled a trial: under READ COMMITTED
 /// the last of several settling transactions to commit sees all of them settled.
 pub(super) fn finish_sweep_if_done() -> String {
     format!(
@@ -263,3 +267,46 @@ impl<'q> sqlx::Encode<'q, sqlx::Any> for NullableReal {
         }
     }
 }
+
+/// What [`super::SqlStore::hold_at_rung`] needs of trial `$1`, when it is queued: its sweep's
+/// rule and the epoch of its checkpoint.
+pub(super) const RUNG_OF_QUEUED: &str = "SELECT s.early_stopping, \
+     (SELECT c.epoch FROM checkpoints c WHERE c.trial_id = t.id) AS checkpoint_epoch \
+     FROM trials t JOIN sweeps s ON s.id = t.sweep_id WHERE t.id = $1 AND t.state = 'queued'";
+
+/// Holds queued trial `$1` out of leases, saying why (`$2`; NULL: leasable again).
+pub(super) const SET_HOLD: &str = "UPDATE trials SET hold = $2 WHERE id = $1 AND state = 'queued'";
+
+/// Holds queued trial `$1`, whose checkpoint sits at rung epoch `$3`, saying why (`$2`).
+pub(super) const HOLD_AT_RUNG: &str = "UPDATE trials SET hold = $2, epoch = $3 WHERE id = $1 AND state = 'queued'";
+
+/// Stops queued trial `$1` at epoch `$2` by rule `$3` at `$4`.
+pub(super) const STOP_TRIAL: &str =
+    "UPDATE trials SET state = 'stopped', hold = NULL, stopped_epoch = $2, epoch = $2, \
+     stop_rule = $3, finished_at = $4, error = NULL WHERE id = $1 AND state = 'queued'";
+
+/// Sweep `$1`'s rule, when it is active.
+pub(super) const ACTIVE_RULE: &str = "SELECT early_stopping FROM sweeps WHERE id = $1 AND state = 'active'";
+
+/// The active sweeps that have a rule.
+pub(super) const ACTIVE_RULED_SWEEPS: &str =
+    "SELECT id FROM sweeps WHERE state = 'active' AND early_stopping IS NOT NULL ORDER BY created_at, id";
+
+/// Sweep `$1`'s trials as its rule sees them.
+pub(super) const RULED_TRIALS: &str = "SELECT t.id, t.ordinal, t.state, t.hold, \
+     (SELECT c.epoch FROM checkpoints c WHERE c.trial_id = t.id) AS checkpoint_epoch \
+     FROM trials t WHERE t.sweep_id = $1 ORDER BY t.ordinal";
+
+/// Sweep `$1`'s values of metric `$2`, every trial and epoch.
+pub(super) const RULED_VALUES: &str = "SELECT m.trial_id, m.epoch, m.value FROM metrics m \
+     JOIN trials t ON t.id = m.trial_id WHERE t.sweep_id = $1 AND m.name = $2";
+
+/// Records a decision once: (`$1` trial, `$2` rung, `$3` epoch, `$4` rule, `$5` metric, `$6`
+/// value, `$7` verdict, `$8` reason, `$9` time).
+pub(super) const INSERT_DECISION: &str = "INSERT INTO decisions (trial_id, rung, epoch, rule, metric, value, \
+     verdict, reason, decided_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (trial_id, rung) DO NOTHING";
+
+/// Sweep `$1`'s decisions, in trial and rung order.
+pub(super) const SELECT_DECISIONS: &str = "SELECT d.trial_id, t.ordinal, t.label, d.rung, d.epoch, d.rule, \
+     d.metric, d.value, d.verdict, d.reason FROM decisions d JOIN trials t ON t.id = d.trial_id \
+     WHERE t.sweep_id = $1 ORDER BY t.ordinal, d.rung";

@@ -110,6 +110,8 @@ on_both!(
     check_lease_refuses_superseded_and_unknown_attempts,
     writes_for_another_worker_s_lease_are_refused,
     tokens_are_stored_as_hashes_and_revoked_once,
+    asha_holds_trials_at_rungs_then_promotes_or_stops_them,
+    a_trial_requeued_at_a_rung_waits_for_its_decision_and_the_tick_settles_it,
 );
 
 const T0: Millis = 1_000_000;
@@ -154,6 +156,7 @@ fn new_sweep(id: &str, configs: u32, seeds: u32, max_attempts: u32, keep_checkpo
         spec_toml: "name = \"x\"\n".into(),
         keep_checkpoints,
         max_attempts,
+        early_stopping: None,
         trials,
     }
 }
@@ -807,6 +810,49 @@ async fn sqlite_migrations_apply_once() {
     assert_eq!(n.int("n").expect("n"), Dialect::Sqlite.migrations().len() as i64, "each migration once");
 }
 
+/// A database made before early stopping (schema 6) keeps every row when migration 7
+/// rebuilds its trials table, and every row that names a trial still finds it.
+#[tokio::test]
+async fn sqlite_rebuilding_the_trials_table_keeps_every_row_and_reference() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+    sqlx::any::install_default_drivers();
+    let mut c = sqlx::AnyConnection::connect(&url).await.expect("connect");
+    sqlx::raw_sql("PRAGMA foreign_keys = ON").execute(&mut c).await.expect("foreign keys");
+    sqlx::raw_sql(super::statements::SCHEMA_VERSION_TABLE).execute(&mut c).await.expect("schema_version");
+    for &(version, name, text) in &Dialect::Sqlite.migrations()[..6] {
+        sqlx::raw_sql(text).execute(&mut c).await.expect(name);
+        let record = sqlx::query(super::statements::RECORD_MIGRATION).bind(version).bind(name).bind(T0);
+        record.execute(&mut c).await.expect("record");
+    }
+    let rows = "INSERT INTO sweeps (id, name, spec_toml, keep_checkpoints, max_attempts, created_at) \
+        VALUES ('s', 'old', 'name = \"old\"', 0, 3, 1); \
+        INSERT INTO trials (id, sweep_id, ordinal, label, params_json, config_key, config_toml, seed, dataset, \
+        arch, width, loss, lr, batch_size, state, attempt, epoch, epochs, created_at, memory_bytes, memory_shape) \
+        VALUES ('s-t0', 's', 0, 'seed=0', '{}', 's-c0', 'seed = 0', 0, 'drive', 'unet', 32, 'dice', 0.001, 4, \
+        'completed', 1, 2, 2, 1, 4096, 'shape'); \
+        INSERT INTO attempts (trial_id, attempt, worker_id, started_at, outcome) VALUES ('s-t0', 1, 'w', 1, 'completed'); \
+        INSERT INTO metrics (trial_id, epoch, name, value, attempt) VALUES ('s-t0', 1, 'dice', 0.5, 1), ('s-t0', 2, 'dice', 0.6, 1);";
+    sqlx::raw_sql(rows).execute(&mut c).await.expect("rows of schema 6");
+    c.close().await.expect("disconnect");
+
+    let store = SqlStore::open(&url).await.expect("open: migration 7 rebuilds trials");
+    let t = store.trial("s-t0").await.expect("trial").expect("kept");
+    assert_eq!(
+        (t.state, t.epochs, t.memory_bytes, t.hold, t.stopped_epoch),
+        (TrialState::Completed, 2, 4096, None, None)
+    );
+    assert_eq!(store.attempts("s-t0").await.expect("attempts").len(), 1);
+    assert_eq!(store.metric_points("s-t0").await.expect("metrics").len(), 2);
+    let mut c = sqlx::AnyConnection::connect(&url).await.expect("connect");
+    sqlx::raw_sql("PRAGMA foreign_keys = ON").execute(&mut c).await.expect("foreign keys");
+    let orphan = "INSERT INTO metrics (trial_id, epoch, name, value, attempt) VALUES ('nobody', 1, 'dice', 0.5, 1)";
+    assert!(sqlx::raw_sql(orphan).execute(&mut c).await.is_err(), "references to trials are enforced again");
+    sqlx::raw_sql("DELETE FROM sweeps WHERE id = 's'").execute(&mut c).await.expect("delete");
+    let n = sqlx::query("SELECT count(*) AS n FROM metrics").fetch_one(&mut c).await.expect("count");
+    assert_eq!(n.int("n").expect("n"), 0, "deleting a sweep still cascades to its trials' rows");
+}
+
 #[tokio::test]
 async fn sqlite_in_memory_works() {
     let store = open("sqlite::memory:").await.expect("open in memory");
@@ -1194,4 +1240,106 @@ async fn tokens_are_stored_as_hashes_and_revoked_once(ctx: Ctx) {
     let again = store.revoke_token("t1", T0 + 9).await.expect("revoke").expect("exists");
     assert_eq!(again.revoked_at, Some(T0 + 5), "the first revocation time stays");
     assert_eq!(store.revoke_token("nope", T0).await.expect("revoke"), None);
+}
+
+/// A sweep of 3 configs under ASHA (eta 3, rungs at epochs 1 and 3 of 5).
+fn asha_sweep(id: &str) -> NewSweep {
+    let rule = crate::scheduler::early_stopping::Rule::Asha {
+        metric: "dice".into(),
+        mode: crate::scheduler::early_stopping::Mode::Max,
+        min_epochs: 1,
+        reduction_factor: 3,
+        max_epochs: 5,
+    };
+    NewSweep { early_stopping: Some(serde_json::to_string(&rule).expect("json")), ..new_sweep(id, 3, 1, 3, false) }
+}
+
+/// Trains leased trial `lease` to `epoch` with `dice` there, as a worker would: the metric,
+/// the checkpoint, then the hand-back at the rung.
+async fn reach_rung(store: &dyn Store, lease: &Leased, epoch: u32, dice: f64, now: Millis) {
+    let (id, attempt) = (lease.trial_id.as_str(), lease.attempt);
+    let point = MetricPoint { epoch, name: "dice".into(), value: dice };
+    store.record_metrics("w", id, attempt, &[point]).await.expect("metrics");
+    let file = format!("{id}-{epoch}.ckpt");
+    store.record_checkpoint("w", &checkpoint(id, attempt, epoch, &file), now).await.expect("checkpoint");
+    store.release("w", &[attempt_ref(id, attempt)], now).await.expect("release");
+}
+
+async fn asha_holds_trials_at_rungs_then_promotes_or_stops_them(ctx: Ctx) {
+    let store = &*ctx.store;
+    insert(store, &asha_sweep("a"), T0).await;
+    let leases: Vec<Leased> = store.lease("w", 3, T0, T0 + LEASE_MS).await.expect("lease");
+    assert_eq!(leases.iter().map(|l| l.pause_at_epoch).collect::<Vec<_>>(), vec![Some(1); 3], "each pauses at rung 0");
+
+    reach_rung(store, &leases[0], 1, 0.5, T0 + 1).await;
+    let t0 = trial(store, "a", "a-t0").await;
+    assert_eq!(t0.state, TrialState::Queued);
+    let hold = t0.hold.expect("held at its rung, not leasable");
+    assert!(hold.contains("rung 0 (epoch 1)") && hold.contains("not in the best 1/3 yet"), "{hold}");
+    assert!(store.lease("w", 3, T0 + 2, T0 + LEASE_MS).await.expect("lease").is_empty(), "a held trial is not leased");
+
+    reach_rung(store, &leases[1], 1, 0.9, T0 + 3).await;
+    reach_rung(store, &leases[2], 1, 0.1, T0 + 4).await;
+    // Three arrivals: the best third (trial 1) goes on; every outcome is in, so the rest stop.
+    let t1 = trial(store, "a", "a-t1").await;
+    assert_eq!((t1.state, t1.hold), (TrialState::Queued, None));
+    for id in ["a-t0", "a-t2"] {
+        let t = trial(store, "a", id).await;
+        assert_eq!(
+            (t.state, t.stopped_epoch, t.stop_rule.as_deref()),
+            (TrialState::Stopped, Some(1), Some("asha")),
+            "{id}"
+        );
+        assert!(t.note.as_deref().unwrap_or_default().contains("never in the best 1/3"), "{id}: {:?}", t.note);
+    }
+    let decisions = store.decisions("a").await.expect("decisions");
+    let verdicts: Vec<(&str, u32, &str)> =
+        decisions.iter().map(|d| (d.trial_id.as_str(), d.rung, d.verdict.as_str())).collect();
+    assert_eq!(verdicts, vec![("a-t0", 0, "stopped"), ("a-t1", 0, "promoted"), ("a-t2", 0, "stopped")]);
+
+    // The promoted trial resumes from its rung checkpoint and pauses at the next rung.
+    let again = lease_one(store, "w2", T0 + 5).await;
+    assert_eq!((again.trial_id.as_str(), again.checkpoint_epoch, again.pause_at_epoch), ("a-t1", Some(1), Some(3)));
+    store
+        .record_metrics("w2", "a-t1", again.attempt, &[MetricPoint { epoch: 3, name: "dice".into(), value: 0.95 }])
+        .await
+        .expect("metrics");
+    store
+        .record_checkpoint("w2", &checkpoint("a-t1", again.attempt, 3, "a-t1-3.ckpt"), T0 + 6)
+        .await
+        .expect("checkpoint");
+    store.release("w2", &[attempt_ref("a-t1", again.attempt)], T0 + 6).await.expect("release");
+    // Alone at the last rung: a finished rung promotes its best, so the search finishes a trial.
+    let last = lease_one(store, "w2", T0 + 7).await;
+    assert_eq!((last.checkpoint_epoch, last.pause_at_epoch), (Some(3), None), "trains to the end");
+    store.complete("w2", "a-t1", last.attempt, &completion(0.8, 0.9, Some(0.9)), T0 + 8).await.expect("complete");
+    assert_eq!(sweep_state(store, "a").await, SweepState::Finished, "completed and stopped trials settle a sweep");
+    // Settling again changes nothing: decisions are a function of what is stored.
+    assert_eq!(store.settle_early_stopping("a", T0 + 9).await.expect("settle"), 0);
+    assert_eq!(store.decisions("a").await.expect("decisions").len(), 4);
+}
+
+async fn a_trial_requeued_at_a_rung_waits_for_its_decision_and_the_tick_settles_it(ctx: Ctx) {
+    let store = &*ctx.store;
+    insert(store, &asha_sweep("b"), T0).await;
+    let leases: Vec<Leased> = store.lease("w", 3, T0, T0 + LEASE_MS).await.expect("lease");
+    for (lease, dice) in leases.iter().zip([0.3, 0.2]) {
+        reach_rung(store, lease, 1, dice, T0 + 1).await;
+    }
+    // The third reaches its rung and its worker dies before handing it back.
+    let third = &leases[2];
+    let point = MetricPoint { epoch: 1, name: "dice".into(), value: 0.7 };
+    store.record_metrics("w", &third.trial_id, third.attempt, &[point]).await.expect("metrics");
+    let file = "b-t2-1.ckpt";
+    store
+        .record_checkpoint("w", &checkpoint(&third.trial_id, third.attempt, 1, file), T0 + 2)
+        .await
+        .expect("checkpoint");
+    store.expire_leases(T0 + LEASE_MS + 1, None).await.expect("expire");
+    // Queued again at its rung: held, and decided by the tick's settle (the best of three).
+    let t2 = trial(store, "b", "b-t2").await;
+    assert_eq!((t2.state, t2.hold), (TrialState::Queued, None), "promoted by the expiry tick's settle");
+    assert_eq!(trial(store, "b", "b-t0").await.state, TrialState::Stopped);
+    let resumed = lease_one(store, "w2", T0 + LEASE_MS + 2).await;
+    assert_eq!((resumed.trial_id.as_str(), resumed.checkpoint_epoch), ("b-t2", Some(1)));
 }

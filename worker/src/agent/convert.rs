@@ -37,6 +37,7 @@ impl TryFrom<pb::LeasedTrial> for Lease {
                     bytes => bytes,
                 },
                 group_id: (!leased.group_id.is_empty()).then_some(leased.group_id),
+                pause_at_epoch: (leased.pause_at_epoch > 0).then_some(leased.pause_at_epoch),
                 config,
             }),
             Err(e) => Err(InvalidLease { trial_id: leased.trial_id, attempt: leased.attempt, reason: e.to_string() }),
@@ -151,6 +152,7 @@ mod tests {
             lease_expires_at_ms: 0,
             memory_bytes: 0,
             group_id: String::new(),
+            pause_at_epoch: 0,
         }
     }
 
@@ -165,6 +167,9 @@ mod tests {
         assert_eq!(lease.config.train.epochs, 2);
         assert_eq!(Lease::try_from(leased(RUN, false)).expect("valid").checkpoint_epoch, None);
         assert_eq!(lease.group_id, None, "no group id: alone");
+        assert_eq!(Lease::try_from(leased(RUN, false)).expect("valid").pause_at_epoch, None, "0: to the end");
+        let paused = pb::LeasedTrial { pause_at_epoch: 3, ..leased(RUN, false) };
+        assert_eq!(Lease::try_from(paused).expect("valid").pause_at_epoch, Some(3));
         let grouped = pb::LeasedTrial { group_id: "t-0.1".into(), ..leased(RUN, false) };
         assert_eq!(Lease::try_from(grouped).expect("valid").group_id.as_deref(), Some("t-0.1"));
     }

@@ -112,7 +112,7 @@ pub async fn run(options: AgentOptions, shutdown: impl std::future::Future<Outpu
                     // A trial's end is when a killed neighbour's folder may be collected.
                     work_dir::collect_abandoned(&options.work_root);
                 }
-                if let Some(found) = handle(message, &mut running, &mut outbox, draining) {
+                if let Some(found) = handle(message, &mut running, &mut outbox) {
                     if missing.is_none() {
                         found.say(options.data_dir.as_deref());
                         reminder.reset();
@@ -213,7 +213,6 @@ fn handle(
     message: TrialMessage,
     running: &mut HashMap<String, RunningTrial>,
     outbox: &mut Outbox,
-    draining: bool,
 ) -> Option<MissingData> {
     let TrialMessage { trial_id, attempt, event } = message;
     let abandoned = running.get(&trial_id).is_none_or(|t| t.abandoned);
@@ -235,7 +234,10 @@ fn handle(
         }
         TrialEvent::Stopped => {
             running.remove(&trial_id);
-            if draining && !abandoned {
+            // Leaving, or paused at a rung: either way the coordinator takes it back (after
+            // its checkpoint, which the outbox sends first). A cancelled or superseded trial
+            // is nobody's to give back.
+            if !abandoned {
                 outbox.push(Report::Release { trial_id, attempt });
             }
             None

@@ -29,6 +29,8 @@ pub struct Lease {
     /// The fused group it trains in, shared with the other trials of its lease that have
     /// it; `None`: alone.
     pub group_id: Option<String>,
+    /// Early stopping: the rung it trains to, then hands the trial back; `None`: to the end.
+    pub pause_at_epoch: Option<u32>,
 }
 
 /// One measured value of one epoch, named by an [`allsweep_proto::metric`] constant.
@@ -61,7 +63,8 @@ pub enum TrialEvent {
         bytes: Vec<u8>,
     },
     Finished(Result<Box<TrialOutcome>, Failure>),
-    /// Ended by a stop request (shutdown, cancellation) after writing its checkpoint: no failure.
+    /// Ended by a stop request (shutdown, cancellation), or paused at a rung of its sweep's
+    /// early stopping, after writing its checkpoint: no failure.
     Stopped,
 }
 
@@ -195,6 +198,7 @@ impl Prepared {
             checkpoint: Some(self.checkpoint.clone()),
             resume: self.resume.clone(),
             stop: Some(&self.stop),
+            pause_after_epoch: self.lease.pause_at_epoch.map(|e| e as usize),
             loss_read_every: train::loss_read_every(device),
             float64: false,
         }

@@ -394,6 +394,11 @@ impl Group<'_, '_> {
         self.states[g].position.start_next_epoch(adam_steps);
         if let Err(e) = self.save_checkpoint(g) {
             self.end(g, Err(e));
+            return;
+        }
+        let epoch = self.states[g].position.epoch;
+        if super::pauses_here(&member.options, epoch, member.config.train.epochs) {
+            self.end(g, Err(TrainError::Paused { epoch }));
         }
     }
 

@@ -75,6 +75,9 @@ pub struct RunOptions<'a> {
     pub resume: Option<PathBuf>,
     /// Set from outside to stop between two steps; a checkpoint is written first.
     pub stop: Option<&'a AtomicBool>,
+    /// Early stopping: end after this many epochs, their checkpoint written, with
+    /// [`TrainError::Paused`] (the coordinator decides at that rung whether it goes on).
+    pub pause_after_epoch: Option<usize>,
     /// Steps between two reads of the training losses ([`loss_read_every`]).
     pub loss_read_every: usize,
     /// Trains in float64 (weights, inputs, losses): slow, and no config asks for it; it is
@@ -93,6 +96,12 @@ fn in_kind((input, target): (tch::Tensor, tch::Tensor), float64: bool) -> (tch::
     }
 }
 
+/// Whether a run with `options` pauses now, after `epoch` of its `epochs`: at its rung, never
+/// at its last epoch (which it finishes and tests).
+pub fn pauses_here(options: &RunOptions, epoch: usize, epochs: usize) -> bool {
+    options.pause_after_epoch == Some(epoch) && epoch < epochs
+}
+
 /// Why a trial did not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -108,6 +117,9 @@ pub enum TrainError {
     Diverged { epoch: usize, step: usize, value: f64 },
     #[error("stopped on request at epoch {epoch}, step {step}; checkpoint written")]
     Stopped { epoch: usize, step: usize },
+    /// Reached the rung it was to pause at ([`RunOptions::pause_after_epoch`]).
+    #[error("paused after epoch {epoch}, a rung of the sweep's early stopping; checkpoint written")]
+    Paused { epoch: usize },
     #[error("the training split has {0} sample(s); at least 2 are needed")]
     TooFewSamples(usize),
     #[error("libtorch: {0}")]
@@ -165,7 +177,7 @@ impl TrainError {
     /// ([`TrialFault::OutOfMemory`]). `None` for a stop on request, which is no failure.
     pub fn fault(&self) -> Option<TrialFault> {
         match self {
-            TrainError::Stopped { .. } => None,
+            TrainError::Stopped { .. } | TrainError::Paused { .. } => None,
             TrainError::Data(error) => Some(error.fault()),
             TrainError::Torch(e) if is_out_of_memory(&e.to_string()) => Some(TrialFault::OutOfMemory),
             TrainError::Panicked(message) | TrainError::Group(message) if is_out_of_memory(message) => {
@@ -316,6 +328,9 @@ pub fn train_on(
         }
         position.start_next_epoch(adam.steps());
         save_checkpoint(options, &vs, &adam, best.as_ref(), &position, events)?;
+        if pauses_here(options, position.epoch, config.train.epochs) {
+            return Err(TrainError::Paused { epoch: position.epoch });
+        }
     }
     let selected_epoch = match &best {
         Some(weights) => {

@@ -23,7 +23,16 @@ fn config(loss: &str, epochs: usize) -> TrialConfig {
 /// these tests on CUDA).
 fn options<'a>(checkpoint: Option<PathBuf>, resume: Option<PathBuf>, stop: Option<&'a AtomicBool>) -> RunOptions<'a> {
     let device = crate::device::for_tests();
-    RunOptions { device, data_dir: None, checkpoint, resume, stop, loss_read_every: 3, float64: false }
+    RunOptions {
+        device,
+        data_dir: None,
+        checkpoint,
+        resume,
+        stop,
+        loss_read_every: 3,
+        float64: false,
+        pause_after_epoch: None,
+    }
 }
 
 fn quiet() -> impl Fn(TrainEvent) {
@@ -101,6 +110,34 @@ fn resuming_after_an_epoch_gives_the_uninterrupted_result() {
 #[test]
 fn resuming_mid_epoch_gives_the_uninterrupted_result() {
     assert_resume_matches(|e| matches!(e, TrainEvent::Step { epoch: 1, step: 1, .. }));
+}
+
+#[test]
+fn a_run_paused_at_a_rung_resumes_there_and_ends_like_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("trial.ckpt");
+    let config = config("kind = \"all\"", 3);
+    let straight = train(&config, &options(None, None, None), &quiet()).unwrap();
+    let epochs = Mutex::new(Vec::new());
+    let sink = |e: TrainEvent| {
+        if let TrainEvent::Epoch(r) = e {
+            epochs.lock().unwrap().push(r.epoch);
+        }
+    };
+    let paused = RunOptions { pause_after_epoch: Some(2), ..options(Some(ckpt.clone()), None, None) };
+    let ended = train(&config, &paused, &sink);
+    assert!(matches!(ended, Err(TrainError::Paused { epoch: 2 })), "{ended:?}");
+    assert_eq!(ended.unwrap_err().fault(), None, "a pause is no failure");
+    assert_eq!(*epochs.lock().unwrap(), vec![1, 2], "epochs 1 and 2 reported, no more trained");
+    assert_eq!(checkpoint_position(&ckpt).unwrap(), (2, 0), "its checkpoint sits at the rung");
+    // The last epoch is never a pause: the run finishes and is tested.
+    let last = RunOptions { pause_after_epoch: Some(3), ..options(Some(ckpt.clone()), Some(ckpt.clone()), None) };
+    let resumed = train(&config, &last, &quiet()).unwrap();
+    assert_eq!(resumed.resumed_from, Some((2, 0)));
+    assert_eq!(resumed.epochs.len(), 3);
+    let (a, b) = (straight.epochs[2].train_loss, resumed.epochs[2].train_loss);
+    assert!((a - b).abs() < 1e-6, "the last epoch: {a} vs {b}");
+    assert_eq!(straight.test.counts, resumed.test.counts);
 }
 
 #[test]

@@ -62,7 +62,16 @@ fn focusnet_trio(epochs: usize) -> Vec<TrialConfig> {
 /// Float64 options, losses read every 3 steps (as on a GPU, every 16 there).
 fn options<'a>(checkpoint: Option<PathBuf>, resume: Option<PathBuf>, stop: Option<&'a AtomicBool>) -> RunOptions<'a> {
     let device = crate::device::for_tests();
-    RunOptions { device, data_dir: None, checkpoint, resume, stop, loss_read_every: 3, float64: true }
+    RunOptions {
+        device,
+        data_dir: None,
+        checkpoint,
+        resume,
+        stop,
+        loss_read_every: 3,
+        float64: true,
+        pause_after_epoch: None,
+    }
 }
 
 fn float32() -> RunOptions<'static> {

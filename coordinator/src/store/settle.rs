@@ -1,0 +1,168 @@
+//! Early stopping in the store: a trial handed back at a rung is held out of leases in the
+//! same transaction, and a sweep's rule is applied to what is stored in a transaction of its
+//! own, under the sweep's lock ([`crate::scheduler::early_stopping`] decides; this module
+//! reads and writes).
+
+use std::collections::{BTreeMap, HashMap};
+
+use sqlx::AnyConnection;
+
+use super::body::SqlStore;
+use super::rows::{self, Cols};
+use super::statements as sql;
+use super::{DecisionRow, Millis, Result, StoreError, TrialState};
+use crate::scheduler::early_stopping::{self, Decision, Rule, TrialSeen, Verdict};
+
+/// A sweep's rule as stored; a rule that does not read back is an error that names the sweep.
+pub(super) fn parse_rule(sweep_id: &str, json: &str) -> Result<Rule> {
+    serde_json::from_str(json)
+        .map_err(|e| StoreError::Constraint(format!("sweep {sweep_id}: early_stopping does not read back: {e}")))
+}
+
+/// What a held trial says while it waits, before its rule has judged it.
+fn waiting_for_earlier(rule: &Rule, rung: usize, epoch: u32) -> String {
+    format!("{} rung {rung} (epoch {epoch}): waiting for the trials before it to reach the rung", rule.name())
+}
+
+impl SqlStore {
+    /// Holds queued trial `trial_id` out of leases when its checkpoint sits at a rung of its
+    /// sweep's rule: it was handed back there, and only the rule may let it go on. Runs in
+    /// the transaction that queued it (a release, a retried failure, an expiry).
+    pub(super) async fn hold_at_rung(&self, conn: &mut AnyConnection, trial_id: &str) -> Result<bool> {
+        let Some(row) = sqlx::query(sql::RUNG_OF_QUEUED).bind(trial_id).fetch_optional(&mut *conn).await? else {
+            return Ok(false);
+        };
+        let (Some(json), Some(epoch)) = (row.text_opt("early_stopping")?, row.int_opt("checkpoint_epoch")?) else {
+            return Ok(false);
+        };
+        let rule = parse_rule(trial_id, &json)?;
+        let epoch = rows::small(epoch);
+        let Some(rung) = rule.rungs().iter().position(|&r| r == epoch) else {
+            return Ok(false);
+        };
+        let why = waiting_for_earlier(&rule, rung, epoch);
+        sqlx::query(sql::HOLD_AT_RUNG).bind(trial_id).bind(why).bind(i64::from(epoch)).execute(&mut *conn).await?;
+        Ok(true)
+    }
+
+    pub(super) async fn settle(&self, sweep_id: &str, now: Millis) -> Result<u32> {
+        let mut tx = self.write().await?;
+        let lock = format!("{}{}", sql::ACTIVE_RULE, self.dialect().lock_rows("sweeps"));
+        let Some(row) = sqlx::query(&lock).bind(sweep_id).fetch_optional(&mut *tx).await? else {
+            return Ok(0);
+        };
+        let Some(json) = row.text_opt("early_stopping")? else {
+            return Ok(0);
+        };
+        let rule = parse_rule(sweep_id, &json)?;
+        let trials = sqlx::query(sql::RULED_TRIALS).bind(sweep_id).fetch_all(&mut *tx).await?;
+        let values = sqlx::query(sql::RULED_VALUES).bind(sweep_id).bind(rule.metric()).fetch_all(&mut *tx).await?;
+        let mut curves: HashMap<String, BTreeMap<u32, f64>> = HashMap::new();
+        for v in &values {
+            curves.entry(v.text("trial_id")?).or_default().insert(rows::small(v.int("epoch")?), v.real("value")?);
+        }
+        let mut seen = Vec::with_capacity(trials.len());
+        let mut by_ordinal = HashMap::with_capacity(trials.len());
+        for t in &trials {
+            let id = t.text("id")?;
+            let state = rows::parse_word(TrialState::parse, "trial state", &t.text("state")?)?;
+            let ordinal = rows::small(t.int("ordinal")?);
+            seen.push(TrialSeen {
+                ordinal,
+                values: curves.remove(&id).unwrap_or_default(),
+                ended: matches!(state, TrialState::Failed | TrialState::Cancelled),
+            });
+            let checkpoint = t.int_opt("checkpoint_epoch")?.map(rows::small);
+            by_ordinal.insert(ordinal, (id, state, t.text_opt("hold")?, checkpoint));
+        }
+        let decisions = early_stopping::decide(&rule, &seen);
+        for d in decisions.iter().filter(|d| d.verdict != Verdict::Waiting) {
+            let trial_id = &by_ordinal[&d.ordinal].0;
+            sqlx::query(sql::INSERT_DECISION)
+                .bind(trial_id)
+                .bind(i64::from(d.rung))
+                .bind(i64::from(d.epoch))
+                .bind(rule.name())
+                .bind(rule.metric())
+                .bind(d.value.is_finite().then_some(d.value))
+                .bind(d.verdict.as_str())
+                .bind(&d.reason)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let at: HashMap<(u32, u32), &Decision> = decisions.iter().map(|d| ((d.ordinal, d.epoch), d)).collect();
+        let rungs = rule.rungs();
+        let mut changed = 0;
+        for (ordinal, (id, state, hold, checkpoint)) in &by_ordinal {
+            if *state != TrialState::Queued {
+                continue;
+            }
+            let rung = checkpoint.and_then(|c| rungs.iter().position(|&r| r == c));
+            let (Some(rung), Some(epoch)) = (rung, *checkpoint) else {
+                if hold.is_some() {
+                    sqlx::query(sql::SET_HOLD).bind(id).bind(None::<String>).execute(&mut *tx).await?;
+                }
+                continue;
+            };
+            match at.get(&(*ordinal, epoch)).map(|d| (d.verdict, d)) {
+                Some((Verdict::Promoted, _)) => {
+                    if hold.is_some() {
+                        sqlx::query(sql::SET_HOLD).bind(id).bind(None::<String>).execute(&mut *tx).await?;
+                        changed += 1;
+                    }
+                }
+                Some((Verdict::Stopped, _)) => {
+                    let q = sqlx::query(sql::STOP_TRIAL).bind(id).bind(i64::from(epoch)).bind(rule.name()).bind(now);
+                    q.execute(&mut *tx).await?;
+                    changed += 1;
+                }
+                Some((Verdict::Waiting, d)) => {
+                    let why = format!("{} rung {rung} (epoch {epoch}): {}", rule.name(), d.reason);
+                    if hold.as_deref() != Some(why.as_str()) {
+                        sqlx::query(sql::SET_HOLD).bind(id).bind(why).execute(&mut *tx).await?;
+                    }
+                }
+                None => {
+                    let why = waiting_for_earlier(&rule, rung, epoch);
+                    if hold.as_deref() != Some(why.as_str()) {
+                        sqlx::query(sql::SET_HOLD).bind(id).bind(why).execute(&mut *tx).await?;
+                    }
+                }
+            }
+        }
+        tx.commit().await?;
+        self.finish_sweep_if_done(sweep_id, now).await;
+        Ok(changed)
+    }
+
+    pub(super) async fn settle_all(&self, now: Millis) -> Result<u32> {
+        let sweeps = sqlx::query(sql::ACTIVE_RULED_SWEEPS).fetch_all(self.pool()).await?;
+        let mut changed = 0;
+        for s in &sweeps {
+            changed += self.settle(&s.text("id")?, now).await?;
+        }
+        Ok(changed)
+    }
+
+    pub(super) async fn select_decisions(&self, sweep_id: &str) -> Result<Vec<DecisionRow>> {
+        let found = sqlx::query(sql::SELECT_DECISIONS).bind(sweep_id).fetch_all(self.pool()).await?;
+        found
+            .iter()
+            .map(|r| {
+                Ok(DecisionRow {
+                    trial_id: r.text("trial_id")?,
+                    ordinal: rows::small(r.int("ordinal")?),
+                    label: r.text("label")?,
+                    rung: rows::small(r.int("rung")?),
+                    epoch: rows::small(r.int("epoch")?),
+                    rule: r.text("rule")?,
+                    metric: r.text("metric")?,
+                    value: r.real_opt("value")?,
+                    verdict: r.text("verdict")?,
+                    reason: r.text("reason")?,
+                })
+            })
+            .collect()
+    }
+}
