@@ -159,3 +159,36 @@ async fn a_coordinator_killed_mid_sweep_under_asha_makes_the_same_decisions() {
     assert!(before < decisions.len(), "killed mid-sweep: {before} of {} decisions made before", decisions.len());
     assert_eq!(decisions, reference_decisions, "the same decisions as the sweep that was never interrupted");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_race_over_seeds_stops_giving_seeds_to_a_config_shown_worse() {
+    let cluster = Cluster::sqlite("race", &[]);
+    let _worker = cluster.worker("worker", &[]);
+    let mut client = cluster.client().await;
+    // A learning rate too small to learn against one that learns, 6 seeds each, judged on
+    // the training loss of the last epoch (4 epochs of 16 images barely move the validation
+    // metrics of either).
+    let mut text = SyntheticSpec::new("race lr").epochs(4).seeds(0..6).grid("train.lr", "[1e-7, 1e-2]").to_toml();
+    text.push_str("\n[search.early_stopping]\nkind = \"race\"\nmetric = \"train_loss\"\nmin_seeds = 3\n");
+    let submitted = submit(&mut client, &text).await;
+    assert_eq!(submitted.trials, 12);
+    let done = wait_for(&mut client, &submitted.sweep_id, LONG, |s| s.state() == pb::SweepState::Finished).await;
+    assert_eq!(done.failed, 0, "{done:?}\n{}", cluster.log("worker"));
+    let store = cluster.store().await;
+    let trials = store.trials(&submitted.sweep_id).await.unwrap();
+    let (slow, fast): (Vec<_>, Vec<_>) = trials.iter().partition(|t| t.label.contains("train.lr=0.0000001"));
+    assert!(fast.iter().all(|t| t.state == TrialState::Completed), "the better config gets every seed");
+    let slow_run = slow.iter().filter(|t| t.state == TrialState::Completed).count();
+    assert!((3..6).contains(&slow_run), "the worse config stops after a wave from the third: {slow_run} seeds run");
+    assert!(
+        slow.iter().filter(|t| t.state == TrialState::Stopped).all(|t| t.stopped_epoch == Some(0)),
+        "never started"
+    );
+    let report = std::process::Command::new(coordinator_binary())
+        .args(["report", &submitted.sweep_id, "--db", &cluster.db])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&report.stdout);
+    assert!(text.contains("race over seeds") && text.contains("eliminated after wave"), "{text}");
+    assert!(text.contains(&format!("seeds run: {} of the 12", 6 + slow_run)), "{text}");
+}

@@ -8,8 +8,11 @@ use super::{Cell, Report};
 use crate::scheduler::early_stopping::Rule;
 use crate::store::{DecisionRow, TrialRow, TrialState};
 
-/// The rung table of one sweep under `rule`.
+/// The early-stopping table of one sweep under `rule`: its rungs, or its race.
 pub fn build(sweep_name: &str, rule: &Rule, trials: &[TrialRow], decisions: &[DecisionRow]) -> Report {
+    if let Rule::Race { .. } = rule {
+        return race(sweep_name, rule, trials, decisions);
+    }
     let mut by_rung: BTreeMap<(u32, u32), Vec<&DecisionRow>> = BTreeMap::new();
     for d in decisions {
         by_rung.entry((d.rung, d.epoch)).or_default().push(d);
@@ -81,5 +84,60 @@ pub fn describe(rule: &Rule) -> String {
             mode.as_str(),
             rungs.join(", ")
         ),
+        Rule::Race { metric, mode, alpha, min_seeds, max_epochs } => format!(
+            "racing over seeds on {metric} ({}) at epoch {max_epochs}: after each wave of seeds, from wave {min_seeds} on, a config worse than the best by a one-sided paired t-test at level {alpha} gets no more seeds",
+            mode.as_str()
+        ),
+    }
+}
+
+/// A trial's label without its seed: its config's.
+fn config_label(label: &str) -> String {
+    let words: Vec<&str> = label.split_whitespace().filter(|w| !w.starts_with("seed=")).collect();
+    if words.is_empty() {
+        "(the only config)".to_string()
+    } else {
+        words.join(" ")
+    }
+}
+
+/// The race table: each config with the seeds it got and how its race ended.
+fn race(sweep_name: &str, rule: &Rule, trials: &[TrialRow], decisions: &[DecisionRow]) -> Report {
+    let mut configs: Vec<(String, Vec<&TrialRow>)> = Vec::new();
+    for t in trials {
+        match configs.iter_mut().find(|(key, _)| *key == t.config_key) {
+            Some((_, seeds)) => seeds.push(t),
+            None => configs.push((t.config_key.clone(), vec![t])),
+        }
+    }
+    let rows = configs
+        .iter()
+        .map(|(_, seeds)| {
+            let count = |s: TrialState| seeds.iter().filter(|t| t.state == s).count();
+            let ids: Vec<&str> = seeds.iter().map(|t| t.id.as_str()).collect();
+            let last = decisions.iter().filter(|d| ids.contains(&d.trial_id.as_str())).max_by_key(|d| d.rung);
+            let status = match last {
+                Some(d) if d.verdict == "stopped" => format!("eliminated after wave {}: {}", d.rung + 1, d.reason),
+                Some(d) => format!("racing after wave {}: {}", d.rung + 1, d.reason),
+                None => "not tested yet".to_string(),
+            };
+            vec![
+                Cell::Text(config_label(&seeds[0].label)),
+                Cell::Count(count(TrialState::Completed)),
+                Cell::Count(count(TrialState::Stopped)),
+                Cell::Text(status),
+            ]
+        })
+        .collect();
+    let run: usize = trials.iter().filter(|t| t.state != TrialState::Stopped).count();
+    Report {
+        title: format!("{sweep_name}: race over seeds"),
+        columns: ["config", "seeds run", "seeds not run", "race"].map(String::from).to_vec(),
+        rows,
+        notes: vec![
+            describe(rule),
+            format!("seeds run: {run} of the {} that every config with every seed takes", trials.len()),
+        ],
+        digits: vec![0; 4],
     }
 }

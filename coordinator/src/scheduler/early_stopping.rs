@@ -79,8 +79,29 @@ impl Mode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Rule {
-    Asha { metric: String, mode: Mode, min_epochs: u32, reduction_factor: u32, max_epochs: u32 },
-    Median { metric: String, mode: Mode, min_epochs: u32, interval: u32, min_samples: u32, max_epochs: u32 },
+    Asha {
+        metric: String,
+        mode: Mode,
+        min_epochs: u32,
+        reduction_factor: u32,
+        max_epochs: u32,
+    },
+    Median {
+        metric: String,
+        mode: Mode,
+        min_epochs: u32,
+        interval: u32,
+        min_samples: u32,
+        max_epochs: u32,
+    },
+    /// Racing over seeds ([`super::race`]): judged on the metric at the last epoch, by config.
+    Race {
+        metric: String,
+        mode: Mode,
+        alpha: f64,
+        min_seeds: u32,
+        max_epochs: u32,
+    },
 }
 
 impl Rule {
@@ -88,28 +109,32 @@ impl Rule {
         match self {
             Rule::Asha { .. } => "asha",
             Rule::Median { .. } => "median",
+            Rule::Race { .. } => "race",
         }
     }
 
     pub fn metric(&self) -> &str {
         match self {
-            Rule::Asha { metric, .. } | Rule::Median { metric, .. } => metric,
+            Rule::Asha { metric, .. } | Rule::Median { metric, .. } | Rule::Race { metric, .. } => metric,
         }
     }
 
     pub fn mode(&self) -> Mode {
         match self {
-            Rule::Asha { mode, .. } | Rule::Median { mode, .. } => *mode,
+            Rule::Asha { mode, .. } | Rule::Median { mode, .. } | Rule::Race { mode, .. } => *mode,
         }
     }
 
     pub fn max_epochs(&self) -> u32 {
         match self {
-            Rule::Asha { max_epochs, .. } | Rule::Median { max_epochs, .. } => *max_epochs,
+            Rule::Asha { max_epochs, .. } | Rule::Median { max_epochs, .. } | Rule::Race { max_epochs, .. } => {
+                *max_epochs
+            }
         }
     }
 
-    /// The epochs at which trials are judged, ascending, all before the last epoch.
+    /// The epochs at which trials are judged, ascending, all before the last epoch (none for a
+    /// race, which judges configs on finished trials).
     pub fn rungs(&self) -> Vec<u32> {
         let mut rungs = Vec::new();
         match *self {
@@ -127,6 +152,7 @@ impl Rule {
                     epoch = epoch.saturating_add(interval.max(1));
                 }
             }
+            Rule::Race { .. } => {}
         }
         rungs
     }
@@ -236,6 +262,7 @@ impl<'a> Rung<'_, 'a> {
         let (mut decisions, promoted) = match self.rule {
             Rule::Asha { reduction_factor, mode, .. } => self.asha(&arrivals, *reduction_factor, *mode, all_known),
             Rule::Median { min_samples, mode, .. } => self.median(&arrivals, *min_samples, *mode),
+            Rule::Race { .. } => (Vec::new(), Vec::new()),
         };
         decisions.sort_by_key(|d| d.ordinal);
         // Promoted trials, in the order of the arrival that promoted them, then their own.

@@ -77,6 +77,7 @@
 pub mod early_stopping;
 mod expiry;
 pub mod fusion;
+pub mod race;
 mod states;
 
 pub use allsweep_proto::fault::TrialFault;

@@ -3,13 +3,15 @@
 //!
 //! ```toml
 //! [search.early_stopping]
-//! kind = "asha"          # or "median"
+//! kind = "asha"          # or "median", or "race"
 //! metric = "dice"        # a per-epoch validation metric (or train_loss, validation_loss)
 //! mode = "max"           # optional: "min" for losses, "max" otherwise
 //! min_epochs = 1         # the first rung
 //! reduction_factor = 3   # asha: rungs at min_epochs * 3^k; the best third goes on
 //! max_epochs = 27        # optional: the trials' train.epochs, which it must equal
 //! # median: interval = 1 (epochs between rungs), min_samples = 3 (earlier trials needed)
+//! # race: alpha = 0.05 (the paired test's level), min_seeds = 3 (waves before the first
+//! #       test); judged on the metric at the last epoch, config by config
 //! ```
 
 use allsweep_config::lines::line_of;
@@ -39,6 +41,7 @@ const JUDGED: [&str; 13] = [
 
 const ASHA_KEYS: [&str; 6] = ["kind", "metric", "mode", "min_epochs", "reduction_factor", "max_epochs"];
 const MEDIAN_KEYS: [&str; 7] = ["kind", "metric", "mode", "min_epochs", "interval", "min_samples", "max_epochs"];
+const RACE_KEYS: [&str; 6] = ["kind", "metric", "mode", "alpha", "min_seeds", "max_epochs"];
 
 /// The largest reduction factor, interval or sample count accepted: far past any use.
 const MAX_SMALL: i64 = 1000;
@@ -71,8 +74,9 @@ fn whole(
 }
 
 /// The rule, read from the `early_stopping` entry of `[search]`, checked against the
-/// trials' epochs (`epochs`, one value per trial). `None`: no early stopping.
-pub fn parse(source: &str, value: Option<&Value>, epochs: &[u32]) -> Result<Option<Rule>, ConfigError> {
+/// trials' epochs (`epochs`, one value per trial) and the sweep's number of `seeds`. `None`:
+/// no early stopping.
+pub fn parse(source: &str, value: Option<&Value>, epochs: &[u32], seeds: usize) -> Result<Option<Rule>, ConfigError> {
     let table = match value {
         None => return Ok(None),
         Some(Value::Table(t)) => t,
@@ -85,13 +89,21 @@ pub fn parse(source: &str, value: Option<&Value>, epochs: &[u32]) -> Result<Opti
         }
     };
     let kind = match table.get("kind") {
-        Some(Value::String(s)) if s == "asha" || s == "median" => s.as_str(),
+        Some(Value::String(s)) if ["asha", "median", "race"].contains(&s.as_str()) => s.as_str(),
         Some(other) => {
-            return Err(fail(source, "kind", format!("expected \"asha\" or \"median\", found {}", describe(other))))
+            return Err(fail(
+                source,
+                "kind",
+                format!("expected \"asha\", \"median\" or \"race\", found {}", describe(other)),
+            ))
         }
-        None => return Err(fail(source, "kind", "missing; \"asha\" or \"median\"")),
+        None => return Err(fail(source, "kind", "missing; \"asha\", \"median\" or \"race\"")),
     };
-    let accepted: &[&str] = if kind == "asha" { &ASHA_KEYS } else { &MEDIAN_KEYS };
+    let accepted: &[&str] = match kind {
+        "asha" => &ASHA_KEYS,
+        "median" => &MEDIAN_KEYS,
+        _ => &RACE_KEYS,
+    };
     if let Some(unknown) = table.keys().find(|k| !accepted.contains(&k.as_str())) {
         return Err(fail(
             source,
@@ -139,6 +151,28 @@ pub fn parse(source: &str, value: Option<&Value>, epochs: &[u32]) -> Result<Opti
             format!("{max_epochs}, but the trials' train.epochs is {first}; set train.epochs = {max_epochs}, or leave max_epochs out"),
         ));
     }
+    if kind == "race" {
+        let alpha = match table.get("alpha") {
+            None => 0.05,
+            Some(Value::Float(a)) if *a > 0.0 && *a < 1.0 => *a,
+            Some(other) => {
+                return Err(fail(
+                    source,
+                    "alpha",
+                    format!("expected a number between 0 and 1, found {}", describe(other)),
+                ))
+            }
+        };
+        let min_seeds = whole(source, table, "min_seeds", 2, MAX_SMALL, Some(3))?;
+        if seeds <= min_seeds as usize {
+            return Err(fail(
+                source,
+                "min_seeds",
+                format!("{min_seeds}, but the sweep has {seeds} seeds: a race needs more seeds than min_seeds"),
+            ));
+        }
+        return Ok(Some(Rule::Race { metric, mode, alpha, min_seeds, max_epochs }));
+    }
     let min_epochs = whole(source, table, "min_epochs", 1, i64::from(u32::MAX), None)?;
     let rule = if kind == "asha" {
         let reduction_factor = whole(source, table, "reduction_factor", 2, MAX_SMALL, Some(3))?;
@@ -164,7 +198,7 @@ mod tests {
 
     fn rule(text: &str, epochs: &[u32]) -> Result<Option<Rule>, ConfigError> {
         let table: Table = text.parse().expect("toml");
-        parse(text, table.get("search").and_then(|s| s.get("early_stopping")), epochs)
+        parse(text, table.get("search").and_then(|s| s.get("early_stopping")), epochs, 5)
     }
 
     #[test]
@@ -180,6 +214,13 @@ mod tests {
         let got = rule(loss, &[5]).expect("valid").expect("a rule");
         assert_eq!(got.mode(), Mode::Min, "a loss is minimised unless told");
         assert_eq!(got.rungs(), vec![2, 3, 4]);
+        let race = "[search.early_stopping]\nkind = \"race\"\nmetric = \"jaccard\"\n";
+        let got = rule(race, &[5]).expect("valid").expect("a rule");
+        assert_eq!(
+            got,
+            Rule::Race { metric: "jaccard".into(), mode: Mode::Max, alpha: 0.05, min_seeds: 3, max_epochs: 5 }
+        );
+        assert!(got.rungs().is_empty(), "a race never pauses a trial");
     }
 
     #[test]
@@ -189,7 +230,15 @@ mod tests {
                 "kind = \"hyperband\"\nmetric = \"dice\"\nmin_epochs = 1",
                 4,
                 "search.early_stopping.kind",
-                "\"asha\" or \"median\"",
+                "\"median\" or \"race\"",
+            ),
+            ("kind = \"race\"\nmetric = \"dice\"\nalpha = 1.5", 4, "search.early_stopping.alpha", "between 0 and 1"),
+            ("kind = \"race\"\nmetric = \"dice\"\nmin_seeds = 5", 4, "search.early_stopping.min_seeds", "has 5 seeds"),
+            (
+                "kind = \"race\"\nmetric = \"dice\"\nmin_epochs = 1",
+                4,
+                "search.early_stopping.min_epochs",
+                "unknown key",
             ),
             (
                 "kind = \"asha\"\nmetric = \"seconds\"\nmin_epochs = 1",

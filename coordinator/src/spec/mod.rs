@@ -179,7 +179,7 @@ impl Spec {
         }
         let epochs: Vec<u32> = trials.iter().map(|t| t.epochs).collect();
         let ruled = table.get("search").and_then(|s| s.get("early_stopping"));
-        let early_stopping = early_stopping::parse(source, ruled, &epochs)?;
+        let early_stopping = early_stopping::parse(source, ruled, &epochs, seeds.len())?;
         let rule_json = early_stopping.as_ref().map(|r| serde_json::to_string(r).expect("a rule serialises"));
         // The rule is part of the sweep: the same trials under another rule are another sweep.
         let identity = match &rule_json {

@@ -3,7 +3,7 @@
 //! write checked against its attempt in the same transaction, a sweep finished right after
 //! the commit that settles its last trial, attempts closed exactly once) lives here, once.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use sqlx::{Any, Transaction};
@@ -291,6 +291,23 @@ impl Store for SqlStore {
                 .bind(&t.memory.shape)
                 .execute(&mut *tx)
                 .await?;
+        }
+        // A race holds every seed past its first waves until the waves before it are tested.
+        if let Some(json) = &sweep.early_stopping {
+            if let scheduler::early_stopping::Rule::Race { min_seeds, .. } = super::settle::parse_rule(&sweep.id, json)?
+            {
+                let mut seen: HashMap<&str, usize> = HashMap::new();
+                let mut ordered: Vec<&super::NewTrial> = sweep.trials.iter().collect();
+                ordered.sort_by_key(|t| t.ordinal);
+                for t in ordered {
+                    let wave = seen.entry(t.config_key.as_str()).or_default();
+                    if *wave >= min_seeds as usize {
+                        let why = super::settle::race_wait(*wave, min_seeds as usize);
+                        sqlx::query(sql::SET_HOLD).bind(&t.id).bind(why).execute(&mut *tx).await?;
+                    }
+                    *wave += 1;
+                }
+            }
         }
         tx.commit().await?;
         Ok(true)
@@ -642,6 +659,9 @@ impl Store for SqlStore {
             delete = q.fetch_optional(&mut *tx).await?.map(|r| r.text("file")).transpose()?;
         }
         tx.commit().await?;
+        // A race's wave may be done now: its test opens the next wave or stops seeds (and
+        // the last wave's is recorded before the sweep finishes).
+        self.settle_logged(&holder.sweep_id, now).await;
         self.finish_sweep_if_done(&holder.sweep_id, now).await;
         Ok(delete)
     }

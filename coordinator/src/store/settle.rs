@@ -12,11 +12,17 @@ use super::rows::{self, Cols};
 use super::statements as sql;
 use super::{DecisionRow, Millis, Result, StoreError, TrialState};
 use crate::scheduler::early_stopping::{self, Decision, Rule, TrialSeen, Verdict};
+use crate::scheduler::race::{self, RaceTrial};
 
 /// A sweep's rule as stored; a rule that does not read back is an error that names the sweep.
 pub(super) fn parse_rule(sweep_id: &str, json: &str) -> Result<Rule> {
     serde_json::from_str(json)
         .map_err(|e| StoreError::Constraint(format!("sweep {sweep_id}: early_stopping does not read back: {e}")))
+}
+
+/// What a race's seed says while its wave is not open.
+pub(super) fn race_wait(wave: usize, open: usize) -> String {
+    format!("race: seed wave {} opens once wave {} is done and tested", wave + 1, open.max(1))
 }
 
 /// What a held trial says while it waits, before its rule has judged it.
@@ -57,6 +63,13 @@ impl SqlStore {
         let rule = parse_rule(sweep_id, &json)?;
         let trials = sqlx::query(sql::RULED_TRIALS).bind(sweep_id).fetch_all(&mut *tx).await?;
         let values = sqlx::query(sql::RULED_VALUES).bind(sweep_id).bind(rule.metric()).fetch_all(&mut *tx).await?;
+        if let Rule::Race { mode, alpha, min_seeds, max_epochs, .. } = rule {
+            let changed =
+                self.settle_race(&mut tx, &rule, &trials, &values, (mode, alpha, min_seeds, max_epochs), now).await?;
+            tx.commit().await?;
+            self.finish_sweep_if_done(sweep_id, now).await;
+            return Ok(changed);
+        }
         let mut curves: HashMap<String, BTreeMap<u32, f64>> = HashMap::new();
         for v in &values {
             curves.entry(v.text("trial_id")?).or_default().insert(rows::small(v.int("epoch")?), v.real("value")?);
@@ -133,6 +146,82 @@ impl SqlStore {
         }
         tx.commit().await?;
         self.finish_sweep_if_done(sweep_id, now).await;
+        Ok(changed)
+    }
+
+    /// [`SqlStore::settle`] for a race: each racing config's seeds of the open waves are let
+    /// go, those of an eliminated config that have not run stop, and each test is recorded
+    /// on the trial that completed its config's wave.
+    async fn settle_race(
+        &self,
+        conn: &mut AnyConnection,
+        rule: &Rule,
+        trials: &[sqlx::any::AnyRow],
+        values: &[sqlx::any::AnyRow],
+        (mode, alpha, min_seeds, max_epochs): (early_stopping::Mode, f64, u32, u32),
+        now: Millis,
+    ) -> Result<u32> {
+        let mut last: HashMap<String, f64> = HashMap::new();
+        for v in values {
+            if rows::small(v.int("epoch")?) == max_epochs {
+                last.insert(v.text("trial_id")?, v.real("value")?);
+            }
+        }
+        let mut seen = Vec::with_capacity(trials.len());
+        let mut rows_of: HashMap<u32, (String, TrialState, Option<String>)> = HashMap::new();
+        for t in trials {
+            let id = t.text("id")?;
+            let state = rows::parse_word(TrialState::parse, "trial state", &t.text("state")?)?;
+            let ordinal = rows::small(t.int("ordinal")?);
+            let done = matches!(state, TrialState::Completed | TrialState::Failed | TrialState::Cancelled);
+            let value = if state == TrialState::Completed { last.get(&id).copied() } else { None };
+            seen.push(RaceTrial { ordinal, config: t.text("config_key")?, value, done });
+            rows_of.insert(ordinal, (id, state, t.text_opt("hold")?));
+        }
+        let outcome = race::race(&seen, mode, alpha, min_seeds as usize);
+        let configs = race::configs(&seen);
+        for test in &outcome.tests {
+            let Some((_, seeds)) = configs.iter().find(|(c, _)| *c == test.config) else { continue };
+            let Some(trial) = seeds.get(test.wave) else { continue };
+            let verdict = if test.eliminated { Verdict::Stopped } else { Verdict::Promoted };
+            sqlx::query(sql::INSERT_DECISION)
+                .bind(&rows_of[&trial.ordinal].0)
+                .bind(test.wave as i64)
+                .bind(i64::from(max_epochs))
+                .bind(rule.name())
+                .bind(rule.metric())
+                .bind(test.mean.is_finite().then_some(test.mean))
+                .bind(verdict.as_str())
+                .bind(&test.reason)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+        }
+        let mut changed = 0;
+        for (config, seeds) in &configs {
+            let eliminated = outcome.eliminated_after(config);
+            for (wave, trial) in seeds.iter().enumerate() {
+                let (id, state, hold) = &rows_of[&trial.ordinal];
+                if *state != TrialState::Queued {
+                    continue;
+                }
+                if eliminated.is_some() {
+                    let q = sqlx::query(sql::STOP_TRIAL).bind(id).bind(0_i64).bind(rule.name()).bind(now);
+                    q.execute(&mut *conn).await?;
+                    changed += 1;
+                } else if wave < outcome.open {
+                    if hold.is_some() {
+                        sqlx::query(sql::SET_HOLD).bind(id).bind(None::<String>).execute(&mut *conn).await?;
+                        changed += 1;
+                    }
+                } else {
+                    let why = race_wait(wave, outcome.open);
+                    if hold.as_deref() != Some(why.as_str()) {
+                        sqlx::query(sql::SET_HOLD).bind(id).bind(why).execute(&mut *conn).await?;
+                    }
+                }
+            }
+        }
         Ok(changed)
     }
 

@@ -293,7 +293,7 @@ pub(super) const ACTIVE_RULED_SWEEPS: &str =
     "SELECT id FROM sweeps WHERE state = 'active' AND early_stopping IS NOT NULL ORDER BY created_at, id";
 
 /// Sweep `$1`'s trials as its rule sees them.
-pub(super) const RULED_TRIALS: &str = "SELECT t.id, t.ordinal, t.state, t.hold, \
+pub(super) const RULED_TRIALS: &str = "SELECT t.id, t.ordinal, t.state, t.hold, t.config_key, \
      (SELECT c.epoch FROM checkpoints c WHERE c.trial_id = t.id) AS checkpoint_epoch \
      FROM trials t WHERE t.sweep_id = $1 ORDER BY t.ordinal";
 

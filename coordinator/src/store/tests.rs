@@ -112,6 +112,7 @@ on_both!(
     tokens_are_stored_as_hashes_and_revoked_once,
     asha_holds_trials_at_rungs_then_promotes_or_stops_them,
     a_trial_requeued_at_a_rung_waits_for_its_decision_and_the_tick_settles_it,
+    a_race_holds_later_seeds_and_eliminates_a_config_shown_worse,
 );
 
 const T0: Millis = 1_000_000;
@@ -1342,4 +1343,54 @@ async fn a_trial_requeued_at_a_rung_waits_for_its_decision_and_the_tick_settles_
     assert_eq!(trial(store, "b", "b-t0").await.state, TrialState::Stopped);
     let resumed = lease_one(store, "w2", T0 + LEASE_MS + 2).await;
     assert_eq!((resumed.trial_id.as_str(), resumed.checkpoint_epoch), ("b-t2", Some(1)));
+}
+
+async fn a_race_holds_later_seeds_and_eliminates_a_config_shown_worse(ctx: Ctx) {
+    let store = &*ctx.store;
+    let rule = crate::scheduler::early_stopping::Rule::Race {
+        metric: "dice".into(),
+        mode: crate::scheduler::early_stopping::Mode::Max,
+        alpha: 0.05,
+        min_seeds: 2,
+        max_epochs: 5,
+    };
+    let sweep = NewSweep {
+        early_stopping: Some(serde_json::to_string(&rule).expect("json")),
+        ..new_sweep("r", 2, 4, 3, false)
+    };
+    insert(store, &sweep, T0).await;
+    let leased = store.lease("w", 10, T0, T0 + LEASE_MS).await.expect("lease");
+    let ids: Vec<&str> = leased.iter().map(|l| l.trial_id.as_str()).collect();
+    assert_eq!(ids, vec!["r-t0", "r-t1", "r-t4", "r-t5"], "the first two waves of each config");
+    assert!(leased.iter().all(|l| l.pause_at_epoch.is_none()), "a race never pauses a trial");
+    let held = trial(store, "r", "r-t2").await.hold.expect("wave 3 is held");
+    assert!(held.contains("seed wave 3 opens once wave 2 is done"), "{held}");
+    // Config 0 scores about 0.3, config 1 about 0.8, on both seeds.
+    for (lease, dice) in leased.iter().zip([0.30, 0.31, 0.80, 0.82]) {
+        let point = MetricPoint { epoch: 5, name: "dice".into(), value: dice };
+        store.record_metrics("w", &lease.trial_id, lease.attempt, &[point]).await.expect("metrics");
+        store
+            .complete("w", &lease.trial_id, lease.attempt, &completion(dice, 0.9, None), T0 + 1)
+            .await
+            .expect("complete");
+    }
+    // The completion that finished the wave tested it.
+    for id in ["r-t2", "r-t3"] {
+        let t = trial(store, "r", id).await;
+        assert_eq!(
+            (t.state, t.stopped_epoch, t.stop_rule.as_deref()),
+            (TrialState::Stopped, Some(0), Some("race")),
+            "{id}"
+        );
+    }
+    let next = store.lease("w", 10, T0 + 3, T0 + LEASE_MS).await.expect("lease");
+    assert_eq!(
+        next.iter().map(|l| l.trial_id.as_str()).collect::<Vec<_>>(),
+        vec!["r-t6"],
+        "the best config's next wave"
+    );
+    let decisions = store.decisions("r").await.expect("decisions");
+    let eliminated = decisions.iter().find(|d| d.verdict == "stopped").expect("an elimination is recorded");
+    assert_eq!((eliminated.trial_id.as_str(), eliminated.rung, eliminated.rule.as_str()), ("r-t1", 1, "race"));
+    assert!(eliminated.reason.contains("worse than the best"), "{}", eliminated.reason);
 }
