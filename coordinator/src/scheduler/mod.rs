@@ -15,8 +15,11 @@
 //!            │ cancel                      │ cancel                  └────────┘
 //!            │                             ▼
 //!            │                       ┌───────────┐
-//!            └─────────────────────► │ cancelled │
-//!                                    └───────────┘
+//!            ├─────────────────────► │ cancelled │
+//!            │                       └───────────┘
+//!            │ early stopping        ┌─────────┐
+//!            └─────────────────────► │ stopped │
+//!                                    └─────────┘
 //! ```
 //!
 //! | from | to | caused by |
@@ -34,7 +37,18 @@
 //! | running | failed | [`Transition::OutOfMemoryGiveUp`]: it ran out of memory [`MAX_OUT_OF_MEMORY`] times |
 //! | queued, running | cancelled | [`Transition::Cancel`]: a user cancels the sweep |
 //!
-//! Completed, failed and cancelled are final. A trial goes back to the queue with its latest
+//! Under early stopping ([`early_stopping`], [`race`]) a queued trial may be *held*
+//! (`trials.hold`): not leased until its sweep's rule decides. The store holds a trial handed
+//! back (or requeued) with its checkpoint at a rung, and a race's seeds of waves not yet open;
+//! the rule then lets it go (promoted: it resumes from that checkpoint), or stops it:
+//!
+//! | from | to | caused by |
+//! |---|---|---|
+//! | running | queued, held | the worker hands it back at its rung (`pause_at_epoch` in its lease) |
+//! | queued, held | queued | the rule promotes it, or a race opens its wave |
+//! | queued, held | stopped | the rule stops it at its rung, or a race eliminates its config |
+//!
+//! Completed, failed, cancelled and stopped are final. A trial goes back to the queue with its latest
 //! checkpoint, so the next attempt resumes from it.
 //!
 //! # An attempt
