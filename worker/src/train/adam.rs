@@ -167,7 +167,12 @@ mod tests {
     fn matches_libtorchs_adam() {
         let run = |ours: bool| {
             let vs = nn::VarStore::new(Device::Cpu);
-            let mut layer = nn::linear(vs.root() / "l", 6, 3, Default::default());
+            // Constant initial weights, overwritten below: a random init would draw from
+            // libtorch's process-wide generator outside `models`' lock and shift the initial
+            // weights of a network another test builds at the same time.
+            let zeros =
+                nn::LinearConfig { ws_init: nn::Init::Const(0.0), bs_init: Some(nn::Init::Const(0.0)), bias: true };
+            let mut layer = nn::linear(vs.root() / "l", 6, 3, zeros);
             tch::no_grad(|| {
                 layer.ws.copy_(&fixed(&[3, 6]));
                 if let Some(bs) = layer.bs.as_mut() {
