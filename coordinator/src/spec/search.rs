@@ -76,14 +76,10 @@ impl Search {
     }
 }
 
+/// An error at `key` of `[search]`: a dotted path is quoted (`search."train.lr"`), as the
+/// spec writes it; `kind`, `trials` and `seed` are not.
 fn fail(source: &str, key: &str, message: impl Into<String>) -> ConfigError {
-    let dotted = if key.contains('.') && !key.starts_with("search.") {
-        format!("search.\"{key}\"")
-    } else if key.starts_with("search") {
-        key.to_string()
-    } else {
-        format!("search.{key}")
-    };
+    let dotted = if key.contains('.') { format!("search.\"{key}\"") } else { format!("search.{key}") };
     ConfigError {
         line: line_of(source, &format!("search.{key}")).or_else(|| line_of(source, "search")),
         key: dotted,

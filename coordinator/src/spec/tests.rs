@@ -171,12 +171,7 @@ fn invalid_specs_are_refused_with_the_key_and_line_at_fault() {
         (TABLE1.replace("[model]", "[model\n"), "(syntax)", Some(8)),
     ];
     assert!(cases.len() >= 10);
-    for (text, expected, line) in cases {
-        let err = Spec::parse(&text).expect_err(expected);
-        let shown = format!("{}: {}", err.key, err.message);
-        assert!(shown.starts_with(expected), "expected {expected:?}, got {shown:?}");
-        assert_eq!(err.line, line, "line of {expected:?}");
-    }
+    assert_refused(&cases);
 }
 
 /// Every preset parses, and makes the number of trials its README promises.
@@ -252,12 +247,7 @@ fn grid_entries_that_resolve_to_the_same_config_are_refused() {
             Some(22),
         ),
     ];
-    for (text, expected, line) in cases {
-        let err = Spec::parse(&text).expect_err(expected);
-        let shown = format!("{}: {}", err.key, err.message);
-        assert!(shown.starts_with(expected), "expected {expected:?}, got {shown:?}");
-        assert_eq!(err.line, line, "line of {expected:?}");
-    }
+    assert_refused(&cases);
     // Values that differ in earnest are still a grid.
     assert_eq!(Spec::parse(&grid("\"loss.omega\" = [10, 10.5]")).unwrap().trials.len(), 2 * 3);
 }
@@ -561,12 +551,7 @@ fn invalid_searches_are_refused_with_the_key_and_line_at_fault() {
             Some(22),
         ),
     ];
-    for (text, expected, line) in cases {
-        let err = Spec::parse(&text).expect_err(expected);
-        let shown = format!("{}: {}", err.key, err.message);
-        assert!(shown.starts_with(expected), "expected {expected:?}, got {shown:?}");
-        assert_eq!(err.line, line, "line of {expected:?}");
-    }
+    assert_refused(&cases);
 }
 
 /// Draws multiply the trials: refused before anything is drawn, naming the search's count.
@@ -580,4 +565,34 @@ fn a_random_search_beyond_the_trial_limit_is_refused_before_drawing() {
          --max-trials N`"
     );
     assert_eq!(err.line, Some(22));
+}
+
+/// Each spec is refused with an error that reads `key: message` starting with its expected
+/// text, on its expected line.
+fn assert_refused(cases: &[(String, &str, Option<usize>)]) {
+    for (text, expected, line) in cases {
+        let err = Spec::parse(text).expect_err(expected);
+        let shown = format!("{}: {}", err.key, err.message);
+        assert!(shown.starts_with(expected), "expected {expected:?}, got {shown:?}");
+        assert_eq!(err.line, *line, "line of {expected:?}");
+    }
+}
+
+const ASHA: &str = "\n[search.early_stopping]\nkind = \"asha\"\nmetric = \"dice\"\nmin_epochs = 1\n";
+
+#[test]
+fn an_early_stopping_rule_is_part_of_the_sweep_and_checked_with_its_line() {
+    let plain = Spec::parse(RANDOM).unwrap();
+    let ruled = Spec::parse(&format!("{RANDOM}{ASHA}")).unwrap();
+    assert_eq!(plain.early_stopping, None);
+    let rule = ruled.early_stopping.clone().expect("a rule");
+    assert_eq!(rule.name(), "asha");
+    assert_eq!(ruled.trials.len(), plain.trials.len(), "a rule adds no trial");
+    assert_ne!(ruled.id, plain.id, "the same trials under a rule are another sweep");
+    assert_eq!(Spec::parse(&format!("{RANDOM}{ASHA}")).unwrap().id, ruled.id, "resubmitted: the same sweep");
+    let stored = ruled.to_new_sweep("text").early_stopping.expect("stored");
+    assert_eq!(serde_json::from_str::<crate::scheduler::early_stopping::Rule>(&stored).unwrap(), rule);
+    let bad = format!("{RANDOM}{}", ASHA.replace("min_epochs = 1", "min_epochs = 0"));
+    let line = bad.lines().position(|l| l.starts_with("min_epochs")).map(|i| i + 1);
+    assert_refused(&[(bad, "search.early_stopping.min_epochs: expected a whole number from 1", line)]);
 }
