@@ -226,7 +226,7 @@ impl SqlStore {
     }
 
     pub(super) async fn settle_all(&self, now: Millis) -> Result<u32> {
-        let sweeps = sqlx::query(sql::ACTIVE_RULED_SWEEPS).fetch_all(self.pool()).await?;
+        let sweeps = sqlx::query(sql::RULED_SWEEPS_WITH_HELD_TRIALS).fetch_all(self.pool()).await?;
         let mut changed = 0;
         for s in &sweeps {
             changed += self.settle(&s.text("id")?, now).await?;

@@ -288,9 +288,11 @@ pub(super) const STOP_TRIAL: &str =
 /// Sweep `$1`'s rule, when it is active.
 pub(super) const ACTIVE_RULE: &str = "SELECT early_stopping FROM sweeps WHERE id = $1 AND state = 'active'";
 
-/// The active sweeps that have a rule.
-pub(super) const ACTIVE_RULED_SWEEPS: &str =
-    "SELECT id FROM sweeps WHERE state = 'active' AND early_stopping IS NOT NULL ORDER BY created_at, id";
+/// The active sweeps with a rule and a trial held for it: the only ones a settle can change
+/// (a trial waits held for every decision that moves it), found by `trials_by_state`.
+pub(super) const RULED_SWEEPS_WITH_HELD_TRIALS: &str = "SELECT s.id FROM sweeps s WHERE s.state = 'active' \
+     AND s.early_stopping IS NOT NULL AND EXISTS (SELECT 1 FROM trials t WHERE t.state = 'queued' \
+     AND t.sweep_id = s.id AND t.hold IS NOT NULL) ORDER BY s.created_at, s.id";
 
 /// Sweep `$1`'s trials as its rule sees them.
 pub(super) const RULED_TRIALS: &str = "SELECT t.id, t.ordinal, t.state, t.hold, t.config_key, \
