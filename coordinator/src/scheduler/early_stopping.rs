@@ -161,11 +161,6 @@ impl Rule {
     pub fn next_pause(&self, epoch: u32) -> Option<u32> {
         self.rungs().into_iter().find(|&r| r > epoch)
     }
-
-    /// Whether `epoch` is a rung.
-    pub fn is_rung(&self, epoch: u32) -> bool {
-        self.rungs().contains(&epoch)
-    }
 }
 
 /// What the rule knows of one trial.
@@ -402,7 +397,7 @@ mod tests {
             for t in trials.iter_mut() {
                 let reached = t.values.len() as u32;
                 let here = decisions.iter().find(|d| d.ordinal == t.ordinal && d.epoch == reached);
-                let go_on = !rule.is_rung(reached) || here.is_some_and(|d| d.verdict == Verdict::Promoted);
+                let go_on = !rule.rungs().contains(&reached) || here.is_some_and(|d| d.verdict == Verdict::Promoted);
                 if go_on && reached < rule.max_epochs() {
                     let target = rule.next_pause(reached).unwrap_or(rule.max_epochs());
                     *t = trial(t.ordinal, qualities[t.ordinal as usize], target);

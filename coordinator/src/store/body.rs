@@ -111,26 +111,6 @@ impl SqlStore {
         }
     }
 
-    /// Settles the sweeps of `trial_ids` after the commit that held them at a rung. A failure
-    /// is logged: the expiry tick settles every ruled sweep again.
-    async fn settle_sweeps_of(&self, trial_ids: &BTreeSet<String>, now: Millis) {
-        let mut sweeps = BTreeSet::new();
-        for id in trial_ids {
-            match sqlx::query(sql::SELECT_TRIAL).bind(id).fetch_optional(&self.pool).await {
-                Ok(Some(row)) => {
-                    if let Ok(sweep) = row.text("sweep_id") {
-                        sweeps.insert(sweep);
-                    }
-                }
-                Ok(None) => {}
-                Err(error) => tracing::warn!(trial = %id, %error, "cannot read the trial to settle its sweep"),
-            }
-        }
-        for sweep in sweeps {
-            self.settle_logged(&sweep, now).await;
-        }
-    }
-
     /// [`SqlStore::settle`], a failure logged, not returned (the expiry tick settles again).
     async fn settle_logged(&self, sweep_id: &str, now: Millis) {
         if let Err(error) = self.settle(sweep_id, now).await {
@@ -530,7 +510,8 @@ impl Store for SqlStore {
     /// its sweep settled after the commit.
     async fn release(&self, worker_id: &str, trials: &[AttemptRef], now: Millis) -> Result<()> {
         let mut batch = Batch::new(self);
-        let mut at_rungs = BTreeSet::new();
+        // The sweeps of trials held at a rung, settled after the commit.
+        let mut to_settle = BTreeSet::new();
         for attempt in trials {
             let conn = batch.next().await?;
             let released = sqlx::query(sql::RELEASE)
@@ -542,13 +523,13 @@ impl Store for SqlStore {
                 .rows_affected();
             if released > 0 {
                 close_attempt(conn, attempt, AttemptOutcome::Released, None, now).await?;
-                if self.hold_at_rung(conn, &attempt.trial_id).await? {
-                    at_rungs.insert(attempt.trial_id.clone());
-                }
+                to_settle.extend(self.hold_at_rung(conn, &attempt.trial_id).await?);
             }
         }
         batch.commit().await?;
-        self.settle_sweeps_of(&at_rungs, now).await;
+        for sweep_id in to_settle {
+            self.settle_logged(&sweep_id, now).await;
+        }
         Ok(())
     }
 
@@ -704,10 +685,6 @@ impl Store for SqlStore {
 
     async fn settle_early_stopping(&self, sweep_id: &str, now: Millis) -> Result<u32> {
         self.settle(sweep_id, now).await
-    }
-
-    async fn settle_all_early_stopping(&self, now: Millis) -> Result<u32> {
-        self.settle_all(now).await
     }
 
     async fn decisions(&self, sweep_id: &str) -> Result<Vec<DecisionRow>> {

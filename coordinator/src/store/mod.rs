@@ -530,10 +530,6 @@ pub trait Store: Send + Sync {
     /// active. Decisions are a function of the stored metrics, so running it again (after a
     /// restart, or twice) changes nothing.
     async fn settle_early_stopping(&self, sweep_id: &str, now: Millis) -> Result<u32>;
-    /// [`Store::settle_early_stopping`] for every active sweep with a rule and a trial held
-    /// for it: the expiry tick's sweep-up of a settle lost between a commit and the next (a
-    /// coordinator killed there). Sweeps with nothing held cost one indexed probe.
-    async fn settle_all_early_stopping(&self, now: Millis) -> Result<u32>;
     /// Sweep `sweep_id`'s early-stopping decisions, in trial and rung order.
     async fn decisions(&self, sweep_id: &str) -> Result<Vec<DecisionRow>>;
 

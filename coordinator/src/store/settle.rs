@@ -3,7 +3,7 @@
 //! own, under the sweep's lock ([`crate::scheduler::early_stopping`] decides; this module
 //! reads and writes).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sqlx::AnyConnection;
 
@@ -13,6 +13,16 @@ use super::statements as sql;
 use super::{DecisionRow, Millis, Result, StoreError, TrialState};
 use crate::scheduler::early_stopping::{self, Decision, Rule, TrialSeen, Verdict};
 use crate::scheduler::race::{self, RaceTrial};
+
+/// A decision to record: on which trial, at which rung (a race: after which wave) and epoch.
+struct NewDecision<'a> {
+    trial_id: &'a str,
+    rung: u32,
+    epoch: u32,
+    value: f64,
+    verdict: Verdict,
+    reason: &'a str,
+}
 
 /// A sweep's rule as stored; a rule that does not read back is an error that names the sweep.
 pub(super) fn parse_rule(sweep_id: &str, json: &str) -> Result<Rule> {
@@ -33,22 +43,59 @@ fn waiting_for_earlier(rule: &Rule, rung: usize, epoch: u32) -> String {
 impl SqlStore {
     /// Holds queued trial `trial_id` out of leases when its checkpoint sits at a rung of its
     /// sweep's rule: it was handed back there, and only the rule may let it go on. Runs in
-    /// the transaction that queued it (a release, a retried failure, an expiry).
-    pub(super) async fn hold_at_rung(&self, conn: &mut AnyConnection, trial_id: &str) -> Result<bool> {
+    /// the transaction that queued it (a release, a retried failure, an expiry). Returns the
+    /// sweep to settle after the commit, when it held the trial.
+    pub(super) async fn hold_at_rung(&self, conn: &mut AnyConnection, trial_id: &str) -> Result<Option<String>> {
         let Some(row) = sqlx::query(sql::RUNG_OF_QUEUED).bind(trial_id).fetch_optional(&mut *conn).await? else {
-            return Ok(false);
+            return Ok(None);
         };
         let (Some(json), Some(epoch)) = (row.text_opt("early_stopping")?, row.int_opt("checkpoint_epoch")?) else {
-            return Ok(false);
+            return Ok(None);
         };
-        let rule = parse_rule(trial_id, &json)?;
+        let sweep_id = row.text("sweep_id")?;
+        let rule = parse_rule(&sweep_id, &json)?;
         let epoch = rows::small(epoch);
         let Some(rung) = rule.rungs().iter().position(|&r| r == epoch) else {
-            return Ok(false);
+            return Ok(None);
         };
         let why = waiting_for_earlier(&rule, rung, epoch);
         sqlx::query(sql::HOLD_AT_RUNG).bind(trial_id).bind(why).bind(i64::from(epoch)).execute(&mut *conn).await?;
-        Ok(true)
+        Ok(Some(sweep_id))
+    }
+
+    /// Records the decisions in `made` not recorded yet: one read of the sweep's recorded
+    /// keys, then an insert for each new one (a settle re-derives every decision; most are
+    /// recorded already).
+    async fn record_decisions(
+        &self,
+        conn: &mut AnyConnection,
+        sweep_id: &str,
+        rule: &Rule,
+        made: Vec<NewDecision<'_>>,
+        now: Millis,
+    ) -> Result<()> {
+        let recorded: HashSet<(String, u32)> = sqlx::query(sql::RECORDED_DECISIONS)
+            .bind(sweep_id)
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| Ok((r.text("trial_id")?, rows::small(r.int("rung")?))))
+            .collect::<Result<_>>()?;
+        for d in made.into_iter().filter(|d| !recorded.contains(&(d.trial_id.to_string(), d.rung))) {
+            sqlx::query(sql::INSERT_DECISION)
+                .bind(d.trial_id)
+                .bind(i64::from(d.rung))
+                .bind(i64::from(d.epoch))
+                .bind(rule.name())
+                .bind(rule.metric())
+                .bind(d.value.is_finite().then_some(d.value))
+                .bind(d.verdict.as_str())
+                .bind(d.reason)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
     }
 
     pub(super) async fn settle(&self, sweep_id: &str, now: Millis) -> Result<u32> {
@@ -64,8 +111,9 @@ impl SqlStore {
         let trials = sqlx::query(sql::RULED_TRIALS).bind(sweep_id).fetch_all(&mut *tx).await?;
         let values = sqlx::query(sql::RULED_VALUES).bind(sweep_id).bind(rule.metric()).fetch_all(&mut *tx).await?;
         if let Rule::Race { mode, alpha, min_seeds, max_epochs, .. } = rule {
-            let changed =
-                self.settle_race(&mut tx, &rule, &trials, &values, (mode, alpha, min_seeds, max_epochs), now).await?;
+            let changed = self
+                .settle_race(&mut tx, sweep_id, &rule, &trials, &values, (mode, alpha, min_seeds, max_epochs), now)
+                .await?;
             tx.commit().await?;
             self.finish_sweep_if_done(sweep_id, now).await;
             return Ok(changed);
@@ -89,21 +137,19 @@ impl SqlStore {
             by_ordinal.insert(ordinal, (id, state, t.text_opt("hold")?, checkpoint));
         }
         let decisions = early_stopping::decide(&rule, &seen);
-        for d in decisions.iter().filter(|d| d.verdict != Verdict::Waiting) {
-            let trial_id = &by_ordinal[&d.ordinal].0;
-            sqlx::query(sql::INSERT_DECISION)
-                .bind(trial_id)
-                .bind(i64::from(d.rung))
-                .bind(i64::from(d.epoch))
-                .bind(rule.name())
-                .bind(rule.metric())
-                .bind(d.value.is_finite().then_some(d.value))
-                .bind(d.verdict.as_str())
-                .bind(&d.reason)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-        }
+        let made = decisions
+            .iter()
+            .filter(|d| d.verdict != Verdict::Waiting)
+            .map(|d| NewDecision {
+                trial_id: &by_ordinal[&d.ordinal].0,
+                rung: d.rung,
+                epoch: d.epoch,
+                value: d.value,
+                verdict: d.verdict,
+                reason: &d.reason,
+            })
+            .collect();
+        self.record_decisions(&mut tx, sweep_id, &rule, made, now).await?;
         let at: HashMap<(u32, u32), &Decision> = decisions.iter().map(|d| ((d.ordinal, d.epoch), d)).collect();
         let rungs = rule.rungs();
         let mut changed = 0;
@@ -152,9 +198,11 @@ impl SqlStore {
     /// [`SqlStore::settle`] for a race: each racing config's seeds of the open waves are let
     /// go, those of an eliminated config that have not run stop, and each test is recorded
     /// on the trial that completed its config's wave.
+    #[allow(clippy::too_many_arguments)]
     async fn settle_race(
         &self,
         conn: &mut AnyConnection,
+        sweep_id: &str,
         rule: &Rule,
         trials: &[sqlx::any::AnyRow],
         values: &[sqlx::any::AnyRow],
@@ -180,23 +228,20 @@ impl SqlStore {
         }
         let outcome = race::race(&seen, mode, alpha, min_seeds as usize);
         let configs = race::configs(&seen);
+        let mut made = Vec::with_capacity(outcome.tests.len());
         for test in &outcome.tests {
             let Some((_, seeds)) = configs.iter().find(|(c, _)| *c == test.config) else { continue };
             let Some(trial) = seeds.get(test.wave) else { continue };
-            let verdict = if test.eliminated { Verdict::Stopped } else { Verdict::Promoted };
-            sqlx::query(sql::INSERT_DECISION)
-                .bind(&rows_of[&trial.ordinal].0)
-                .bind(test.wave as i64)
-                .bind(i64::from(max_epochs))
-                .bind(rule.name())
-                .bind(rule.metric())
-                .bind(test.mean.is_finite().then_some(test.mean))
-                .bind(verdict.as_str())
-                .bind(&test.reason)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
+            made.push(NewDecision {
+                trial_id: &rows_of[&trial.ordinal].0,
+                rung: test.wave as u32,
+                epoch: max_epochs,
+                value: test.mean,
+                verdict: if test.eliminated { Verdict::Stopped } else { Verdict::Promoted },
+                reason: &test.reason,
+            });
         }
+        self.record_decisions(conn, sweep_id, rule, made, now).await?;
         let mut changed = 0;
         for (config, seeds) in &configs {
             let eliminated = outcome.eliminated_after(config);
@@ -225,6 +270,9 @@ impl SqlStore {
         Ok(changed)
     }
 
+    /// [`SqlStore::settle`] for every active sweep with a rule and a trial held for it: the
+    /// expiry tick's sweep-up of a settle lost between a commit and the next (a coordinator
+    /// killed there). Sweeps with nothing held cost one indexed probe.
     pub(super) async fn settle_all(&self, now: Millis) -> Result<u32> {
         let sweeps = sqlx::query(sql::RULED_SWEEPS_WITH_HELD_TRIALS).fetch_all(self.pool()).await?;
         let mut changed = 0;

@@ -268,9 +268,9 @@ impl<'q> sqlx::Encode<'q, sqlx::Any> for NullableReal {
     }
 }
 
-/// What [`super::SqlStore::hold_at_rung`] needs of trial `$1`, when it is queued: its sweep's
-/// rule and the epoch of its checkpoint.
-pub(super) const RUNG_OF_QUEUED: &str = "SELECT s.early_stopping, \
+/// What [`super::SqlStore::hold_at_rung`] needs of trial `$1`, when it is queued: its sweep,
+/// the sweep's rule and the epoch of its checkpoint.
+pub(super) const RUNG_OF_QUEUED: &str = "SELECT t.sweep_id, s.early_stopping, \
      (SELECT c.epoch FROM checkpoints c WHERE c.trial_id = t.id) AS checkpoint_epoch \
      FROM trials t JOIN sweeps s ON s.id = t.sweep_id WHERE t.id = $1 AND t.state = 'queued'";
 
@@ -307,6 +307,10 @@ pub(super) const RULED_VALUES: &str = "SELECT m.trial_id, m.epoch, m.value FROM 
 /// value, `$7` verdict, `$8` reason, `$9` time).
 pub(super) const INSERT_DECISION: &str = "INSERT INTO decisions (trial_id, rung, epoch, rule, metric, value, \
      verdict, reason, decided_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (trial_id, rung) DO NOTHING";
+
+/// The (trial, rung) of every decision recorded for sweep `$1`.
+pub(super) const RECORDED_DECISIONS: &str =
+    "SELECT d.trial_id, d.rung FROM decisions d JOIN trials t ON t.id = d.trial_id WHERE t.sweep_id = $1";
 
 /// Sweep `$1`'s decisions, in trial and rung order.
 pub(super) const SELECT_DECISIONS: &str = "SELECT d.trial_id, t.ordinal, t.label, d.rung, d.epoch, d.rule, \
