@@ -13,9 +13,9 @@ use super::dialect::Dialect;
 use super::rows::{self, Cols, Holder};
 use super::statements::{self as sql, NullableReal};
 use super::{
-    AttemptOutcome, AttemptRef, AttemptRow, CheckpointRow, Completion, DecisionRow, Expired, GpuStatus, Leased,
-    MemoryFit, MetricPoint, MetricsStored, Millis, NewSweep, Progress, Requeue, Result, ResultRow, RocPoint, Store,
-    SweepRow, SweepState, TokenRow, TrialFault, TrialRow, WorkerRow,
+    AttemptOutcome, AttemptRef, AttemptRow, Census, CheckpointRow, Completion, DecisionRow, Expired, GpuStatus, Leased,
+    MemoryFit, MetricPoint, MetricsStored, Millis, NewSweep, Progress, Requeue, Result, ResultRow, RocPoint,
+    SchemaStatus, Store, SweepRow, SweepState, TokenRow, TrialFault, TrialRow, TrialState, WorkerRow,
 };
 use crate::scheduler::{self, Cause, ExpiryCause};
 
@@ -694,6 +694,30 @@ impl Store for SqlStore {
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn schema_status(&self) -> Result<SchemaStatus> {
+        let row = sqlx::query(sql::COUNT_MIGRATIONS).fetch_one(&self.pool).await?;
+        let applied = u32::try_from(row.int("n")?).unwrap_or(u32::MAX);
+        Ok(SchemaStatus { applied, known: self.dialect.migrations().len() as u32 })
+    }
+
+    async fn census(&self) -> Result<Census> {
+        let mut census = Census::default();
+        for r in sqlx::query(sql::CENSUS_TRIALS).fetch_all(&self.pool).await? {
+            let state = r.text("state")?;
+            let state = TrialState::parse(&state)
+                .ok_or_else(|| super::StoreError::Constraint(format!("unknown trial state {state:?}")))?;
+            census.trials.push((r.text("sweep_id")?, r.text("sweep_name")?, state, r.int("n")?.max(0) as u64));
+        }
+        for r in sqlx::query(sql::CENSUS_ATTEMPTS).fetch_all(&self.pool).await? {
+            let outcome = r.text("outcome")?;
+            let outcome = AttemptOutcome::parse(&outcome)
+                .ok_or_else(|| super::StoreError::Constraint(format!("unknown attempt outcome {outcome:?}")))?;
+            census.attempts.push((outcome, r.int("n")?.max(0) as u64));
+        }
+        census.leasable = sqlx::query(sql::CENSUS_LEASABLE).fetch_one(&self.pool).await?.int("n")?.max(0) as u64;
+        Ok(census)
     }
 
     /// A new token is never revoked: `revoked_at` is not written.

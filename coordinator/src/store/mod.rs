@@ -401,6 +401,26 @@ pub struct MetricsStored {
     pub duplicates: u64,
 }
 
+/// How many trials each sweep has in each state, and how the attempts ended: what the
+/// coordinator's `/metrics` reports, read from the database at each scrape (so every
+/// coordinator of one database reports the same, and a restart loses nothing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Census {
+    /// (sweep id, sweep name, state, trials), by sweep then state; states with no trial left out.
+    pub trials: Vec<(String, String, TrialState, u64)>,
+    /// Attempts by outcome (`running` for open ones).
+    pub attempts: Vec<(AttemptOutcome, u64)>,
+    /// Queued trials of active sweeps that a worker may lease now (not held at a rung).
+    pub leasable: u64,
+}
+
+/// Which migrations the database has, against those this coordinator knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaStatus {
+    pub applied: u32,
+    pub known: u32,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Inserts a sweep and its trials in one transaction. `Ok(false)` (and nothing written)
@@ -522,6 +542,10 @@ pub trait Store: Send + Sync {
 
     /// A trivial round trip to the database: whether it answers, and how fast.
     async fn ping(&self) -> Result<()>;
+    /// The migrations applied, against those this build knows (ready when equal).
+    async fn schema_status(&self) -> Result<SchemaStatus>;
+    /// Trials by sweep and state, attempts by outcome, and the leasable queue.
+    async fn census(&self) -> Result<Census>;
 
     /// Applies sweep `sweep_id`'s early-stopping rule to what is stored, in one transaction
     /// under the sweep's lock: records the decisions made, lets promoted trials held at a

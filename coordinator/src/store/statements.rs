@@ -316,3 +316,19 @@ pub(super) const RECORDED_DECISIONS: &str =
 pub(super) const SELECT_DECISIONS: &str = "SELECT d.trial_id, t.ordinal, t.label, d.rung, d.epoch, d.rule, \
      d.metric, d.value, d.verdict, d.reason FROM decisions d JOIN trials t ON t.id = d.trial_id \
      WHERE t.sweep_id = $1 ORDER BY t.ordinal, d.rung";
+
+/// Migrations applied (`Store::schema_status`).
+pub(super) const COUNT_MIGRATIONS: &str = "SELECT COUNT(*) AS n FROM schema_version";
+
+/// Trials by sweep and state (`Store::census`).
+pub(super) const CENSUS_TRIALS: &str = "SELECT t.sweep_id, s.name AS sweep_name, t.state, COUNT(*) AS n \
+     FROM trials t JOIN sweeps s ON s.id = t.sweep_id \
+     GROUP BY t.sweep_id, s.name, t.state ORDER BY t.sweep_id, t.state";
+
+/// Attempts by outcome (`Store::census`).
+pub(super) const CENSUS_ATTEMPTS: &str =
+    "SELECT outcome, COUNT(*) AS n FROM attempts GROUP BY outcome ORDER BY outcome";
+
+/// Queued trials of active sweeps not held at a rung: what workers may lease now.
+pub(super) const CENSUS_LEASABLE: &str = "SELECT COUNT(*) AS n FROM trials t JOIN sweeps s ON s.id = t.sweep_id \
+     WHERE s.state = 'active' AND t.state = 'queued' AND t.hold IS NULL";

@@ -75,6 +75,7 @@ macro_rules! on_both {
 }
 
 on_both!(
+    the_census_counts_trials_attempts_and_the_leasable_queue,
     inserting_a_sweep_twice_writes_it_once,
     concurrent_leases_hand_each_trial_out_once,
     leases_go_oldest_sweep_first_and_resume_from_checkpoints,
@@ -235,6 +236,45 @@ fn stored(stored: u64, duplicates: u64) -> MetricsStored {
 
 fn assert_superseded<T: std::fmt::Debug>(result: Result<T>, what: &str) {
     assert!(matches!(result, Err(StoreError::Superseded { .. })), "{what}: expected Superseded, got {result:?}");
+}
+
+/// What `/metrics` reads at each scrape: trials by sweep and state, attempts by outcome, the
+/// queue a worker may lease from, and whether every migration is applied.
+async fn the_census_counts_trials_attempts_and_the_leasable_queue(ctx: Ctx) {
+    let store = &*ctx.store;
+    let schema = store.schema_status().await.expect("schema status");
+    assert_eq!(schema.applied, schema.known, "a fresh database has every migration");
+    assert_eq!(store.census().await.expect("census"), Census::default(), "nothing yet");
+    insert(store, &new_sweep("s", 2, 2, 3, false), T0).await;
+    let worker = WorkerRow {
+        id: "w".into(),
+        host: "h".into(),
+        device: "cpu".into(),
+        memory_bytes: 1,
+        slots: 2,
+        version: "0.1.0".into(),
+        registered_at: T0,
+        last_seen_at: T0,
+        running: 0,
+        gpus: Vec::new(),
+    };
+    assert!(store.register_worker(&worker, "hash").await.expect("worker"));
+    assert_eq!(store.lease("w", 2, T0, T0 + LEASE_MS).await.expect("lease").len(), 2);
+    store.complete("w", "s-t0", 1, &completion(0.5, 0.5, None), T0 + 1).await.expect("complete");
+    let census = store.census().await.expect("census");
+    let states: Vec<(&str, TrialState, u64)> =
+        census.trials.iter().map(|(sweep, _, state, n)| (sweep.as_str(), *state, *n)).collect();
+    let mut expected =
+        vec![("s", TrialState::Completed, 1), ("s", TrialState::Queued, 2), ("s", TrialState::Running, 1)];
+    expected.sort_by_key(|(_, state, _)| state.as_str());
+    assert_eq!(states, expected);
+    assert_eq!(census.trials[0].1, "sweep s", "the sweep's name");
+    let mut attempts = census.attempts.clone();
+    attempts.sort_by_key(|(outcome, _)| outcome.as_str());
+    assert_eq!(attempts, vec![(AttemptOutcome::Completed, 1), (AttemptOutcome::Running, 1)]);
+    assert_eq!(census.leasable, 2);
+    assert!(store.cancel_sweep("s", T0 + 2).await.expect("cancel"));
+    assert_eq!(store.census().await.expect("census").leasable, 0, "a cancelled sweep's trials are not leasable");
 }
 
 async fn inserting_a_sweep_twice_writes_it_once(ctx: Ctx) {
@@ -971,6 +1011,23 @@ async fn dashboard_example_queries_answer_the_common_questions(ctx: Ctx) {
     let (id, attempts, completed, lost, busy) = &workers[0];
     assert_eq!((id.as_str(), *attempts, *completed, *lost), ("w", 5, 4, 1));
     assert!(*busy > 0.0, "busy {busy}");
+
+    // The Grafana dashboard's SQL panels (deploy/grafana/) run here too, and answer.
+    let dashboard: serde_json::Value =
+        serde_json::from_str(include_str!("../../../deploy/grafana/allsweep-dashboard.json")).expect("dashboard JSON");
+    let mut ran = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let Some(sql) = target["rawSql"].as_str() else { continue };
+            let rows = example_query(url, sql, None, |r| {
+                r.text("worker_id").or_else(|_| r.text("sweep_id")).or_else(|_| r.text("loss"))
+            })
+            .await;
+            assert!(!rows.is_empty(), "{}: no rows", panel["title"]);
+            ran += 1;
+        }
+    }
+    assert_eq!(ran, 3, "best configs, loss ranking, workers");
 }
 
 /// The trial's state and its last attempt's outcome after `transition`, as the scheduler's
