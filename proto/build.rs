@@ -5,7 +5,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // tonic-prost-build runs the protoc named by PROTOC.
     std::env::set_var("PROTOC", protoc);
     println!("cargo:rerun-if-changed=allsweep/v1/allsweep.proto");
+    // The descriptors, for gRPC server reflection (generic clients list and call the API).
+    let descriptors = std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("allsweep_descriptor.bin");
     tonic_prost_build::configure()
+        .file_descriptor_set_path(descriptors)
         .codec_path("crate::codec::WireCodec")
         .compile_protos(&["allsweep/v1/allsweep.proto"], &["."])?;
     Ok(())

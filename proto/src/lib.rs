@@ -17,6 +17,10 @@ pub mod v1 {
     tonic::include_proto!("allsweep.v1");
 }
 
+/// The encoded `FileDescriptorSet` of `allsweep.v1`, which the coordinator's gRPC reflection
+/// service serves.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/allsweep_descriptor.bin"));
+
 /// The protocol version a worker announces when it registers; the coordinator refuses others.
 /// Version 2: failure kinds instead of a `permanent` flag, and enum states. Version 3: a
 /// worker's calls carry its identity (`auth::WORKER_ID_HEADER`, `auth::WORKER_KEY_HEADER`).

@@ -77,6 +77,16 @@ pub const RPC_ROLES: &[(&str, Role)] = &[
     ("/allsweep.v1.AdminService/RevokeToken", Role::Admin),
 ];
 
+/// The RPCs any caller may make, without a token: the standard gRPC health service (what
+/// Kubernetes gRPC probes and grpc_health_probe call) and server reflection (the API's
+/// schema, which is public anyway, for generic clients such as grpcurl).
+pub const OPEN_RPCS: &[&str] = &[
+    "/grpc.health.v1.Health/Check",
+    "/grpc.health.v1.Health/Watch",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+];
+
 /// The role an RPC path needs; `None` for a path that is not an RPC of this coordinator.
 pub fn required_role(path: &str) -> Option<Role> {
     RPC_ROLES.iter().find(|(p, _)| *p == path).map(|&(_, role)| role)

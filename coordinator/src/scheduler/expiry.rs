@@ -18,9 +18,16 @@ use tokio::sync::watch;
 
 use super::Requeue;
 use crate::store::{now_ms, Store};
+use crate::telemetry::Telemetry;
 
 /// Runs until `shutdown` turns true.
-pub async fn run_expiry(store: Arc<dyn Store>, every: Duration, grace: Duration, mut shutdown: watch::Receiver<bool>) {
+pub async fn run_expiry(
+    store: Arc<dyn Store>,
+    every: Duration,
+    grace: Duration,
+    telemetry: Telemetry,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(every);
     let mut quiet_until = Instant::now() + grace;
     // When the coordinator or its database was last away (from now on: this start). A lease
@@ -49,6 +56,10 @@ pub async fn run_expiry(store: Arc<dyn Store>, every: Duration, grace: Duration,
             Ok(expired) => {
                 for e in expired {
                     let (trial, attempt) = (&e.trial_id, e.attempt);
+                    telemetry.lease_expired(match e.next {
+                        Requeue::Queued => "queued",
+                        Requeue::Failed => "failed",
+                    });
                     match e.next {
                         Requeue::Queued => tracing::warn!(%trial, attempt, "lease expired; trial queued again"),
                         Requeue::Failed => {

@@ -40,6 +40,8 @@ pub struct Shared {
     pub tokens: TokenBook,
     /// Trials' epochs, which every metric batch is checked against.
     pub epochs: validate::EpochCache,
+    /// The Prometheus instruments the handlers count into.
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 /// The gRPC status of a store error, on the side of [`CallFault`] its class is: a transient

@@ -148,6 +148,7 @@ impl WorkerService for WorkerApi {
                 store.record_metrics(&worker, &attempt.trial_id, attempt.attempt, &points).await.map_err(status)?;
             total.stored += stored.stored;
             total.duplicates += stored.duplicates;
+            self.shared.telemetry.metric_points(stored.stored, stored.duplicates);
         }
         Ok(Response::new(pb::MetricAck { stored: total.stored, duplicates: total.duplicates }))
     }
@@ -190,6 +191,7 @@ impl WorkerService for WorkerApi {
                 if let Some(old) = replaced {
                     self.shared.artifacts.remove(&old).await;
                 }
+                self.shared.telemetry.checkpoint_stored(header.size);
                 tracing::debug!(trial = %header.trial_id, epoch = header.epoch, bytes = header.size, "checkpoint stored");
                 Ok(Response::new(pb::CheckpointAck { bytes: header.size }))
             }
