@@ -14,15 +14,19 @@ export LIBTORCH_USE_PYTORCH := 1
 export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: setup build test demo bench vectors fuzz chaos
+.PHONY: setup setup-web-tests build test demo bench vectors fuzz chaos
 
 setup:
 	@scripts/setup-torch.sh
 
+# What the dashboard and metrics tests drive for real: Debian's chromium, chromium-driver, prometheus.
+setup-web-tests:
+	@scripts/setup-web-tests.sh
+
 build: setup
 	cargo build --release --workspace --bins
 
-test: setup
+test: setup setup-web-tests
 	cargo fmt --all -- --check
 	cargo clippy --release --workspace --all-targets -- -D warnings
 	cargo test --release --workspace

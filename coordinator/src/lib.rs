@@ -16,7 +16,9 @@ pub mod server;
 pub mod service;
 pub mod spec;
 pub mod store;
+pub mod telemetry;
 pub mod tls;
+pub mod web;
 pub mod wire;
 
 pub use allsweep_proto::PROTOCOL_VERSION;

@@ -1,5 +1,6 @@
-//! Running the coordinator: both services on one TCP listener (plain, or TLS from
-//! [`crate::tls`]), the scheduler's expiry tick beside them.
+//! Running the coordinator: the gRPC services on one TCP listener (plain, or TLS from
+//! [`crate::tls`]) with the standard health and reflection services, the dashboard and
+//! `/metrics` on another ([`crate::web`]) when asked, and the scheduler's expiry tick beside them.
 //! The listener and the shutdown signal are passed in, so tests and `allsweep run` drive it
 //! on port 0.
 
@@ -20,7 +21,9 @@ use crate::scheduler::{self, Clocks};
 use crate::service::{AdminApi, Shared, UserApi, WorkerApi};
 use crate::spec::SpecLimits;
 use crate::store::Store;
+use crate::telemetry::{RpcMetricsLayer, Telemetry, TimedStore};
 use crate::tls::{ReloadingConfig, TlsOptions};
+use crate::web::{self, HttpOptions, WebState};
 
 /// How often the coordinator reads its tokens again (revocations made elsewhere).
 const TOKEN_REFRESH: Duration = Duration::from_secs(5);
@@ -41,6 +44,8 @@ pub struct ServeOptions {
     pub max_message_bytes: usize,
     /// Serve TLS with these certificates (reloaded when their files change); plain TCP without.
     pub tls: Option<TlsOptions>,
+    /// Serve the dashboard, `/metrics`, `/healthz` and `/readyz` over HTTP too.
+    pub http: Option<HttpOptions>,
 }
 
 /// The default of [`ServeOptions::max_message_bytes`]: a checkpoint chunk (1 MiB) with room to
@@ -59,6 +64,7 @@ impl ServeOptions {
             shutdown_grace: Duration::from_secs(5),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             tls: None,
+            http: None,
         }
     }
 }
@@ -71,6 +77,8 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    let telemetry = Telemetry::new();
+    let store: Arc<dyn Store> = Arc::new(TimedStore::new(store, telemetry.clone()));
     let artifacts = Artifacts::open(&options.artifacts)?;
     collect_orphans(&artifacts, &*store, Duration::ZERO).await?;
     let tls = options.tls.as_ref().map(ReloadingConfig::load).transpose()?;
@@ -87,9 +95,42 @@ pub async fn serve(
         worker_keys,
         tokens: book.clone(),
         epochs,
+        telemetry: telemetry.clone(),
     };
     let collector = tokio::spawn(collect_orphans_every(artifacts.clone(), store.clone(), shutdown.clone()));
-    let expiry = tokio::spawn(scheduler::run_expiry(store, clocks.expiry_tick(), clocks.lease_ttl, shutdown.clone()));
+    let expiry = tokio::spawn(scheduler::run_expiry(
+        store.clone(),
+        clocks.expiry_tick(),
+        clocks.lease_ttl,
+        telemetry.clone(),
+        shutdown.clone(),
+    ));
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for service in HEALTH_SERVICES {
+        health.set_service_status(service, tonic_health::ServingStatus::Serving).await;
+    }
+    let health_watch = tokio::spawn(report_health(health, store.clone(), shutdown.clone()));
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(allsweep_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(allsweep_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let http = match options.http.clone() {
+        Some(http) => {
+            let state = WebState {
+                store: store.clone(),
+                tokens: book.clone(),
+                clocks,
+                telemetry: telemetry.clone(),
+                metrics_open: http.metrics_open,
+            };
+            Some(tokio::spawn(web::serve(http, state, shutdown.clone())))
+        }
+        None => None,
+    };
     let limits = options.spec_limits;
     let max = options.max_message_bytes;
     let workers = WorkerServiceServer::new(WorkerApi { shared: shared.clone() })
@@ -101,10 +142,14 @@ pub async fn serve(
     let admins = AdminServiceServer::new(AdminApi { shared });
     let mut stop = shutdown.clone();
     let router = tonic::transport::Server::builder()
+        .layer(RpcMetricsLayer::new(telemetry))
         .layer(AccessLayer::new(book))
         .add_service(workers)
         .add_service(users)
-        .add_service(admins);
+        .add_service(admins)
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_alpha);
     let stopped = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
@@ -132,7 +177,52 @@ pub async fn serve(
     expiry.abort();
     refresh.abort();
     collector.abort();
+    health_watch.abort();
+    if let Some(http) = http {
+        // Live pages hold their streams open: the HTTP side stops with the rest.
+        http.abort();
+    }
     result
+}
+
+/// The services the health service reports on: the server as a whole (`""`) and each of
+/// allsweep's.
+const HEALTH_SERVICES: [&str; 4] =
+    ["", "allsweep.v1.WorkerService", "allsweep.v1.UserService", "allsweep.v1.AdminService"];
+
+/// How often the health service asks the database whether it answers.
+const HEALTH_EVERY: Duration = Duration::from_secs(5);
+
+/// Keeps the gRPC health service's status (the server's, `""`, and each allsweep service's)
+/// at SERVING while the database answers and NOT_SERVING while it does not.
+async fn report_health(
+    reporter: tonic_health::server::HealthReporter,
+    store: Arc<dyn Store>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(HEALTH_EVERY);
+    loop {
+        let stopping = tokio::select! {
+            _ = tick.tick() => false,
+            _ = shutdown.wait_for(|s| *s) => true,
+        };
+        if stopping {
+            for service in HEALTH_SERVICES {
+                reporter.set_service_status(service, tonic_health::ServingStatus::NotServing).await;
+            }
+            return;
+        }
+        let status = match store.ping().await {
+            Ok(()) => tonic_health::ServingStatus::Serving,
+            Err(error) => {
+                tracing::warn!(%error, "the database does not answer: gRPC health says NOT_SERVING");
+                tonic_health::ServingStatus::NotServing
+            }
+        };
+        for service in HEALTH_SERVICES {
+            reporter.set_service_status(service, status).await;
+        }
+    }
 }
 
 /// How often the coordinator looks for checkpoint files no row names, and how old such a file

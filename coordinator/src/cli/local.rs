@@ -18,6 +18,7 @@ use allsweep_coordinator::client::{self, explain};
 use allsweep_coordinator::report::render::Format;
 use allsweep_coordinator::server::{serve, ServeOptions};
 use allsweep_coordinator::store;
+use allsweep_coordinator::web::HttpOptions;
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -51,6 +52,10 @@ pub struct RunArgs {
     /// Where relative data-set roots resolve [default: $ALLSWEEP_DATA, else ../shared/data].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Serve the dashboard on this address while the sweep runs (the URL is printed);
+    /// `none`: no dashboard.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub http: String,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -64,7 +69,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = format!("http://{}", listener.local_addr()?);
     let (stop, shutdown) = watch::channel(false);
+    let http = match args.http.as_str() {
+        "none" => None,
+        at => Some(HttpOptions::bind(at, false).with_context(|| format!("cannot listen on {at} (--http)"))?),
+    };
+    let dashboard = http.as_ref().map(HttpOptions::url);
     let options = ServeOptions {
+        http,
         spec_limits: args.limits.into(),
         ..ServeOptions::new(args.dir.join("artifacts"), Duration::from_secs(15))
     };
@@ -81,6 +92,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         args.local_workers,
         args.dir.display()
     );
+    if let Some(url) = dashboard {
+        eprintln!("dashboard: {url}/sweeps/{}", submitted.sweep_id);
+    }
     let mut workers = Vec::new();
     for i in 0..args.local_workers {
         workers.push(spawn_worker(&args, &address, i).await?);

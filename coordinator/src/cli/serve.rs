@@ -11,6 +11,7 @@ use allsweep_coordinator::server::{serve, ServeOptions};
 use allsweep_coordinator::spec::SpecLimits;
 use allsweep_coordinator::store;
 use allsweep_coordinator::tls::{ReloadingConfig, TlsOptions};
+use allsweep_coordinator::web::HttpOptions;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -40,6 +41,14 @@ pub struct ServeArgs {
     /// closed, in seconds; a second signal stops at once.
     #[arg(long, default_value_t = 5.0)]
     pub shutdown_seconds: f64,
+    /// Also serve the dashboard, /metrics, /healthz and /readyz over HTTP on this address,
+    /// e.g. 127.0.0.1:8080 (port 0: any free port; the URL is printed).
+    #[arg(long, env = "ALLSWEEP_HTTP")]
+    pub http: Option<String>,
+    /// Serve /metrics without a token (for a Prometheus on a trusted network); every other
+    /// page and endpoint that reads sweeps still needs one.
+    #[arg(long, requires = "http")]
+    pub metrics_open: bool,
     #[command(flatten)]
     pub tls: TlsArgs,
     #[command(flatten)]
@@ -108,6 +117,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
     println!("allsweep coordinator listening on {address}");
+    let http = match &args.http {
+        Some(at) => {
+            let http =
+                HttpOptions::bind(at, args.metrics_open).with_context(|| format!("cannot listen on {at} (--http)"))?;
+            println!("allsweep dashboard at {}", http.url());
+            Some(http)
+        }
+        None => None,
+    };
     tracing::info!(%address, db = %redact(&args.db), "coordinator started");
     let (stop, shutdown) = watch::channel(false);
     let grace = Duration::from_secs_f64(args.shutdown_seconds);
@@ -128,6 +146,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_message_bytes: args.max_message_bytes,
         tls,
         shutdown_grace: grace,
+        http,
         ..ServeOptions::new(args.artifacts, Duration::from_secs_f64(args.lease_seconds))
     };
     serve(listener, store, options, shutdown).await

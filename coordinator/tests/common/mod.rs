@@ -4,6 +4,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod http;
 pub mod in_process;
 pub mod raw;
 
@@ -34,6 +35,8 @@ pub struct Coordinator {
     pub db: String,
     pub dir: PathBuf,
     pub listen: String,
+    /// The dashboard's URL, when started with `--http`.
+    pub dashboard: Option<String>,
 }
 
 impl Coordinator {
@@ -51,15 +54,29 @@ impl Coordinator {
             .spawn()
             .expect("allsweep serve starts");
         let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
+        lines.read_line(&mut line).unwrap();
         let bound = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
         assert!(
             line.contains("listening on"),
             "coordinator said {line:?}; see {}",
             dir.join("coordinator.log").display()
         );
-        Self { child, address: format!("http://{bound}"), db: db.to_string(), dir: dir.to_path_buf(), listen: bound }
+        let dashboard = extra.contains(&"--http").then(|| {
+            let mut second = String::new();
+            lines.read_line(&mut second).unwrap();
+            assert!(second.contains("dashboard at"), "coordinator said {second:?}");
+            second.trim().rsplit(' ').next().unwrap_or_default().to_string()
+        });
+        Self {
+            child,
+            address: format!("http://{bound}"),
+            db: db.to_string(),
+            dir: dir.to_path_buf(),
+            listen: bound,
+            dashboard,
+        }
     }
 
     pub async fn client(&self) -> UserClient {
