@@ -12,7 +12,8 @@ use plotters::prelude::*;
 use super::canvas::{color, line_width, padded, tick, DrawError, Figure, FONT, LABEL_SIZE, TICK_SIZE};
 use super::legend::{self, Entry, Glyph};
 use super::{sweeps, PlotError};
-use crate::store::{Store, SweepRow};
+use crate::report::TrialResult;
+use crate::store::{Store, StoreError, SweepRow};
 
 /// How a metric of the metrics table is shown.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,16 +102,7 @@ pub async fn figure(
     let mut series = Vec::new();
     let mut notes = Vec::new();
     for g in &groups {
-        let mut per_seed: Vec<Vec<(u32, f64)>> = Vec::new();
-        for t in g.completed() {
-            let points = store.metric_points(&t.trial.id).await?;
-            available.extend(points.iter().map(|p| p.name.clone()));
-            let mine: Vec<(u32, f64)> =
-                points.iter().filter(|p| p.name == axis.name).map(|p| (p.epoch, p.value * axis.scale)).collect();
-            if !mine.is_empty() {
-                per_seed.push(mine);
-            }
-        }
+        let per_seed = seed_points(store, g.completed(), &axis, &mut available).await?;
         if per_seed.is_empty() {
             notes.push(format!("{}: no {:?} points; left out", g.label, axis.name));
             continue;
@@ -127,6 +119,27 @@ pub async fn figure(
     let title = title.unwrap_or_else(|| format!("Fig. 3: {} per epoch", lower_first(quantity)));
     let subtitle = format!("{}; line: mean over seeds, shaded band: lowest to highest seed", names.join(" + "));
     Ok(CurvesFigure { series, axis, title, subtitle, notes })
+}
+
+/// The metric of `axis` per epoch (in shown units) of each of `trials` that reported it; every
+/// metric name they reported goes into `available`.
+pub async fn seed_points(
+    store: &Arc<dyn Store>,
+    trials: impl Iterator<Item = &TrialResult>,
+    axis: &MetricAxis,
+    available: &mut BTreeSet<String>,
+) -> Result<Vec<Vec<(u32, f64)>>, StoreError> {
+    let mut per_seed = Vec::new();
+    for t in trials {
+        let points = store.metric_points(&t.trial.id).await?;
+        available.extend(points.iter().map(|p| p.name.clone()));
+        let mine: Vec<(u32, f64)> =
+            points.iter().filter(|p| p.name == axis.name).map(|p| (p.epoch, p.value * axis.scale)).collect();
+        if !mine.is_empty() {
+            per_seed.push(mine);
+        }
+    }
+    Ok(per_seed)
 }
 
 fn lower_first(text: &str) -> String {

@@ -10,7 +10,8 @@ use plotters::prelude::*;
 use super::canvas::{color, line_width, DrawError, Figure, FONT, LABEL_SIZE, REFERENCE, TICK_SIZE};
 use super::legend::{self, Entry, Glyph};
 use super::{sweeps, PlotError};
-use crate::store::{RocPoint, Store, SweepRow};
+use crate::report::{ConfigGroup, TrialResult};
+use crate::store::{FinalMetrics, RocPoint, Store, SweepRow};
 
 /// One config's curve.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +41,14 @@ pub struct RocFigure {
     pub notes: Vec<String>,
 }
 
+/// A config's best completed seed by test Jaccard (the one Fig. 2 draws), with its metrics.
+pub fn best_seed(group: &ConfigGroup) -> Option<(&TrialResult, &FinalMetrics)> {
+    group
+        .completed()
+        .filter_map(|t| t.metrics.as_ref().map(|m| (t, m)))
+        .max_by(|a, b| a.1.jaccard.total_cmp(&b.1.jaccard))
+}
+
 /// Gathers the best seed's ROC curve of each chosen config of `sweeps`.
 pub async fn figure(
     store: &Arc<dyn Store>,
@@ -51,11 +60,7 @@ pub async fn figure(
     let mut series = Vec::new();
     let mut notes = Vec::new();
     for g in &groups {
-        let best = g
-            .completed()
-            .filter_map(|t| t.metrics.as_ref().map(|m| (t, m)))
-            .max_by(|a, b| a.1.jaccard.total_cmp(&b.1.jaccard));
-        let Some((trial, metrics)) = best else { continue };
+        let Some((trial, metrics)) = best_seed(g) else { continue };
         let stored = store.roc(&trial.trial.id).await?;
         if stored.is_empty() {
             notes.push(format!("{}: trial {} has no ROC curve stored; left out", g.label, trial.trial.id));

@@ -238,6 +238,22 @@ fn assert_superseded<T: std::fmt::Debug>(result: Result<T>, what: &str) {
     assert!(matches!(result, Err(StoreError::Superseded { .. })), "{what}: expected Superseded, got {result:?}");
 }
 
+/// A registered worker of two slots on host gpu-1, last seen at T0.
+fn gpu_worker(id: &str) -> WorkerRow {
+    WorkerRow {
+        id: id.into(),
+        host: "gpu-1".into(),
+        device: "cuda:0".into(),
+        memory_bytes: 1,
+        slots: 2,
+        version: "0.1.0".into(),
+        registered_at: T0,
+        last_seen_at: T0,
+        running: 0,
+        gpus: Vec::new(),
+    }
+}
+
 /// What `/metrics` reads at each scrape: trials by sweep and state, attempts by outcome, the
 /// queue a worker may lease from, and whether every migration is applied.
 async fn the_census_counts_trials_attempts_and_the_leasable_queue(ctx: Ctx) {
@@ -246,19 +262,7 @@ async fn the_census_counts_trials_attempts_and_the_leasable_queue(ctx: Ctx) {
     assert_eq!(schema.applied, schema.known, "a fresh database has every migration");
     assert_eq!(store.census().await.expect("census"), Census::default(), "nothing yet");
     insert(store, &new_sweep("s", 2, 2, 3, false), T0).await;
-    let worker = WorkerRow {
-        id: "w".into(),
-        host: "h".into(),
-        device: "cpu".into(),
-        memory_bytes: 1,
-        slots: 2,
-        version: "0.1.0".into(),
-        registered_at: T0,
-        last_seen_at: T0,
-        running: 0,
-        gpus: Vec::new(),
-    };
-    assert!(store.register_worker(&worker, "hash").await.expect("worker"));
+    assert!(store.register_worker(&gpu_worker("w"), "hash").await.expect("worker"));
     assert_eq!(store.lease("w", 2, T0, T0 + LEASE_MS).await.expect("lease").len(), 2);
     store.complete("w", "s-t0", 1, &completion(0.5, 0.5, None), T0 + 1).await.expect("complete");
     let census = store.census().await.expect("census");
@@ -935,19 +939,7 @@ async fn example_query<T>(url: &str, sql: &str, bind: Option<&str>, decode: fn(&
 async fn dashboard_example_queries_answer_the_common_questions(ctx: Ctx) {
     let store = &*ctx.store;
     insert(store, &new_sweep("s", 2, 3, 3, false), T0).await;
-    let worker = WorkerRow {
-        id: "w".into(),
-        host: "gpu-1".into(),
-        device: "cuda:0".into(),
-        memory_bytes: 1,
-        slots: 2,
-        version: "0.1.0".into(),
-        registered_at: T0,
-        last_seen_at: T0,
-        running: 0,
-        gpus: Vec::new(),
-    };
-    assert!(store.register_worker(&worker, "hash").await.expect("worker"));
+    assert!(store.register_worker(&gpu_worker("w"), "hash").await.expect("worker"));
     assert_eq!(store.lease("w", 5, T0, T0 + LEASE_MS).await.expect("lease").len(), 5);
     for epoch in 1..=2 {
         let points: Vec<MetricPoint> = [

@@ -18,7 +18,8 @@ use super::fragments::{self, Counts, WorkerView};
 use super::input::{self, BadInput};
 use super::pages::{store_error, SweepQuery};
 use super::WebState;
-use crate::plot::curves::{epoch_stats, metric_axis};
+use crate::plot::curves::{epoch_stats, metric_axis, seed_points};
+use crate::plot::roc::best_seed;
 use crate::report::{self, groups, Metric, ReportOptions};
 use crate::store::{now_ms, Store, StoreError, SweepRow, SweepState, TrialState};
 
@@ -102,16 +103,8 @@ async fn curves(
     let mut available = BTreeSet::new();
     let mut per_group = Vec::new();
     for g in groups {
-        let mut per_seed: Vec<Vec<(u32, f64)>> = Vec::new();
-        for t in g.trials.iter().filter(|t| t.trial.epoch > 0 || t.trial.state == TrialState::Completed) {
-            let points = store.metric_points(&t.trial.id).await?;
-            available.extend(points.iter().map(|p| p.name.clone()));
-            let mine: Vec<(u32, f64)> =
-                points.iter().filter(|p| p.name == axis.name).map(|p| (p.epoch, p.value * axis.scale)).collect();
-            if !mine.is_empty() {
-                per_seed.push(mine);
-            }
-        }
+        let reported = g.trials.iter().filter(|t| t.trial.epoch > 0 || t.trial.state == TrialState::Completed);
+        let per_seed = seed_points(store, reported, &axis, &mut available).await?;
         if !per_seed.is_empty() {
             per_group.push((g.label.clone(), epoch_stats(&per_seed)));
         }
@@ -144,11 +137,7 @@ async fn roc(store: &std::sync::Arc<dyn Store>, groups: &[groups::ConfigGroup]) 
     let fpr: Vec<f64> = (0..ROC_GRID).map(|i| i as f64 / (ROC_GRID - 1) as f64).collect();
     let mut series = Vec::new();
     for g in groups {
-        let best = g
-            .completed()
-            .filter_map(|t| t.metrics.as_ref().map(|m| (t, m)))
-            .max_by(|a, b| a.1.jaccard.total_cmp(&b.1.jaccard));
-        let Some((trial, metrics)) = best else { continue };
+        let Some((trial, metrics)) = best_seed(g) else { continue };
         let points = store.roc(&trial.trial.id).await?;
         if points.is_empty() {
             continue;

@@ -72,7 +72,6 @@ pub fn router(state: WebState) -> Router {
         .route("/sweeps/{id}/cancel", post(pages::cancel))
         .route("/sweeps/{id}/{file}", get(downloads::download))
         .route("/trials/{id}", get(pages::trial))
-        .route("/logout", post(auth::logout))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_user));
     let metrics = Router::new().route("/metrics", get(health::metrics));
     let metrics = if state.metrics_open {
@@ -86,6 +85,7 @@ pub fn router(state: WebState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/login", get(auth::login_form).post(auth::login))
+        .route("/logout", post(auth::logout))
         .route("/assets/{name}", get(assets::asset))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .with_state(state)
