@@ -166,7 +166,8 @@ async fn a_person_follows_a_sweep_live_in_chromium_and_cancels_another() {
     browser.execute("window.allsweepMarker = 'same page'; return null;", vec![]).await.unwrap();
     let trial = sweep(&mut client, &watched).await.trials[0].trial_id.clone();
     let epochs_css = format!("#trial-{trial} .epochs");
-    let first = text(&browser, &epochs_css).await.unwrap();
+    // (Read again if the live stream swapped the fragment between finding and reading it.)
+    let first = eventually("the trial's epochs on screen", LONG, || text(&browser, &epochs_css)).await;
     assert_eq!(first, "0/6", "nothing trained before the workers start");
     let token_arg = ["--token", TOKEN];
     let _w1 = cluster.worker("w1", &token_arg);
@@ -192,7 +193,7 @@ async fn a_person_follows_a_sweep_live_in_chromium_and_cancels_another() {
     let configs = groups::load(&store, std::slice::from_ref(&watched)).await.unwrap();
     let options = ReportOptions { metrics: vec![Metric::Jaccard], pivot: None, baseline: None };
     let expected = report::build("watched", &configs, &options).unwrap();
-    let table = text(&browser, "#report table").await.unwrap();
+    let table = eventually("the per-config table", LONG, || text(&browser, "#report table")).await;
     assert_eq!(expected.rows.len(), 2, "two configs");
     for row in &expected.rows {
         let (Cell::Text(label), Cell::Stat(stat)) = (&row[0], &row[2]) else {

@@ -112,11 +112,15 @@ function drawTrial(t) {
 
 function follow(url) {
   const events = new EventSource(url);
+  const shown = {};
   events.addEventListener("update", (e) => {
     const update = JSON.parse(e.data);
+    // Only the fragments that changed are swapped: the rest keep their elements (and a
+    // reader's selection).
     for (const [id, html] of Object.entries(update.html || {})) {
       const el = document.getElementById(id);
-      if (el) el.innerHTML = html;
+      if (el && shown[id] !== html) el.innerHTML = html;
+      shown[id] = html;
     }
     if (update.curves) drawCurves(update.curves);
     if (update.roc) drawRoc(update.roc);
