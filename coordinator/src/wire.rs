@@ -7,7 +7,7 @@ use allsweep_proto::fault::TrialFault;
 use allsweep_proto::v1 as pb;
 
 use crate::store::{
-    AttemptRef, CheckpointRow, Completion, FinalMetrics, GpuStatus, KerasMetrics, Leased, MetricPoint, Progress,
+    AttemptRef, CheckpointRow, Completion, Drain, FinalMetrics, GpuStatus, KerasMetrics, Leased, MetricPoint, Progress,
     ResultRow, RocPoint, SweepState, TrialState,
 };
 
@@ -81,6 +81,15 @@ pub fn trial_state_word(value: i32) -> &'static str {
 /// The word a person reads for a wire sweep state.
 pub fn sweep_state_word(value: i32) -> &'static str {
     SweepState::try_from(value).map_or("unknown", |s| s.as_str())
+}
+
+/// A worker's drain on the wire (`None`: it may lease).
+pub fn drain(drain: Option<Drain>) -> pb::Drain {
+    match drain {
+        None => pb::Drain::None,
+        Some(Drain::Finish) => pb::Drain::Finish,
+        Some(Drain::Now) => pb::Drain::Now,
+    }
 }
 
 impl From<&pb::GpuInfo> for GpuStatus {

@@ -30,6 +30,7 @@ async fn status_of_a_sweep_of_long_failures_is_still_answered() {
         last_seen_at: now,
         running: 0,
         gpus: Vec::new(),
+        drain: None,
     };
     assert!(c.store.register_worker(&worker, "key-hash").await.unwrap());
     let leased = c.store.lease("w", 400, now, now + 60_000).await.unwrap();

@@ -47,22 +47,22 @@ struct AgentArgs {
     tls_key: Option<std::path::PathBuf>,
     /// auto (every visible GPU, else the CPU), all (every visible GPU), cpu, or GPUs by name:
     /// cuda:0,cuda:2.
-    #[arg(long, default_value = "auto")]
+    #[arg(long, env = "ALLSWEEP_DEVICE", default_value = "auto")]
     device: String,
     /// Trials trained at once on each device, at most. Where the device's memory is known (a
     /// GPU NVML can read, or --memory-budget), it also takes trials only while their memory
     /// estimates fit [default: 16 where memory is known, else 1].
-    #[arg(long)]
+    #[arg(long, env = "ALLSWEEP_SLOTS")]
     slots: Option<u32>,
     /// The memory trials may take on each device, e.g. 24GiB: leases then go by the trials'
     /// memory estimates as well as by --slots [default: a GPU's free memory at start less
     /// 1 GiB for the worker's CUDA context; none on a CPU].
-    #[arg(long, value_parser = allsweep_config::memory::parse_bytes)]
+    #[arg(long, env = "ALLSWEEP_MEMORY_BUDGET", value_parser = allsweep_config::memory::parse_bytes)]
     memory_budget: Option<u64>,
     /// Train up to N compatible trials (same data, network, batch size, epochs and precision;
     /// any seeds, losses and learning rates) as one fused network, each with the numbers it
     /// would reach alone; a slot then holds such a group. 1: every trial alone.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    #[arg(long, env = "ALLSWEEP_FUSE", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
     fuse: u32,
     /// Where relative data-set roots resolve [default: $ALLSWEEP_DATA, else ../shared/data].
     #[arg(long)]
@@ -71,11 +71,17 @@ struct AgentArgs {
     /// own there, removed when it exits; a killed worker's folder is removed by the next
     /// worker that starts or ends a trial there [default: allsweep-worker-UID in the system's
     /// temporary directory].
-    #[arg(long)]
+    #[arg(long, env = "ALLSWEEP_WORK_DIR")]
     work_dir: Option<std::path::PathBuf>,
     /// libtorch CPU threads [default: cores divided by slots].
-    #[arg(long)]
+    #[arg(long, env = "ALLSWEEP_THREADS")]
     threads: Option<i32>,
+    /// On SIGTERM or SIGINT (or `allsweep workers drain --now`), the most seconds to take to
+    /// checkpoint, upload and release the running trials before exiting anyway (their leases
+    /// then expire). Keep it below the grace period of what stops the worker: Kubernetes'
+    /// terminationGracePeriodSeconds, Slurm's --signal lead time, Docker's stop timeout.
+    #[arg(long, env = "ALLSWEEP_STOP_TIMEOUT", default_value_t = 90.0, value_parser = positive_seconds)]
+    stop_timeout: f64,
 }
 
 #[derive(Subcommand)]
@@ -114,9 +120,18 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         fuse: args.fuse,
         data_dir: allsweep_worker::data::data_dir(args.data_dir),
         work_root: args.work_dir.unwrap_or_else(agent::default_work_root),
+        stop_timeout: std::time::Duration::from_secs_f64(args.stop_timeout),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(agent::run(options, shutdown_signal()))
+}
+
+/// A number of seconds, positive and finite.
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Ok(s),
+        _ => Err(format!("{text:?} is not a number of seconds between 0 and 86400")),
+    }
 }
 
 /// SIGINT or SIGTERM.

@@ -75,6 +75,7 @@ pub const RPC_ROLES: &[(&str, Role)] = &[
     ("/allsweep.v1.AdminService/CreateToken", Role::Admin),
     ("/allsweep.v1.AdminService/ListTokens", Role::Admin),
     ("/allsweep.v1.AdminService/RevokeToken", Role::Admin),
+    ("/allsweep.v1.AdminService/DrainWorker", Role::Admin),
 ];
 
 /// The RPCs any caller may make, without a token: the standard gRPC health service (what

@@ -10,26 +10,27 @@ mod token;
 
 use clap::Subcommand;
 
-/// Where the coordinator is and how to authenticate, for the client commands.
+/// Where the coordinator is and how to authenticate, for the client commands (global: also
+/// after a subcommand, as in `allsweep workers drain ID --coordinator URL`).
 #[derive(clap::Args, Clone)]
 pub struct Connection {
     /// The coordinator's address.
-    #[arg(long, env = "ALLSWEEP_COORDINATOR", default_value = "http://127.0.0.1:50051")]
+    #[arg(long, global = true, env = "ALLSWEEP_COORDINATOR", default_value = "http://127.0.0.1:50051")]
     pub coordinator: String,
     /// The coordinator's token, when it has one (a flag shows in the process list: prefer ALLSWEEP_TOKEN or --token-file).
-    #[arg(long, env = "ALLSWEEP_TOKEN", hide_env_values = true)]
+    #[arg(long, global = true, env = "ALLSWEEP_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// A file whose first line is the token; wins over --token and ALLSWEEP_TOKEN.
-    #[arg(long, env = "ALLSWEEP_TOKEN_FILE")]
+    #[arg(long, global = true, env = "ALLSWEEP_TOKEN_FILE")]
     pub token_file: Option<std::path::PathBuf>,
     /// For an https:// coordinator: the PEM authority that signed its certificate [default: the system's].
-    #[arg(long, env = "ALLSWEEP_TLS_CA")]
+    #[arg(long, global = true, env = "ALLSWEEP_TLS_CA")]
     pub tls_ca: Option<std::path::PathBuf>,
     /// This client's PEM certificate, for a coordinator that requires one (mutual TLS).
-    #[arg(long, env = "ALLSWEEP_TLS_CERT", requires = "tls_key")]
+    #[arg(long, global = true, env = "ALLSWEEP_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<std::path::PathBuf>,
     /// The PEM private key of --tls-cert.
-    #[arg(long, env = "ALLSWEEP_TLS_KEY", requires = "tls_cert")]
+    #[arg(long, global = true, env = "ALLSWEEP_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
 }
 

@@ -36,6 +36,9 @@ pub struct SweepArg {
 
 #[derive(Args)]
 pub struct WorkersArgs {
+    /// Without one: list the workers.
+    #[command(subcommand)]
+    pub action: Option<WorkersAction>,
     #[command(flatten)]
     pub connection: Connection,
 }
@@ -225,7 +228,24 @@ pub async fn cancel(args: SweepArg) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[derive(clap::Subcommand)]
+pub enum WorkersAction {
+    /// Asks a worker to leave without losing work (an admin token): it leases nothing more,
+    /// finishes its running trials, then exits 0. The worker hears it at its next heartbeat.
+    Drain {
+        /// The worker's id, as `allsweep workers` lists it.
+        worker_id: String,
+        /// Checkpoint and release its running trials at once (they resume elsewhere), as on
+        /// SIGTERM, instead of finishing them.
+        #[arg(long)]
+        now: bool,
+    },
+}
+
 pub async fn workers(args: WorkersArgs) -> anyhow::Result<()> {
+    if let Some(WorkersAction::Drain { worker_id, now }) = args.action {
+        return drain(&args.connection, worker_id, now).await;
+    }
     let mut c = connect(&args.connection).await?;
     let mut workers = Vec::new();
     let mut page_token = String::new();
@@ -240,7 +260,7 @@ pub async fn workers(args: WorkersArgs) -> anyhow::Result<()> {
     }
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header(["worker", "host", "device", "slots", "running", "alive", "version", "GPUs"]);
+    table.set_header(["worker", "host", "device", "slots", "running", "alive", "draining", "version", "GPUs"]);
     for w in workers {
         let gpus = w.gpus.iter().map(gpu_line).collect::<Vec<_>>().join("\n");
         table.add_row(vec![
@@ -250,12 +270,35 @@ pub async fn workers(args: WorkersArgs) -> anyhow::Result<()> {
             w.slots.to_string(),
             w.running.to_string(),
             if w.alive { "yes".into() } else { "no".into() },
+            drain_word(w.drain).into(),
             w.version,
             gpus,
         ]);
     }
     println!("{table}");
     Ok(())
+}
+
+async fn drain(c: &Connection, worker_id: String, now: bool) -> anyhow::Result<()> {
+    let token = allsweep_proto::auth::resolve_token(c.token.clone(), c.token_file.as_deref())?;
+    let mut admin = client::admin_with_tls(&c.coordinator, token.as_deref(), &c.tls()).await?;
+    let w = admin.drain_worker(pb::DrainWorkerRequest { worker_id, now }).await.map_err(explain)?.into_inner();
+    let how = if w.drain == pb::Drain::Now as i32 {
+        "checkpoints and releases its running trials now, then exits"
+    } else {
+        "leases nothing more, finishes its running trials, then exits"
+    };
+    eprintln!("worker {} on {} ({} running): {how}", w.worker_id, w.host, w.running);
+    Ok(())
+}
+
+/// The `draining` column of `allsweep workers`.
+fn drain_word(drain: i32) -> &'static str {
+    match pb::Drain::try_from(drain) {
+        Ok(pb::Drain::Finish) => "finishing",
+        Ok(pb::Drain::Now) => "releasing",
+        _ => "",
+    }
 }
 
 /// One GPU of a worker for `allsweep workers`: `cuda:0 NVIDIA H200 21.3/139.8 GiB 87% 3 trials`.

@@ -19,17 +19,17 @@ pub struct ServeArgs {
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://allsweep.db")]
     pub db: String,
     /// Address to listen on (port 0: any free port; the bound address is printed).
-    #[arg(long, default_value = "127.0.0.1:50051")]
+    #[arg(long, env = "ALLSWEEP_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: String,
     /// Where checkpoint files live.
-    #[arg(long, default_value = "allsweep-artifacts")]
+    #[arg(long, env = "ALLSWEEP_ARTIFACTS", default_value = "allsweep-artifacts")]
     pub artifacts: PathBuf,
     /// The largest gRPC message received or sent, in bytes (checkpoints travel in 1 MiB chunks;
     /// a sweep's status grows with its trials).
     #[arg(long, default_value_t = allsweep_coordinator::server::DEFAULT_MAX_MESSAGE_BYTES, value_parser = clap::value_parser!(usize))]
     pub max_message_bytes: usize,
     /// Lease duration without a heartbeat, in seconds (workers heartbeat three times per lease).
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, env = "ALLSWEEP_LEASE_SECONDS", default_value_t = 30.0)]
     pub lease_seconds: f64,
     /// Require this token from every caller (a flag shows in the process list: prefer ALLSWEEP_TOKEN or --token-file).
     #[arg(long, env = "ALLSWEEP_TOKEN", hide_env_values = true)]
@@ -39,7 +39,7 @@ pub struct ServeArgs {
     pub token_file: Option<std::path::PathBuf>,
     /// On SIGTERM or SIGINT, how long calls in flight may still run before every connection is
     /// closed, in seconds; a second signal stops at once.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, env = "ALLSWEEP_SHUTDOWN_SECONDS", default_value_t = 5.0)]
     pub shutdown_seconds: f64,
     /// Also serve the dashboard, /metrics, /healthz and /readyz over HTTP on this address,
     /// e.g. 127.0.0.1:8080 (port 0: any free port; the URL is printed).
@@ -47,7 +47,7 @@ pub struct ServeArgs {
     pub http: Option<String>,
     /// Serve /metrics without a token (for a Prometheus on a trusted network); every other
     /// page and endpoint that reads sweeps still needs one.
-    #[arg(long, requires = "http")]
+    #[arg(long, env = "ALLSWEEP_METRICS_OPEN", requires = "http")]
     pub metrics_open: bool,
     #[command(flatten)]
     pub tls: TlsArgs,
@@ -59,13 +59,13 @@ pub struct ServeArgs {
 #[derive(clap::Args, Clone)]
 pub struct TlsArgs {
     /// Serve TLS with this PEM certificate chain (clients then use https://).
-    #[arg(long, requires = "tls_key")]
+    #[arg(long, env = "ALLSWEEP_SERVE_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
     /// The PEM private key of --tls-cert.
-    #[arg(long, requires = "tls_cert")]
+    #[arg(long, env = "ALLSWEEP_SERVE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// Require every client to present a certificate signed by this PEM authority (mutual TLS).
-    #[arg(long, requires = "tls_cert")]
+    #[arg(long, env = "ALLSWEEP_SERVE_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
 }
 

@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use super::{fields, status, Shared};
 use crate::access::tokens::{hash, new_secret, new_token_id};
 use crate::access::{Caller, Role};
-use crate::store::{now_ms, TokenRow};
+use crate::store::{now_ms, Drain, TokenRow};
 
 pub struct AdminApi {
     pub shared: Shared,
@@ -61,6 +61,24 @@ impl AdminService for AdminApi {
         self.reload().await?;
         tracing::info!(token = %row.id, name = %row.name, "token revoked");
         Ok(Response::new(info(&row)))
+    }
+
+    async fn drain_worker(&self, request: Request<pb::DrainWorkerRequest>) -> Result<Response<pb::WorkerInfo>, Status> {
+        let by = request.extensions().get::<Caller>().and_then(|c| c.token_id.clone());
+        let r = request.into_inner();
+        fields::id("worker_id", &r.worker_id)?;
+        let drain = if r.now { Drain::Now } else { Drain::Finish };
+        let store = &self.shared.store;
+        if !store.drain_worker(&r.worker_id, drain).await.map_err(status)? {
+            return Err(Status::not_found(format!("worker_id: no worker {} (allsweep workers)", r.worker_id)));
+        }
+        let workers = store.workers().await.map_err(status)?;
+        let row = workers
+            .into_iter()
+            .find(|w| w.id == r.worker_id)
+            .ok_or_else(|| Status::not_found(format!("worker_id: no worker {} (allsweep workers)", r.worker_id)))?;
+        tracing::info!(worker = %row.id, drain = drain.as_str(), by = ?by, "worker asked to leave");
+        Ok(Response::new(super::user::worker_info(row, &self.shared.clocks, now_ms())))
     }
 }
 

@@ -9,8 +9,9 @@ use tonic::{Request, Response, Status};
 
 use super::page::{Page, DEFAULT_PAGE_SIZE};
 use super::{status, Shared};
+use crate::scheduler::Clocks;
 use crate::spec::{Spec, SpecLimits};
-use crate::store::{now_ms, SweepRow, TrialRow, TrialState};
+use crate::store::{now_ms, Millis, SweepRow, TrialRow, TrialState, WorkerRow};
 
 pub struct UserApi {
     pub shared: Shared,
@@ -105,20 +106,7 @@ impl UserService for UserApi {
         let now = now_ms();
         let clocks = self.shared.clocks;
         let (rows, next_page_token) = page.take(self.shared.store.workers().await.map_err(status)?);
-        let workers = rows
-            .into_iter()
-            .map(|w| pb::WorkerInfo {
-                alive: clocks.worker_alive(w.last_seen_at, now),
-                worker_id: w.id,
-                host: w.host,
-                device: w.device,
-                slots: w.slots,
-                running: w.running,
-                last_seen_ms: w.last_seen_at,
-                version: w.version,
-                gpus: w.gpus.iter().map(pb::GpuInfo::from).collect(),
-            })
-            .collect();
+        let workers = rows.into_iter().map(|w| worker_info(w, &clocks, now)).collect();
         Ok(Response::new(pb::ListWorkersResponse { workers, next_page_token }))
     }
 
@@ -201,5 +189,21 @@ mod tests {
         let shown = status_error(&long);
         assert!(shown.len() < STATUS_ERROR_BYTES + 40, "{}", shown.len());
         assert!(shown.ends_with("... [1488 more bytes in the database]"), "{shown}");
+    }
+}
+
+/// A worker as `ListWorkers` and `DrainWorker` answer it.
+pub(super) fn worker_info(w: WorkerRow, clocks: &Clocks, now: Millis) -> pb::WorkerInfo {
+    pb::WorkerInfo {
+        alive: clocks.worker_alive(w.last_seen_at, now),
+        gpus: w.gpus.iter().map(pb::GpuInfo::from).collect(),
+        drain: crate::wire::drain(w.drain) as i32,
+        worker_id: w.id,
+        host: w.host,
+        device: w.device,
+        slots: w.slots,
+        running: w.running,
+        last_seen_ms: w.last_seen_at,
+        version: w.version,
     }
 }

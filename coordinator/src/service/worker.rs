@@ -59,6 +59,7 @@ impl WorkerService for WorkerApi {
             last_seen_at: now,
             running: 0,
             gpus,
+            drain: None,
         };
         if !self.shared.store.register_worker(&row, &key_hash).await.map_err(status)? {
             return Err(Status::permission_denied(format!(
@@ -80,10 +81,14 @@ impl WorkerService for WorkerApi {
         let r = request.into_inner();
         let worker = edge::lease(&r, &caller)?;
         let now = now_ms();
-        let Some(slots) = self.shared.store.touch_worker(&worker, now).await.map_err(status)? else {
+        let Some(touched) = self.shared.store.touch_worker(&worker, now).await.map_err(status)? else {
             return Err(Status::not_found(format!("unknown worker {worker}: register first")));
         };
-        let count = scheduler::lease_batch(r.free_slots, slots);
+        if touched.drain.is_some() {
+            // Asked to leave: it hears so at its next heartbeat.
+            return Ok(Response::new(pb::LeaseResponse { trials: Vec::new() }));
+        }
+        let count = scheduler::lease_batch(r.free_slots, touched.slots);
         let memory = scheduler::MemoryFit::from_request(r.free_memory_bytes);
         let expires_at = self.shared.clocks.lease_expiry(now);
         let leased = self.shared.store.lease_fitting(&worker, count, memory, now, expires_at).await.map_err(status)?;
@@ -113,11 +118,16 @@ impl WorkerService for WorkerApi {
             self.shared.worker_keys.identify(&*self.shared.store, request.metadata(), |id| fields::id("worker_id", id));
         let Some(caller) = identified.await? else {
             // A coordinator that lost this worker (a new database): the worker registers again.
-            return Ok(Response::new(pb::HeartbeatResponse { stop_trial_ids: Vec::new(), known: false }));
+            return Ok(Response::new(pb::HeartbeatResponse {
+                stop_trial_ids: Vec::new(),
+                known: false,
+                drain: pb::Drain::None as i32,
+            }));
         };
         let edge::Heartbeat { worker, running, gpus } = edge::heartbeat(request.into_inner(), &caller)?;
         let now = now_ms();
-        let known = self.shared.store.touch_worker(&worker, now).await.map_err(status)?.is_some();
+        let touched = self.shared.store.touch_worker(&worker, now).await.map_err(status)?;
+        let known = touched.is_some();
         if known && !gpus.is_empty() {
             self.shared.store.record_gpus(&worker, &gpus).await.map_err(status)?;
         }
@@ -129,7 +139,8 @@ impl WorkerService for WorkerApi {
         } else {
             Vec::new()
         };
-        Ok(Response::new(pb::HeartbeatResponse { stop_trial_ids: stop, known }))
+        let drain = crate::wire::drain(touched.and_then(|t| t.drain)) as i32;
+        Ok(Response::new(pb::HeartbeatResponse { stop_trial_ids: stop, known, drain }))
     }
 
     async fn stream_metrics(

@@ -13,9 +13,9 @@ use super::dialect::Dialect;
 use super::rows::{self, Cols, Holder};
 use super::statements::{self as sql, NullableReal};
 use super::{
-    AttemptOutcome, AttemptRef, AttemptRow, Census, CheckpointRow, Completion, DecisionRow, Expired, GpuStatus, Leased,
-    MemoryFit, MetricPoint, MetricsStored, Millis, NewSweep, Progress, Requeue, Result, ResultRow, RocPoint,
-    SchemaStatus, Store, SweepRow, SweepState, TokenRow, TrialFault, TrialRow, TrialState, WorkerRow,
+    AttemptOutcome, AttemptRef, AttemptRow, Census, CheckpointRow, Completion, DecisionRow, Drain, Expired, GpuStatus,
+    Leased, MemoryFit, MetricPoint, MetricsStored, Millis, NewSweep, Progress, Requeue, Result, ResultRow, RocPoint,
+    SchemaStatus, Store, SweepRow, SweepState, TokenRow, Touched, TrialFault, TrialRow, TrialState, WorkerRow,
 };
 use crate::scheduler::{self, Cause, ExpiryCause};
 
@@ -357,9 +357,14 @@ impl Store for SqlStore {
         Ok(row.map(|r| r.text_opt("key_hash")).transpose()?.flatten())
     }
 
-    async fn touch_worker(&self, id: &str, now: Millis) -> Result<Option<u32>> {
+    async fn touch_worker(&self, id: &str, now: Millis) -> Result<Option<Touched>> {
         let touched = sqlx::query(sql::TOUCH_WORKER).bind(id).bind(now).fetch_optional(&self.pool).await?;
-        touched.map(|r| r.int("slots").map(rows::small)).transpose()
+        touched.map(|r| rows::touched(&r)).transpose()
+    }
+
+    async fn drain_worker(&self, id: &str, drain: Drain) -> Result<bool> {
+        let done = sqlx::query(sql::DRAIN_WORKER).bind(id).bind(drain.as_str()).execute(&self.pool).await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn record_gpus(&self, id: &str, gpus: &[GpuStatus]) -> Result<()> {

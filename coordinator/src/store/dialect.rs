@@ -23,6 +23,7 @@ const SQLITE_MIGRATIONS: Migrations = &[
     (5, "0005_memory_and_gpus", include_str!("../../../migrations/sqlite/0005_memory_and_gpus.sql")),
     (6, "0006_fused_groups", include_str!("../../../migrations/sqlite/0006_fused_groups.sql")),
     (7, "0007_early_stopping", include_str!("../../../migrations/sqlite/0007_early_stopping.sql")),
+    (8, "0008_worker_drain", include_str!("../../../migrations/sqlite/0008_worker_drain.sql")),
 ];
 const POSTGRES_MIGRATIONS: Migrations = &[
     (1, "0001_schema", include_str!("../../../migrations/postgres/0001_schema.sql")),
@@ -32,6 +33,7 @@ const POSTGRES_MIGRATIONS: Migrations = &[
     (5, "0005_memory_and_gpus", include_str!("../../../migrations/postgres/0005_memory_and_gpus.sql")),
     (6, "0006_fused_groups", include_str!("../../../migrations/postgres/0006_fused_groups.sql")),
     (7, "0007_early_stopping", include_str!("../../../migrations/postgres/0007_early_stopping.sql")),
+    (8, "0008_worker_drain", include_str!("../../../migrations/postgres/0008_worker_drain.sql")),
 ];
 
 /// The advisory lock that serialises the migrations of Postgres coordinators starting together.

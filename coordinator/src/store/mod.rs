@@ -224,6 +224,39 @@ pub struct WorkerRow {
     pub running: u32,
     /// Its GPUs as its registration or last heartbeat reported them; empty on a CPU worker.
     pub gpus: Vec<GpuStatus>,
+    /// Asked to leave (`allsweep workers drain`); `None` while it may lease.
+    pub drain: Option<Drain>,
+}
+
+/// How a worker asked to leave goes (`workers.drain`). A draining worker is leased nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Drain {
+    /// Finish the running trials, then exit.
+    Finish,
+    /// Checkpoint and release the running trials at once, then exit.
+    Now,
+}
+
+impl Drain {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Drain::Finish => "finish",
+            Drain::Now => "now",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<Self> {
+        [Drain::Finish, Drain::Now].into_iter().find(|d| d.as_str() == word)
+    }
+}
+
+/// What marking a worker seen tells about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Touched {
+    /// Its registered slots.
+    pub slots: u32,
+    pub drain: Option<Drain>,
 }
 
 /// One GPU of a worker, as stored in `workers.gpus` (JSON).
@@ -445,8 +478,12 @@ pub trait Store: Send + Sync {
     async fn register_worker(&self, worker: &WorkerRow, key_hash: &str) -> Result<bool>;
     /// The SHA-256 of a worker's key; `None` for an unknown worker (or one without a key).
     async fn worker_key_hash(&self, id: &str) -> Result<Option<String>>;
-    /// Marks a worker seen; returns its registered slots, `None` for an unknown worker.
-    async fn touch_worker(&self, id: &str, now: Millis) -> Result<Option<u32>>;
+    /// Marks a worker seen; returns its registered slots and whether it drains, `None` for
+    /// an unknown worker.
+    async fn touch_worker(&self, id: &str, now: Millis) -> Result<Option<Touched>>;
+    /// Asks a worker to leave (`Drain::Now` stays once asked: a worker releasing its trials
+    /// cannot take them back). `Ok(false)` for an unknown worker.
+    async fn drain_worker(&self, id: &str, drain: Drain) -> Result<bool>;
     /// Records a worker's GPUs as its heartbeat reports them.
     async fn record_gpus(&self, id: &str, gpus: &[GpuStatus]) -> Result<()>;
     async fn workers(&self) -> Result<Vec<WorkerRow>>;

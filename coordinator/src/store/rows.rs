@@ -5,9 +5,10 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::Drain;
 use super::{
     AttemptOutcome, AttemptRow, CheckpointRow, FinalMetrics, KerasMetrics, MetricPoint, Result, ResultRow, RocPoint,
-    StoreError, SweepRow, SweepState, TokenRow, TrialRow, TrialState, WorkerRow,
+    StoreError, SweepRow, SweepState, TokenRow, Touched, TrialRow, TrialState, WorkerRow,
 };
 use crate::access::Role;
 
@@ -124,7 +125,17 @@ pub(super) fn worker_row(r: &impl Cols) -> Result<WorkerRow> {
             Some(json) => serde_json::from_str(&json).unwrap_or_default(),
             None => Vec::new(),
         },
+        drain: drain(r)?,
     })
+}
+
+pub(super) fn touched(r: &impl Cols) -> Result<Touched> {
+    Ok(Touched { slots: small(r.int("slots")?), drain: drain(r)? })
+}
+
+/// `workers.drain`; a value the coordinator did not write reads as `finish` (lease nothing).
+fn drain(r: &impl Cols) -> Result<Option<Drain>> {
+    Ok(r.text_opt("drain")?.map(|word| Drain::parse(&word).unwrap_or(Drain::Finish)))
 }
 
 pub(super) fn checkpoint_row(r: &impl Cols) -> Result<CheckpointRow> {

@@ -55,7 +55,7 @@ pub(super) const REVOKE_TOKEN: &str = "UPDATE tokens SET revoked_at = COALESCE(r
      RETURNING id, name, role, hash, created_at, revoked_at";
 
 pub(super) const SELECT_WORKERS: &str = "SELECT w.id, w.host, w.device, w.memory_bytes, w.slots, w.version, \
-     w.registered_at, w.last_seen_at, w.gpus, (SELECT count(*) FROM trials t WHERE t.worker_id = w.id \
+     w.registered_at, w.last_seen_at, w.gpus, w.drain, (SELECT count(*) FROM trials t WHERE t.worker_id = w.id \
      AND t.state = 'running') AS running FROM workers w ORDER BY w.id";
 
 pub(super) const INSERT_ATTEMPT: &str = "INSERT INTO attempts (trial_id, attempt, worker_id, started_at, \
@@ -212,7 +212,11 @@ pub(super) const MARK_SWEEP_CANCELLED: &str = "UPDATE sweeps SET finished_at = $
 
 pub(super) const RECORD_GPUS: &str = "UPDATE workers SET gpus = $2 WHERE id = $1";
 
-pub(super) const TOUCH_WORKER: &str = "UPDATE workers SET last_seen_at = $2 WHERE id = $1 RETURNING slots";
+pub(super) const TOUCH_WORKER: &str = "UPDATE workers SET last_seen_at = $2 WHERE id = $1 RETURNING slots, drain";
+
+/// `$2` 'finish' or 'now'; 'now' once set stays.
+pub(super) const DRAIN_WORKER: &str =
+    "UPDATE workers SET drain = CASE WHEN drain = 'now' THEN 'now' ELSE $2 END WHERE id = $1";
 
 pub(super) const CHECKPOINT_FILES: &str = "SELECT file FROM checkpoints";
 pub(super) const CHECKPOINT_FILE: &str = "SELECT file FROM checkpoints WHERE trial_id = $1";

@@ -92,6 +92,7 @@ on_both!(
     a_cancel_racing_completions_settles_every_trial_once,
     the_expiry_tick_finishes_a_sweep_whose_finish_was_lost,
     workers_are_registered_and_counted,
+    a_drain_is_kept_and_now_is_never_softened,
     memory_aware_leases_take_only_trials_that_fit_together,
     transition_out_of_memory_running_to_queued_asking_twice_the_memory,
     dashboard_views_flatten_trials_and_summarise_configs,
@@ -251,6 +252,7 @@ fn gpu_worker(id: &str) -> WorkerRow {
         last_seen_at: T0,
         running: 0,
         gpus: Vec::new(),
+        drain: None,
     }
 }
 
@@ -683,11 +685,13 @@ async fn workers_are_registered_and_counted(ctx: Ctx) {
             memory_total_bytes: 150 << 30,
             ..Default::default()
         }],
+        drain: None,
     };
     assert!(store.register_worker(&w, "hash-1").await.expect("register"));
     insert(store, &new_sweep("s", 1, 3, 3, false), T0).await;
     store.lease("w1", 2, T0, T0 + LEASE_MS).await.expect("lease");
-    assert_eq!(store.touch_worker("w1", T0 + 50).await.expect("touch"), Some(2), "its registered slots");
+    let touched = store.touch_worker("w1", T0 + 50).await.expect("touch");
+    assert_eq!(touched, Some(Touched { slots: 2, drain: None }), "its registered slots, not draining");
     assert_eq!(store.touch_worker("nobody", T0 + 50).await.expect("touch"), None);
     (w.slots, w.registered_at, w.last_seen_at) = (4, T0 + 100, T0 + 100);
     assert!(store.register_worker(&w, "hash-1").await.expect("re-register with its key"));
@@ -705,6 +709,22 @@ async fn workers_are_registered_and_counted(ctx: Ctx) {
     let now = GpuStatus { memory_used_bytes: 20 << 30, utilization_percent: 93, trials: 2, ..w.gpus[0].clone() };
     store.record_gpus("w1", std::slice::from_ref(&now)).await.expect("record GPUs");
     assert_eq!(store.workers().await.expect("workers")[0].gpus, vec![now]);
+}
+
+async fn a_drain_is_kept_and_now_is_never_softened(ctx: Ctx) {
+    let store = &*ctx.store;
+    let w = gpu_worker("w1");
+    assert!(store.register_worker(&w, "hash-1").await.expect("register"));
+    assert!(!store.drain_worker("nobody", Drain::Finish).await.expect("drain"), "an unknown worker");
+    assert!(store.drain_worker("w1", Drain::Finish).await.expect("drain"));
+    let touched = store.touch_worker("w1", T0 + 1).await.expect("touch");
+    assert_eq!(touched.map(|t| t.drain), Some(Some(Drain::Finish)));
+    assert!(store.drain_worker("w1", Drain::Now).await.expect("drain now"));
+    assert!(store.drain_worker("w1", Drain::Finish).await.expect("drain again"));
+    assert_eq!(store.workers().await.expect("workers")[0].drain, Some(Drain::Now), "a release under way stays");
+    // Registering again (a reconnect) keeps the drain: the worker still leaves.
+    assert!(store.register_worker(&w, "hash-1").await.expect("re-register"));
+    assert_eq!(store.touch_worker("w1", T0 + 2).await.expect("touch").and_then(|t| t.drain), Some(Drain::Now));
 }
 
 /// Sets trial `id`'s memory estimate and shape in a new sweep.

@@ -10,9 +10,9 @@ use async_trait::async_trait;
 
 use super::Telemetry;
 use crate::store::{
-    AttemptRef, AttemptRow, Census, CheckpointRow, Completion, DecisionRow, Expired, GpuStatus, Leased, MemoryFit,
-    MetricPoint, MetricsStored, Millis, NewSweep, Progress, Requeue, Result, ResultRow, RocPoint, SchemaStatus, Store,
-    SweepRow, TokenRow, TrialFault, TrialRow, WorkerRow,
+    AttemptRef, AttemptRow, Census, CheckpointRow, Completion, DecisionRow, Drain, Expired, GpuStatus, Leased,
+    MemoryFit, MetricPoint, MetricsStored, Millis, NewSweep, Progress, Requeue, Result, ResultRow, RocPoint,
+    SchemaStatus, Store, SweepRow, TokenRow, Touched, TrialFault, TrialRow, WorkerRow,
 };
 
 /// A store whose every operation is timed.
@@ -72,8 +72,12 @@ impl Store for TimedStore {
         self.time("worker_key_hash", self.inner.worker_key_hash(id)).await
     }
 
-    async fn touch_worker(&self, id: &str, now: Millis) -> Result<Option<u32>> {
+    async fn touch_worker(&self, id: &str, now: Millis) -> Result<Option<Touched>> {
         self.time("touch_worker", self.inner.touch_worker(id, now)).await
+    }
+
+    async fn drain_worker(&self, id: &str, drain: Drain) -> Result<bool> {
+        self.time("drain_worker", self.inner.drain_worker(id, drain)).await
     }
 
     async fn record_gpus(&self, id: &str, gpus: &[GpuStatus]) -> Result<()> {

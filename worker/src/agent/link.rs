@@ -102,7 +102,7 @@ impl Link {
         &mut self,
         running: Vec<Progress>,
         gpus: &[(GpuSample, u32)],
-    ) -> Result<Vec<String>, Status> {
+    ) -> Result<HeartbeatAnswer, Status> {
         let running: Vec<pb::TrialProgress> = running.into_iter().map(Into::into).collect();
         let gpus: Vec<pb::GpuInfo> =
             gpus.iter().map(|(g, trials)| pb::GpuInfo { trials: *trials, ..pb::GpuInfo::from(g) }).collect();
@@ -112,9 +112,9 @@ impl Link {
         if !r.known {
             self.register_with_retry().await.map_err(|e| Status::failed_precondition(format!("{e:#}")))?;
             let request = pb::HeartbeatRequest { worker_id: self.worker_id.clone(), running, gpus };
-            return Ok(self.client.heartbeat(request).await?.into_inner().stop_trial_ids);
+            return Ok(HeartbeatAnswer::from(self.client.heartbeat(request).await?.into_inner()));
         }
-        Ok(r.stop_trial_ids)
+        Ok(HeartbeatAnswer::from(r))
     }
 
     /// Leases what `ask` asks for; each trial arrives read, or as the reason it cannot be.
@@ -246,4 +246,20 @@ fn memory_bytes() -> u64 {
         .find_map(|l| l.strip_prefix("MemTotal:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// What a heartbeat's answer asks of the worker.
+pub struct HeartbeatAnswer {
+    /// Trials to stop now: cancelled, or leased to a newer attempt.
+    pub stop: Vec<String>,
+    /// An operator asked this worker to leave (`allsweep workers drain`).
+    pub drain: pb::Drain,
+}
+
+impl From<pb::HeartbeatResponse> for HeartbeatAnswer {
+    fn from(r: pb::HeartbeatResponse) -> Self {
+        // An unknown value from a newer coordinator reads as the gentler drain.
+        let drain = pb::Drain::try_from(r.drain).unwrap_or(pb::Drain::Finish);
+        Self { stop: r.stop_trial_ids, drain }
+    }
 }

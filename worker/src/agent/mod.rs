@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use allsweep_proto::fault::TrialFault;
+use allsweep_proto::v1 as pb;
 use tch::Device;
 use tokio::sync::mpsc;
 
@@ -60,14 +61,22 @@ pub struct AgentOptions {
     /// The host's work directory: the worker keeps its local checkpoints in a folder of its
     /// own there ([`work_dir`]).
     pub work_root: PathBuf,
+    /// Once told to stop (a signal, or `workers drain --now`), the longest the worker takes to
+    /// checkpoint, upload and release its trials before it exits anyway (their leases then
+    /// expire and they resume elsewhere from their last uploaded checkpoint).
+    pub stop_timeout: Duration,
 }
 
 pub use work_dir::default_root as default_work_root;
 
+/// A deadline that does not come (until a stop sets one).
+const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// The cap on a device's trials when memory decides and `--slots` is not given.
 pub const MEMORY_AWARE_SLOTS: u32 = 16;
 
-/// Runs until `shutdown` resolves, then checkpoints, uploads and gives leases back.
+/// Runs until `shutdown` resolves, then checkpoints, uploads and gives leases back; or until
+/// the coordinator says drain: then it finishes (or, drained `now`, gives back) its trials.
 pub async fn run(options: AgentOptions, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     let work = work_dir::WorkDir::claim(&options.work_root)?;
     work_dir::collect_abandoned(&options.work_root);
@@ -92,7 +101,12 @@ pub async fn run(options: AgentOptions, shutdown: impl std::future::Future<Outpu
     let mut heartbeat = tokio::time::interval(heartbeat_every);
     let mut lease_tick = tokio::time::interval(Duration::from_millis(500));
     let mut retry = tokio::time::interval(Duration::from_millis(250));
+    // Draining: lease nothing more, exit once every trial has ended and been reported.
     let mut draining = false;
+    // Stopping: running trials were asked to checkpoint and stop; the exit is due by `deadline`.
+    let mut stopping = false;
+    let deadline = tokio::time::sleep(NEVER);
+    tokio::pin!(deadline);
     // Set once a trial found its data set missing here: lease nothing more.
     let mut missing: Option<MissingData> = None;
     let mut reminder = tokio::time::interval(MISSING_DATA_REMINDER);
@@ -100,12 +114,19 @@ pub async fn run(options: AgentOptions, shutdown: impl std::future::Future<Outpu
 
     loop {
         tokio::select! {
-            _ = &mut shutdown, if !draining => {
+            _ = &mut shutdown, if !stopping => {
                 tracing::info!(trials = running.len(), "stopping: checkpointing running trials and giving them back");
-                draining = true;
-                for t in running.values() {
-                    t.request_stop();
-                }
+                (draining, stopping) = (true, true);
+                stop_all(&running, deadline.as_mut(), options.stop_timeout);
+            }
+            _ = &mut deadline, if stopping => {
+                let mut left: Vec<&str> = running.keys().map(String::as_str).collect();
+                left.extend(outbox.trial_ids().into_iter().filter(|id| !running.contains_key(*id)));
+                anyhow::bail!(
+                    "gave up after --stop-timeout {:?}: trials {left:?} not handed back (the coordinator \
+                     did not answer); their leases expire and they resume elsewhere",
+                    options.stop_timeout,
+                );
             }
             Some(message) = events.recv() => {
                 if message.ends_the_trial() {
@@ -133,8 +154,16 @@ pub async fn run(options: AgentOptions, shutdown: impl std::future::Future<Outpu
                     (g, trials)
                 }).collect();
                 match link.heartbeat(progress, &gpus).await {
-                    Ok(stop) => {
-                        for id in stop {
+                    Ok(answer) => {
+                        if answer.drain == pb::Drain::Now && !stopping {
+                            tracing::info!(trials = running.len(), "drained now: checkpointing running trials and giving them back");
+                            (draining, stopping) = (true, true);
+                            stop_all(&running, deadline.as_mut(), options.stop_timeout);
+                        } else if answer.drain == pb::Drain::Finish && !draining {
+                            tracing::info!(trials = running.len(), "drained: finishing the running trials, leasing nothing more");
+                            draining = true;
+                        }
+                        for id in answer.stop {
                             if let Some(t) = running.get_mut(&id) {
                                 tracing::warn!(trial = %id, "coordinator says stop (cancelled or superseded)");
                                 t.abandon();
@@ -203,8 +232,20 @@ pub async fn run(options: AgentOptions, shutdown: impl std::future::Future<Outpu
             }
         }
     }
-    tracing::info!("all trials handed back; bye");
+    tracing::info!("no trial left here, every report sent; bye");
     Ok(())
+}
+
+/// Asks every running trial to checkpoint and stop, and starts the clock of `--stop-timeout`.
+fn stop_all(
+    running: &HashMap<String, RunningTrial>,
+    deadline: std::pin::Pin<&mut tokio::time::Sleep>,
+    timeout: Duration,
+) {
+    for t in running.values() {
+        t.request_stop();
+    }
+    deadline.reset(tokio::time::Instant::now() + timeout);
 }
 
 /// Turns a trial's message into what the coordinator must hear. Returns the data set a

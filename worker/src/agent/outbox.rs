@@ -47,9 +47,33 @@ pub struct Outbox {
     items: VecDeque<Report>,
 }
 
+impl Report {
+    fn trial_id(&self) -> &str {
+        match self {
+            Report::Metrics { trial_id, .. }
+            | Report::Checkpoint { trial_id, .. }
+            | Report::Complete { trial_id, .. }
+            | Report::Fail { trial_id, .. }
+            | Report::Release { trial_id, .. } => trial_id,
+        }
+    }
+}
+
 impl Outbox {
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
+    }
+
+    /// The trials with something still to tell, each once, in order.
+    pub fn trial_ids(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = Vec::new();
+        for item in &self.items {
+            let id = item.trial_id();
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        ids
     }
 
     /// Queues an item; a newer checkpoint of a trial replaces one still waiting.
