@@ -1,7 +1,9 @@
 # allsweep: every entry point installs what it needs first (idempotent), then runs.
 #   make build   release binaries in target/release
 #   make demo    the main job
-#   make test    every check: format, clippy (warnings denied), all tests
+#   make test    every check: format, clippy (warnings denied), all tests, then the system tests
+#   make test-system  the system tests alone (tests/system/: Kubernetes manifests, Docker, Slurm,
+#                several hosts; root; TESTS="k8s slurm" runs some)
 #   make bench   the training-step benchmark against PyTorch (minutes; not part of test)
 #   make fuzz    the cargo-fuzz targets, FUZZ_SECONDS each (default 300; nightly Rust; not part of test)
 #   make chaos   the fault-injection suite on SQLite and a private Postgres (minutes, root; not part of test)
@@ -14,7 +16,7 @@ export LIBTORCH_USE_PYTORCH := 1
 export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: setup setup-web-tests build test demo bench vectors fuzz chaos
+.PHONY: setup setup-web-tests build test test-system demo bench vectors fuzz chaos
 
 setup:
 	@scripts/setup-torch.sh
@@ -30,6 +32,13 @@ test: setup setup-web-tests
 	cargo fmt --all -- --check
 	cargo clippy --release --workspace --all-targets -- -D warnings
 	cargo test --release --workspace
+	tests/system/run.sh
+
+# Each system test installs what it drives (Debian's docker.io, docker-compose, debootstrap,
+# slurm-wlm, munge; PyPI's kubernetes-validate in .venv-k8s) and caches base images under
+# ~/.cache/allsweep.
+test-system: build
+	tests/system/run.sh $(TESTS)
 
 demo: build
 	@scripts/demo.sh

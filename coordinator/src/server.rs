@@ -20,7 +20,7 @@ use crate::artifacts::Artifacts;
 use crate::scheduler::{self, Clocks};
 use crate::service::{AdminApi, Shared, UserApi, WorkerApi};
 use crate::spec::SpecLimits;
-use crate::store::Store;
+use crate::store::{Store, PROBE_DEADLINE};
 use crate::telemetry::{RpcMetricsLayer, Telemetry, TimedStore};
 use crate::tls::{ReloadingConfig, TlsOptions};
 use crate::web::{self, HttpOptions, WebState};
@@ -212,9 +212,13 @@ async fn report_health(
             }
             return;
         }
-        let status = match store.ping().await {
-            Ok(()) => tonic_health::ServingStatus::Serving,
-            Err(error) => {
+        let status = match tokio::time::timeout(PROBE_DEADLINE, store.ping()).await {
+            Ok(Ok(())) => tonic_health::ServingStatus::Serving,
+            Err(_) => {
+                tracing::warn!("the database did not answer within {PROBE_DEADLINE:?}: gRPC health says NOT_SERVING");
+                tonic_health::ServingStatus::NotServing
+            }
+            Ok(Err(error)) => {
                 tracing::warn!(%error, "the database does not answer: gRPC health says NOT_SERVING");
                 tonic_health::ServingStatus::NotServing
             }

@@ -282,6 +282,8 @@ wait_until 60 "array task ${JOB2}_2's worker" has_worker "${JOB2}_2"
 grep -q -- "GPUs 0: .*--device auto" "$(job_log "${JOB2}_2")" ||
   die "task ${JOB2}_2: the script did not start the worker with its GPU and --device auto"
 W2=$(worker_id "${JOB2}_2")
+host=$(q "SELECT host FROM workers WHERE id = '$W2'")
+[[ $host == *-job${JOB2}-2 ]] || die "worker $W2 of task ${JOB2}_2 registered as host '$host', not NODE-job${JOB2}-2"
 resumed() {
   [[ $(q "SELECT count(*) FROM attempts WHERE trial_id = '$T0' AND attempt > $A0
           AND worker_id <> '$W0' AND resumed_from_epoch > 0") -ge 1 ]]

@@ -82,6 +82,11 @@ struct AgentArgs {
     /// terminationGracePeriodSeconds, Slurm's --signal lead time, Docker's stop timeout.
     #[arg(long, env = "ALLSWEEP_STOP_TIMEOUT", default_value_t = 90.0, value_parser = positive_seconds)]
     stop_timeout: f64,
+    /// The host name this worker registers under, as `allsweep workers` and the dashboard show
+    /// it and its id begins, e.g. node07-job4242-3 for a Slurm array task [default: the
+    /// machine's hostname]. At most 256 bytes.
+    #[arg(long, env = "ALLSWEEP_HOST")]
+    host: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -100,6 +105,7 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         );
     };
     anyhow::ensure!(args.slots.is_none_or(|s| s >= 1), "--slots must be at least 1");
+    anyhow::ensure!(args.host.as_ref().is_none_or(|h| h.len() <= 256), "--host (ALLSWEEP_HOST): at most 256 bytes");
     let gpus = if tch::Cuda::is_available() { tch::Cuda::device_count().max(0) as usize } else { 0 };
     let devices =
         allsweep_worker::device::parse_list(&args.device, gpus).map_err(|e| anyhow::anyhow!("--device: {e}"))?;
@@ -121,6 +127,7 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         data_dir: allsweep_worker::data::data_dir(args.data_dir),
         work_root: args.work_dir.unwrap_or_else(agent::default_work_root),
         stop_timeout: std::time::Duration::from_secs_f64(args.stop_timeout),
+        host: args.host.filter(|h| !h.trim().is_empty()),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(agent::run(options, shutdown_signal()))

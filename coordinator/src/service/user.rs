@@ -178,20 +178,6 @@ fn status_error(error: &str) -> String {
     format!("{}... [{} more bytes in the database]", &error[..cut], error.len() - cut)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn long_errors_are_cut_in_status_replies_and_short_ones_kept() {
-        assert_eq!(status_error("diverged"), "diverged");
-        let long = "é".repeat(1000);
-        let shown = status_error(&long);
-        assert!(shown.len() < STATUS_ERROR_BYTES + 40, "{}", shown.len());
-        assert!(shown.ends_with("... [1488 more bytes in the database]"), "{shown}");
-    }
-}
-
 /// A worker as `ListWorkers` and `DrainWorker` answer it.
 pub(super) fn worker_info(w: WorkerRow, clocks: &Clocks, now: Millis) -> pb::WorkerInfo {
     pb::WorkerInfo {
@@ -205,5 +191,19 @@ pub(super) fn worker_info(w: WorkerRow, clocks: &Clocks, now: Millis) -> pb::Wor
         running: w.running,
         last_seen_ms: w.last_seen_at,
         version: w.version,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_errors_are_cut_in_status_replies_and_short_ones_kept() {
+        assert_eq!(status_error("diverged"), "diverged");
+        let long = "é".repeat(1000);
+        let shown = status_error(&long);
+        assert!(shown.len() < STATUS_ERROR_BYTES + 40, "{}", shown.len());
+        assert!(shown.ends_with("... [1488 more bytes in the database]"), "{shown}");
     }
 }

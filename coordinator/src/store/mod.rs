@@ -251,6 +251,11 @@ impl Drain {
     }
 }
 
+/// How long a health probe (`/readyz`, the gRPC health service) waits for the database before
+/// it says not ready: a database cut off silently would otherwise hold it for the pool's
+/// acquire timeout.
+pub const PROBE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What marking a worker seen tells about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Touched {

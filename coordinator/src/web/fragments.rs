@@ -7,7 +7,7 @@ use maud::{html, Markup, DOCTYPE};
 
 use crate::report::render::{mean_sd_text, paired_text};
 use crate::report::{Cell, Report};
-use crate::store::{GpuStatus, Millis, SweepRow, TrialRow, TrialState};
+use crate::store::{Drain, GpuStatus, Millis, SweepRow, TrialRow, TrialState};
 
 /// A page: title, navigation, the vendored charting library and the dashboard's script.
 pub fn layout(title: &str, body: Markup) -> Markup {
@@ -131,6 +131,8 @@ pub struct WorkerView {
     pub gpus: Vec<GpuStatus>,
     /// (trial id, label) of what it runs now.
     pub running: Vec<(String, String)>,
+    /// Asked to leave (`allsweep workers drain`).
+    pub drain: Option<Drain>,
 }
 
 fn gib(bytes: u64) -> String {
@@ -160,7 +162,14 @@ pub fn workers_table(workers: &[WorkerView], now: Millis) -> Markup {
                                     div { "cuda:" (g.index) " " (g.name) ": " (gib(g.memory_used_bytes)) "/" (gib(g.memory_total_bytes)) " GiB, " (g.utilization_percent) "%" }
                                 }
                             }
-                            td { (ago(w.last_seen_at, now)) @if !w.alive { " (not heard from)" } }
+                            td {
+                                (ago(w.last_seen_at, now)) @if !w.alive { " (not heard from)" }
+                                @match w.drain {
+                                    Some(Drain::Finish) => { br; small.drain { "draining: finishing its trials" } }
+                                    Some(Drain::Now) => { br; small.drain { "draining: releasing its trials" } }
+                                    None => {}
+                                }
+                            }
                             td {
                                 @if w.running.is_empty() { "idle" }
                                 @for (id, label) in &w.running { div { a href={ "/trials/" (id) } { (label) } } }

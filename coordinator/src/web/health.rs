@@ -6,13 +6,24 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::WebState;
+use crate::store::PROBE_DEADLINE;
 
 pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
 pub async fn readyz(State(state): State<WebState>) -> Response {
-    match state.store.schema_status().await {
+    // A database cut off silently (packets dropped) would hold the answer for the pool's whole
+    // acquire timeout (30 s); a probe wants "not ready" within its own timeout.
+    let status = tokio::time::timeout(PROBE_DEADLINE, state.store.schema_status()).await;
+    let Ok(status) = status else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: the database did not answer within {PROBE_DEADLINE:?}\n"),
+        )
+            .into_response();
+    };
+    match status {
         Ok(s) if s.applied == s.known => {
             (StatusCode::OK, format!("ready: schema version {}\n", s.applied)).into_response()
         }

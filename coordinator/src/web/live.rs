@@ -180,6 +180,7 @@ pub async fn index_fragments(state: &WebState) -> Result<BTreeMap<&'static str, 
             slots: w.slots,
             last_seen_at: w.last_seen_at,
             gpus: w.gpus,
+            drain: w.drain,
         })
         .collect();
     let mut html = BTreeMap::new();

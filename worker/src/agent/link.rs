@@ -44,7 +44,7 @@ impl Link {
             .max_decoding_message_size(64 << 20);
         let register = pb::RegisterRequest {
             protocol_version: PROTOCOL_VERSION,
-            host: hostname(),
+            host: options.host.clone().unwrap_or_else(hostname),
             device: options.devices.iter().map(|d| format!("{d:?}").to_lowercase()).collect::<Vec<_>>().join(","),
             memory_bytes: memory_bytes(),
             slots: capacity,

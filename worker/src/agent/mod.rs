@@ -65,6 +65,8 @@ pub struct AgentOptions {
     /// checkpoint, upload and release its trials before it exits anyway (their leases then
     /// expire and they resume elsewhere from their last uploaded checkpoint).
     pub stop_timeout: Duration,
+    /// The host name it registers under (`None`: the machine's hostname).
+    pub host: Option<String>,
 }
 
 pub use work_dir::default_root as default_work_root;
