@@ -128,7 +128,6 @@ log "scale to 3 workers"
 compose up -d --scale worker=3 --no-recreate >"$scratch/up3.log" 2>&1 || die "scaling up failed: $(tail -5 "$scratch/up3.log")"
 wait_until 120 "three workers training" workers_training 3
 log "scale back to 1 (the two stopped get SIGTERM mid-trial)"
-leaving=$(compose ps -q worker | tail -n +2)
 ids_before=$(sql "$psql_in" "SELECT string_agg(id, ' ') FROM workers")
 compose up -d --scale worker=1 --no-recreate >"$scratch/up1.log" 2>&1 || die "scaling down failed: $(tail -5 "$scratch/up1.log")"
 released=$(sql "$psql_in" "SELECT count(*) FROM attempts a JOIN trials t ON t.id = a.trial_id WHERE t.sweep_id = '$sweep' AND a.outcome = 'released'")

@@ -9,7 +9,7 @@
 #
 #   tests/system/run.sh [TEST...]     default: all, in the order above
 set -uo pipefail
-cd "$(dirname "$0")"
+cd "$(dirname "$0")" || exit 2
 tests=("$@")
 ((${#tests[@]})) || tests=(k8s containers slurm hosts)
 ((EUID == 0)) || { echo "system tests: run as root (they start daemons and make network namespaces)" >&2; exit 1; }
