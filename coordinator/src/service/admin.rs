@@ -68,15 +68,9 @@ impl AdminService for AdminApi {
         let r = request.into_inner();
         fields::id("worker_id", &r.worker_id)?;
         let drain = if r.now { Drain::Now } else { Drain::Finish };
-        let store = &self.shared.store;
-        if !store.drain_worker(&r.worker_id, drain).await.map_err(status)? {
-            return Err(Status::not_found(format!("worker_id: no worker {} (allsweep workers)", r.worker_id)));
-        }
-        let workers = store.workers().await.map_err(status)?;
-        let row = workers
-            .into_iter()
-            .find(|w| w.id == r.worker_id)
-            .ok_or_else(|| Status::not_found(format!("worker_id: no worker {} (allsweep workers)", r.worker_id)))?;
+        let row = self.shared.store.drain_worker(&r.worker_id, drain).await.map_err(status)?;
+        let row =
+            row.ok_or_else(|| Status::not_found(format!("worker_id: no worker {} (allsweep workers)", r.worker_id)))?;
         tracing::info!(worker = %row.id, drain = drain.as_str(), by = ?by, "worker asked to leave");
         Ok(Response::new(super::user::worker_info(row, &self.shared.clocks, now_ms())))
     }

@@ -362,9 +362,13 @@ impl Store for SqlStore {
         touched.map(|r| rows::touched(&r)).transpose()
     }
 
-    async fn drain_worker(&self, id: &str, drain: Drain) -> Result<bool> {
+    async fn drain_worker(&self, id: &str, drain: Drain) -> Result<Option<WorkerRow>> {
         let done = sqlx::query(sql::DRAIN_WORKER).bind(id).bind(drain.as_str()).execute(&self.pool).await?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let row = sqlx::query(sql::SELECT_WORKER).bind(id).fetch_optional(&self.pool).await?;
+        row.map(|r| rows::worker_row(&r)).transpose()
     }
 
     async fn record_gpus(&self, id: &str, gpus: &[GpuStatus]) -> Result<()> {

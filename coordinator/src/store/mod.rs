@@ -487,8 +487,8 @@ pub trait Store: Send + Sync {
     /// an unknown worker.
     async fn touch_worker(&self, id: &str, now: Millis) -> Result<Option<Touched>>;
     /// Asks a worker to leave (`Drain::Now` stays once asked: a worker releasing its trials
-    /// cannot take them back). `Ok(false)` for an unknown worker.
-    async fn drain_worker(&self, id: &str, drain: Drain) -> Result<bool>;
+    /// cannot take them back); the worker as it now stands, `None` for an unknown one.
+    async fn drain_worker(&self, id: &str, drain: Drain) -> Result<Option<WorkerRow>>;
     /// Records a worker's GPUs as its heartbeat reports them.
     async fn record_gpus(&self, id: &str, gpus: &[GpuStatus]) -> Result<()>;
     async fn workers(&self) -> Result<Vec<WorkerRow>>;

@@ -54,9 +54,21 @@ pub(super) const SELECT_TOKENS: &str =
 pub(super) const REVOKE_TOKEN: &str = "UPDATE tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 \
      RETURNING id, name, role, hash, created_at, revoked_at";
 
-pub(super) const SELECT_WORKERS: &str = "SELECT w.id, w.host, w.device, w.memory_bytes, w.slots, w.version, \
-     w.registered_at, w.last_seen_at, w.gpus, w.drain, (SELECT count(*) FROM trials t WHERE t.worker_id = w.id \
-     AND t.state = 'running') AS running FROM workers w ORDER BY w.id";
+/// The columns `rows::worker_row` reads, each worker with its running trials, then `$tail`.
+macro_rules! select_workers {
+    ($tail:literal) => {
+        concat!(
+            "SELECT w.id, w.host, w.device, w.memory_bytes, w.slots, w.version, w.registered_at, ",
+            "w.last_seen_at, w.gpus, w.drain, (SELECT count(*) FROM trials t WHERE t.worker_id = w.id ",
+            "AND t.state = 'running') AS running FROM workers w",
+            $tail
+        )
+    };
+}
+
+pub(super) const SELECT_WORKERS: &str = select_workers!(" ORDER BY w.id");
+
+pub(super) const SELECT_WORKER: &str = select_workers!(" WHERE w.id = $1");
 
 pub(super) const INSERT_ATTEMPT: &str = "INSERT INTO attempts (trial_id, attempt, worker_id, started_at, \
      outcome, resumed_from_epoch) VALUES ($1, $2, $3, $4, 'running', $5)";

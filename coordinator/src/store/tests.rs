@@ -715,12 +715,14 @@ async fn a_drain_is_kept_and_now_is_never_softened(ctx: Ctx) {
     let store = &*ctx.store;
     let w = gpu_worker("w1");
     assert!(store.register_worker(&w, "hash-1").await.expect("register"));
-    assert!(!store.drain_worker("nobody", Drain::Finish).await.expect("drain"), "an unknown worker");
-    assert!(store.drain_worker("w1", Drain::Finish).await.expect("drain"));
+    assert_eq!(store.drain_worker("nobody", Drain::Finish).await.expect("drain"), None, "an unknown worker");
+    let drained = store.drain_worker("w1", Drain::Finish).await.expect("drain").expect("a known worker");
+    assert_eq!((drained.id.as_str(), drained.drain), ("w1", Some(Drain::Finish)), "the worker as it now stands");
     let touched = store.touch_worker("w1", T0 + 1).await.expect("touch");
     assert_eq!(touched.map(|t| t.drain), Some(Some(Drain::Finish)));
-    assert!(store.drain_worker("w1", Drain::Now).await.expect("drain now"));
-    assert!(store.drain_worker("w1", Drain::Finish).await.expect("drain again"));
+    assert!(store.drain_worker("w1", Drain::Now).await.expect("drain now").is_some());
+    let again = store.drain_worker("w1", Drain::Finish).await.expect("drain again").expect("a known worker");
+    assert_eq!(again.drain, Some(Drain::Now), "what the reply says is what is stored");
     assert_eq!(store.workers().await.expect("workers")[0].drain, Some(Drain::Now), "a release under way stays");
     // Registering again (a reconnect) keeps the drain: the worker still leaves.
     assert!(store.register_worker(&w, "hash-1").await.expect("re-register"));

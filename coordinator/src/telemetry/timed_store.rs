@@ -76,7 +76,7 @@ impl Store for TimedStore {
         self.time("touch_worker", self.inner.touch_worker(id, now)).await
     }
 
-    async fn drain_worker(&self, id: &str, drain: Drain) -> Result<bool> {
+    async fn drain_worker(&self, id: &str, drain: Drain) -> Result<Option<WorkerRow>> {
         self.time("drain_worker", self.inner.drain_worker(id, drain)).await
     }
 
